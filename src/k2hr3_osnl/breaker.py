@@ -1,0 +1,87 @@
+"""One circuit breaker shared by every worker thread.
+
+While K2HR3 is failing, workers do not each retry on their own schedule (that would send
+one request per held message per retry). They wait here together, and only one probe
+goes out at a time, spaced by an exponential backoff with jitter that is capped at
+``max_interval``. The first probe that succeeds closes the breaker and wakes everyone,
+so a backlog drains at full speed as soon as K2HR3 is back.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from enum import Enum
+
+
+class Turn(Enum):
+    CALL = "call"  # the breaker is closed: call K2HR3
+    PROBE = "probe"  # the breaker is open and this caller is the one probe
+    GIVE_UP = "give_up"  # the deadline passed or the daemon is stopping
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        max_interval: float = 1.0,
+        min_interval: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_interval = max_interval
+        self.min_interval = min(min_interval, max_interval)
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._open = False
+        self._probing = False
+        self._interval = self.min_interval
+        self._next_probe = 0.0
+        self._stopping = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def wait_turn(self, deadline: float) -> Turn:
+        """Block until this caller may call K2HR3, or until ``deadline`` (clock time)."""
+        with self._cond:
+            while True:
+                if self._stopping:
+                    return Turn.GIVE_UP
+                if not self._open:
+                    return Turn.CALL
+                now = self._clock()
+                if not self._probing and now >= self._next_probe:
+                    self._probing = True
+                    return Turn.PROBE
+                if now >= deadline:
+                    return Turn.GIVE_UP
+                wake = deadline if self._probing else min(deadline, self._next_probe)
+                self._cond.wait(timeout=max(0.0, wake - now))
+
+    def record(self, turn: Turn, ok: bool) -> None:
+        """Report how a call made on ``turn`` went."""
+        with self._cond:
+            if turn is Turn.PROBE:
+                self._probing = False
+            if ok:
+                if self._open:
+                    self._open = False
+                    self._interval = self.min_interval
+                    self._cond.notify_all()
+                return
+            if not self._open or turn is Turn.PROBE:
+                # Open now, or stay open with a longer pause before the next probe.
+                if self._open:
+                    self._interval = min(self.max_interval, self._interval * 2)
+                self._open = True
+                jitter = random.uniform(0.8, 1.0)
+                self._next_probe = self._clock() + self._interval * jitter
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        """Release every waiter: the daemon is shutting down."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()

@@ -1,0 +1,114 @@
+"""The ``k2hr3-osnl`` command.
+
+``k2hr3-osnl [-c FILE]`` runs the listener; ``k2hr3-osnl replay ...`` feeds saved or
+parked notifications through the same code. The options of k2hr3_osnl 1.0.8 (``-c``,
+``-d``, ``-l``, ``-f``, ``-v``) keep their meaning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+# oslo.messaging imports eventlet, which warns on import even though we never use it.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+from k2hr3_osnl import __version__, config, logs, replay, service  # noqa: E402
+from k2hr3_osnl.opts import LOG_LEVELS  # noqa: E402
+from k2hr3_osnl.parking import ParkingLot  # noqa: E402
+
+LOG = logging.getLogger("k2hr3_osnl")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a value given before the subcommand is not reset by the subcommand's parser.
+    common.add_argument("-c", "--config-file", action="append", dest="config_files",
+                        metavar="FILE", default=argparse.SUPPRESS,
+                        help="configuration file; may be repeated, later files win "
+                             f"(default: {' or '.join(config.DEFAULT_CONFIG_FILES)})")
+    common.add_argument("--config-dir", action="append", dest="config_dirs", metavar="DIR",
+                        default=argparse.SUPPRESS,
+                        help="directory of *.conf files read after --config-file")
+    common.add_argument("-d", "--debug-level", choices=LOG_LEVELS, default=argparse.SUPPRESS,
+                        help="overrides [DEFAULT] debug_level")
+    common.add_argument("-l", "--libs-debug-level", choices=LOG_LEVELS,
+                        default=argparse.SUPPRESS,
+                        help="overrides [DEFAULT] libs_debug_level")
+    common.add_argument("-f", "--log-file", default=argparse.SUPPRESS, metavar="FILE",
+                        help="overrides [DEFAULT] log_file")
+
+    parser = argparse.ArgumentParser(
+        prog="k2hr3-osnl", parents=[common],
+        description="Remove deleted OpenStack VMs from K2HR3 roles, from the deletion "
+                    "notifications on RabbitMQ.")
+    parser.add_argument("-v", "--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--check-config", action="store_true",
+                        help="check the configuration, print every problem, and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    r = commands.add_parser(
+        "replay", parents=[common],
+        help="feed saved or parked notifications through the parser and K2HR3 client",
+        description="Print what the daemon decides for each saved notification and, "
+                    "unless --dry-run, make the K2HR3 call.")
+    r.add_argument("files", nargs="*", metavar="FILE",
+                   help="saved notifications ('-' for standard input): wire bodies, "
+                        "oslo.message envelopes, endpoint dumps or {event_type, payload}")
+    r.add_argument("--dry-run", action="store_true", help="decide only; call nothing")
+    r.add_argument("--parked", action="store_true",
+                   help="re-drive the parked deletions in [k2hr3] state_dir")
+    r.add_argument("--list", action="store_true", help="with --parked: only list them")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "replay" and not args.parked and not args.files:
+        parser.error("replay needs FILE arguments or --parked")
+    try:
+        conf = config.load(getattr(args, "config_files", ()), getattr(args, "config_dirs", ()))
+    except config.ConfigError as error:
+        print(f"k2hr3-osnl: {error}", file=sys.stderr)
+        return 2
+    for name in ("debug_level", "libs_debug_level", "log_file"):
+        if name in args:
+            conf.set_override(name, getattr(args, name))
+    try:
+        logs.setup(conf.debug_level, conf.libs_debug_level, conf.log_file)
+    except (OSError, ValueError) as error:
+        print(f"k2hr3-osnl: cannot log to {conf.log_file}: {error}", file=sys.stderr)
+        return 2
+    found = config.problems(conf)
+    if args.check_config:
+        for problem in found:
+            print(problem)
+        print(f"{len(found)} problem(s)" if found else "configuration OK")
+        return 1 if found else 0
+    try:
+        config.check(conf)
+    except config.ConfigError as error:
+        LOG.error("%s", error)
+        return 2
+    if args.command == "replay":
+        return _replay(args, conf)
+    return service.run(conf)
+
+
+def _replay(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
+    parking = ParkingLot(conf.k2hr3.state_dir)
+    if args.parked and args.list:
+        return replay.list_parked(parking, sys.stdout)
+    client = None if args.dry_run else service.make_client(conf)
+    if args.parked:
+        if client is None:
+            return replay.list_parked(parking, sys.stdout)
+        return replay.replay_parked(parking, client, sys.stdout)
+    return replay.replay_files(args.files, client, sys.stdout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Loading and checking the configuration: one ``ConfigOpts`` for the whole process.
+
+oslo.messaging reads its own groups (``[oslo_messaging_rabbit]`` for TLS, heartbeats,
+prefetch, quorum queues...) from the same object, so one file configures everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import urllib.parse
+from collections.abc import Sequence
+
+import oslo_messaging
+import oslo_messaging.opts
+from oslo_config import cfg
+
+from k2hr3_osnl import opts
+
+LOG = logging.getLogger(__name__)
+
+PROJECT = "k2hr3-osnl"
+#: Searched in this order when no --config-file is given; the first is k2hr3_osnl 1.0.8's.
+DEFAULT_CONFIG_FILES = ("/etc/k2hr3/k2hr3_osnl.conf", "/etc/k2hr3-osnl/k2hr3-osnl.conf")
+#: Unacknowledged messages RabbitMQ may hand us at once. oslo.messaging's default is
+#: unlimited, which lets a backlog of 100,000 deletions land in our memory.
+DEFAULT_PREFETCH = 64
+RABBIT_GROUP = "oslo_messaging_rabbit"
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file, section and option."""
+
+
+def new_conf() -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    # oslo.messaging's own options first, so that they can be read (and checked) before
+    # a transport exists; the driver registers the same ones again later, harmlessly.
+    for group, group_opts in oslo_messaging.opts.list_opts():
+        conf.register_opts(group_opts, group=group)
+    opts.register_opts(conf)
+    conf.set_default("rabbit_qos_prefetch_count", DEFAULT_PREFETCH, group=RABBIT_GROUP)
+    return conf
+
+
+def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> cfg.ConfigOpts:
+    """Parse the given files (or the default ones) and check every value."""
+    args: list[str] = []
+    for path in config_files:
+        _check_readable(path)
+        args += ["--config-file", path]
+    for path in config_dirs:
+        if not os.path.isdir(path):
+            raise ConfigError(f"{path}: not a directory")
+        args += ["--config-dir", path]
+    defaults = [] if args else [p for p in DEFAULT_CONFIG_FILES if os.path.exists(p)]
+    conf = new_conf()
+    try:
+        conf(args=args, project=PROJECT, default_config_files=defaults,
+             use_env=False, validate_default_values=True)
+    except cfg.ConfigFilesNotFoundError as error:
+        raise ConfigError(f"cannot read {', '.join(error.config_files)}") from None
+    except cfg.ConfigFileParseError as error:
+        raise ConfigError(f"{error.config_file}: {error.msg}") from None
+    except cfg.Error as error:
+        raise ConfigError(str(error)) from None
+    return conf
+
+
+def problems(conf: cfg.ConfigOpts) -> list[str]:
+    """Every value that cannot work, as ``[section] option: what is wrong``."""
+    found: list[str] = []
+    for group, group_opts in opts.list_opts():
+        section = conf if group == "DEFAULT" else conf[group]
+        for opt in group_opts:
+            try:
+                getattr(section, opt.dest)
+            except (cfg.ConfigFileValueError, ValueError) as error:
+                found.append(f"[{group}] {opt.name}: {error}")
+    if found:
+        return found  # the checks below read these values
+
+    n = conf.oslo_messaging_notifications
+    for name in ("event_type", "publisher_id"):
+        found += _regex_problems(n.get(name), f"[{opts.NOTIFICATIONS_GROUP}] {name}")
+    for name in ("context", "metadata", "payload"):
+        for key, value in (n.get(name) or {}).items():
+            found += _regex_problems(value, f"[{opts.NOTIFICATIONS_GROUP}] {name}.{key}")
+    for name in ("exchange", "topic"):
+        values = n.get(name)
+        if not values:
+            found.append(f"[{opts.NOTIFICATIONS_GROUP}] {name}: must name at least one")
+        for value in values or ():
+            if not _NAME.match(value):
+                found.append(f"[{opts.NOTIFICATIONS_GROUP}] {name}: {value!r} is not a valid name")
+    if n.pool and not _NAME.match(n.pool):
+        found.append(f"[{opts.NOTIFICATIONS_GROUP}] pool: {n.pool!r} is not a valid name")
+    try:
+        oslo_messaging.TransportURL.parse(conf, n.transport_url)
+    except oslo_messaging.InvalidTransportURL as error:
+        # The message would echo the URL, password included.
+        found.append(f"[{opts.NOTIFICATIONS_GROUP}] transport_url: invalid "
+                     f"({type(error).__name__}); expected rabbit://user:pass@host:port/vhost")
+
+    k = conf.k2hr3
+    url = urllib.parse.urlsplit(k.api_url or "")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        found.append(f"[{opts.K2HR3_GROUP}] api_url: {k.api_url!r} is not an http(s) URL")
+    elif not url.path.rstrip("/").endswith("/v1/role"):
+        found.append(f"[{opts.K2HR3_GROUP}] api_url: {k.api_url!r} does not end in /v1/role")
+    for name in ("ca_file", "cert_file", "key_file"):
+        path = k.get(name)
+        if path and not os.access(path, os.R_OK):
+            found.append(f"[{opts.K2HR3_GROUP}] {name}: {path} is not readable")
+    if k.key_file and not k.cert_file:
+        found.append(f"[{opts.K2HR3_GROUP}] key_file: set, but cert_file is not")
+    return found
+
+
+def check(conf: cfg.ConfigOpts) -> None:
+    """Raise :class:`ConfigError` listing every problem; warn about ignored values."""
+    found = problems(conf)
+    if found:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(found))
+    executor = conf.oslo_messaging_notifications.executor
+    if executor != "threading":
+        LOG.warning("[%s] executor = %s is not supported; using 'threading'",
+                    opts.NOTIFICATIONS_GROUP, executor)
+    if conf.k2hr3.allow_self_signed_cert:
+        LOG.warning("[k2hr3] allow_self_signed_cert = true: K2HR3's certificate is not "
+                    "verified; prefer ca_file")
+
+
+def _regex_problems(pattern: str | None, where: str) -> list[str]:
+    if pattern is None:
+        return []
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        return [f"{where}: {pattern!r} is not a regular expression ({error})"]
+    return []
+
+
+def _check_readable(path: str) -> None:
+    if not os.path.exists(path):
+        raise ConfigError(f"{path}: no such file")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"{path}: permission denied")

@@ -1,0 +1,207 @@
+"""Every configuration option k2hr3-osnl reads, in one place.
+
+The option names and groups of k2hr3_osnl 1.0.8 are kept so that its config files load
+unchanged; ``oslo-config-generator --namespace k2hr3_osnl`` reads :func:`list_opts`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from oslo_config import cfg
+from oslo_messaging.notify import notifier as _oslo_notifier
+
+#: The three deletion events this listener acts on.
+DEFAULT_EVENT_TYPE = r"^(port\.delete\.end|instance\.delete\.end|compute\.instance\.delete\.end)$"
+#: neutron publishes as ``network.<host>``, legacy nova as ``compute.<host>``,
+#: versioned nova as ``nova-compute:<host>`` or ``nova-api:<host>``.
+DEFAULT_PUBLISHER_ID = r"^(network|compute|nova-[a-z-]+)([.:].*)?$"
+DEFAULT_TRANSPORT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical", "notset")
+
+NOTIFICATIONS_GROUP = "oslo_messaging_notifications"
+K2HR3_GROUP = "k2hr3"
+
+_REPLACED_BY_PARKING = (
+    "A failed deletion is now retried with a shared circuit breaker and then parked "
+    "under state_dir (see 'k2hr3-osnl replay --parked'), never requeued in a loop."
+)
+
+default_opts = [
+    cfg.StrOpt(
+        "debug_level",
+        default="info",
+        choices=LOG_LEVELS,
+        help="Log level of k2hr3-osnl itself.",
+    ),
+    cfg.StrOpt(
+        "libs_debug_level",
+        default="warn",
+        choices=LOG_LEVELS,
+        help="Log level of the libraries underneath (oslo.messaging, kombu, amqp, urllib3).",
+    ),
+    cfg.StrOpt(
+        "log_file",
+        default="sys.stderr",
+        help="Where logs go: 'sys.stderr' (the journal under systemd) or a file path.",
+    ),
+]
+
+notification_opts = [
+    cfg.StrOpt(
+        "event_type",
+        default=DEFAULT_EVENT_TYPE,
+        help="Regular expression an event_type must match to reach the endpoint.",
+    ),
+    cfg.StrOpt(
+        "publisher_id",
+        default=DEFAULT_PUBLISHER_ID,
+        help="Regular expression a publisher_id must match to reach the endpoint.",
+    ),
+    cfg.DictOpt("context", help="Regular expressions the message context must match."),
+    cfg.DictOpt("metadata", help="Regular expressions the message metadata must match."),
+    cfg.DictOpt("payload", help="Regular expressions the payload must match."),
+    cfg.ListOpt(
+        "topic",
+        default=["notifications", "versioned_notifications"],
+        help="Topics to listen on; a comma-separated list. neutron and legacy nova publish "
+        "on 'notifications', versioned nova on 'versioned_notifications'.",
+    ),
+    cfg.ListOpt(
+        "exchange",
+        default=["neutron", "nova"],
+        help="Exchanges to listen on; a comma-separated list. Every exchange is bound "
+        "with every topic.",
+    ),
+    cfg.StrOpt(
+        "executor",
+        default="threading",
+        help="oslo.messaging executor. Only 'threading' is supported; other values are "
+        "accepted with a warning and replaced by it.",
+    ),
+    cfg.StrOpt(
+        "pool",
+        default="k2hr3_osnl",
+        help="Listener pool: the name of this listener's own queue. Listeners with the same "
+        "pool share the work; an empty value competes with other consumers on "
+        "'<topic>.info'.",
+    ),
+    cfg.BoolOpt(
+        "allow_requeue",
+        default=True,
+        deprecated_for_removal=True,
+        deprecated_reason=_REPLACED_BY_PARKING,
+        help="Ignored.",
+    ),
+]
+
+k2hr3_opts = [
+    cfg.StrOpt(
+        "api_url",
+        default="https://localhost/v1/role",
+        help="K2HR3 Role API URL, ending in /v1/role.",
+    ),
+    cfg.FloatOpt(
+        "timeout_seconds",
+        default=30,
+        min=0.1,
+        help="Read timeout of a K2HR3 call, in seconds.",
+    ),
+    cfg.FloatOpt(
+        "connect_timeout_seconds",
+        default=5,
+        min=0.1,
+        help="Connect timeout of a K2HR3 call, in seconds.",
+    ),
+    cfg.IntOpt(
+        "max_retries",
+        default=5,
+        min=0,
+        deprecated_for_removal=True,
+        deprecated_reason="Replaced by retry_budget_seconds: a deletion is retried until "
+        "its time budget is spent, then parked. " + _REPLACED_BY_PARKING,
+        help="Ignored.",
+    ),
+    cfg.FloatOpt(
+        "retry_interval_seconds",
+        default=1.0,
+        min=0.05,
+        help="Longest wait between two attempts while K2HR3 is failing. All workers share "
+        "one circuit breaker, so K2HR3 sees about one probe per interval, whatever the "
+        "backlog. (k2hr3_osnl 1.0.8 slept this long in each worker; values above 60 are "
+        "capped at 60.)",
+    ),
+    cfg.FloatOpt(
+        "retry_budget_seconds",
+        default=1200,
+        min=0,
+        help="How long one deletion is retried before it is parked. Keep it below "
+        "RabbitMQ's consumer_timeout (30 minutes by default).",
+    ),
+    cfg.BoolOpt(
+        "allow_self_signed_cert",
+        default=False,
+        help="Do not verify K2HR3's TLS certificate. Prefer ca_file.",
+    ),
+    cfg.StrOpt("ca_file", help="CA bundle used to verify K2HR3's TLS certificate."),
+    cfg.StrOpt("cert_file", help="Client certificate (PEM) presented to K2HR3."),
+    cfg.StrOpt("key_file", secret=True, help="Private key of cert_file, if separate."),
+    cfg.BoolOpt(
+        "requeue_on_error",
+        default=False,
+        deprecated_for_removal=True,
+        deprecated_reason=_REPLACED_BY_PARKING,
+        help="Ignored.",
+    ),
+    cfg.BoolOpt(
+        "dry_run",
+        default=False,
+        help="Log each K2HR3 call instead of making it.",
+    ),
+    cfg.StrOpt(
+        "state_dir",
+        default="/var/lib/k2hr3-osnl",
+        help="Directory for durable state: parked deletions live in <state_dir>/parked.",
+    ),
+    cfg.FloatOpt(
+        "duplicate_window_seconds",
+        default=600,
+        min=0,
+        help="A message_id already delivered within this window is acknowledged without "
+        "calling K2HR3 again (0 turns this off).",
+    ),
+    cfg.FloatOpt(
+        "drain_seconds",
+        default=30,
+        min=0,
+        help="On SIGTERM, how long in-flight deletions may finish; the rest stay "
+        "unacknowledged and RabbitMQ redelivers them.",
+    ),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register our options, plus oslo.messaging's own notifier options.
+
+    ``transport_url`` lives in oslo.messaging's ``[oslo_messaging_notifications]`` group,
+    so its option object is reused rather than declared again (a second declaration of the
+    same name would clash).
+    """
+    conf.register_opts(default_opts)
+    conf.register_opts(_oslo_notifier._notifier_opts, group=NOTIFICATIONS_GROUP)
+    conf.set_default("transport_url", DEFAULT_TRANSPORT_URL, group=NOTIFICATIONS_GROUP)
+    conf.register_opts(notification_opts, group=NOTIFICATIONS_GROUP)
+    conf.register_opts(k2hr3_opts, group=K2HR3_GROUP)
+
+
+def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
+    """Options for oslo-config-generator (entry point ``oslo.config.opts``)."""
+    transport_url = copy.deepcopy(
+        next(o for o in _oslo_notifier._notifier_opts if o.name == "transport_url")
+    )
+    transport_url.default = DEFAULT_TRANSPORT_URL
+    return [
+        ("DEFAULT", default_opts),
+        (NOTIFICATIONS_GROUP, [transport_url, *notification_opts]),
+        (K2HR3_GROUP, k2hr3_opts),
+    ]

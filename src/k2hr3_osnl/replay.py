@@ -1,0 +1,99 @@
+"""``k2hr3-osnl replay``: answer "why wasn't this VM removed?" and re-drive parked work.
+
+Saved notifications go through the same :func:`~k2hr3_osnl.events.decide` and the same
+K2HR3 client as the daemon, one attempt each, and every decision is printed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from typing import TextIO
+
+from k2hr3_osnl import formats
+from k2hr3_osnl.events import Delete, decide
+from k2hr3_osnl.handler import Notification
+from k2hr3_osnl.k2hr3 import Outcome, RoleClient
+from k2hr3_osnl.parking import ParkingLot
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    with open(path, encoding="utf-8") as source:
+        return source.read()
+
+
+def describe(note: Notification) -> tuple[str, Delete | None]:
+    decision = decide(note.event_type, note.payload)
+    if isinstance(decision, Delete):
+        host = list(decision.ips) if decision.ips else "all of its IPs"
+        return f"delete cuk={decision.cuk} host={host}", decision
+    kind = type(decision).__name__.lower()
+    return f"{kind}: {decision.reason}", None
+
+
+def replay_files(paths: Iterable[str], client: RoleClient | None, out: TextIO) -> int:
+    """Print each notification's decision; call K2HR3 unless ``client`` is None."""
+    failed = 0
+    for path in paths:
+        try:
+            items = list(formats.documents(_read(path)))
+        except (OSError, UnicodeDecodeError, formats.FormatError) as error:
+            print(f"{path}: cannot read: {error}", file=out)
+            failed += 1
+            continue
+        for index, document in enumerate(items):
+            where = path if len(items) == 1 else f"{path}[{index}]"
+            try:
+                note = formats.notification(document)
+            except formats.FormatError as error:
+                print(f"{where}: not a notification: {error}", file=out)
+                failed += 1
+                continue
+            text, delete = describe(note)
+            line = f"{where}: {note.event_type} message_id={note.message_id}: {text}"
+            if delete is not None and client is not None:
+                answer = client.delete(delete.cuk, delete.ips)
+                line += f" -> {answer.outcome.value} ({answer.status or answer.detail})"
+                failed += answer.outcome is not Outcome.DELETED
+            print(line, file=out)
+    return 1 if failed else 0
+
+
+def list_parked(parking: ParkingLot, out: TextIO) -> int:
+    count = 0
+    for item in parking:
+        count += 1
+        text, _ = describe(Notification(item.message_id, item.event_type, item.publisher_id,
+                                        item.payload))
+        parked = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item.parked_at))
+        print(f"{item.path}: parked {parked} after {item.attempts} attempt(s): {item.reason}"
+              f"\n    {item.event_type} message_id={item.message_id}: {text}", file=out)
+    print(f"{count} parked in {parking.directory}", file=out)
+    return 0
+
+
+def replay_parked(parking: ParkingLot, client: RoleClient, out: TextIO) -> int:
+    """One attempt each; a delivered (or now unusable) one leaves the parking lot."""
+    left = 0
+    for item in parking:
+        text, delete = describe(Notification(item.message_id, item.event_type,
+                                             item.publisher_id, item.payload))
+        line = f"{item.path}: {text}"
+        if delete is None:
+            parking.remove(item)
+            line += " -> removed"
+        else:
+            answer = client.delete(delete.cuk, delete.ips)
+            if answer.outcome is Outcome.DELETED:
+                parking.remove(item)
+                line += f" -> deleted ({answer.status or answer.detail})"
+            else:
+                left += 1
+                line += f" -> still parked: {answer.outcome.value} " \
+                        f"({answer.status or answer.detail})"
+        print(line, file=out)
+    print(f"{left} still parked in {parking.directory}", file=out)
+    return 1 if left else 0

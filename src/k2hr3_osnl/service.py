@@ -1,0 +1,169 @@
+"""The daemon: build everything from the configuration, listen, stop cleanly.
+
+This is the edge that talks to RabbitMQ (through oslo.messaging) and to the operating
+system (signals). Everything it wires together is built by :func:`build`, so the tests
+can run the very same listener on oslo.messaging's ``fake://`` transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from types import FrameType
+
+import oslo_messaging
+from oslo_config import cfg
+
+from k2hr3_osnl import __version__
+from k2hr3_osnl.breaker import CircuitBreaker
+from k2hr3_osnl.endpoint import NotificationEndpoint
+from k2hr3_osnl.handler import Handler
+from k2hr3_osnl.k2hr3 import RoleClient
+from k2hr3_osnl.parking import ParkingLot
+from k2hr3_osnl.recent import RecentIds
+
+LOG = logging.getLogger(__name__)
+
+#: Longest pause between probes of a failing K2HR3, whatever retry_interval_seconds says.
+MAX_PROBE_INTERVAL = 60.0
+
+
+@dataclass
+class Daemon:
+    conf: cfg.ConfigOpts
+    handler: Handler
+    endpoint: NotificationEndpoint
+    transport: oslo_messaging.Transport
+    targets: list[oslo_messaging.Target]
+    listener: oslo_messaging.MessageHandlingServer
+
+
+def make_client(conf: cfg.ConfigOpts) -> RoleClient:
+    k = conf.k2hr3
+    verify: bool | str = k.ca_file or True
+    if k.allow_self_signed_cert:
+        verify = False
+    cert: str | tuple[str, str] | None = None
+    if k.cert_file:
+        cert = (k.cert_file, k.key_file) if k.key_file else k.cert_file
+    return RoleClient(
+        k.api_url,
+        connect_timeout=k.connect_timeout_seconds,
+        read_timeout=k.timeout_seconds,
+        verify=verify,
+        cert=cert,
+        dry_run=k.dry_run,
+        pool_size=conf.executor_thread_pool_size,
+    )
+
+
+def make_handler(conf: cfg.ConfigOpts, client: RoleClient | None = None) -> Handler:
+    k = conf.k2hr3
+    return Handler(
+        client=client or make_client(conf),
+        breaker=CircuitBreaker(max_interval=min(k.retry_interval_seconds, MAX_PROBE_INTERVAL)),
+        parking=ParkingLot(k.state_dir),
+        recent=RecentIds(k.duplicate_window_seconds),
+        retry_budget=k.retry_budget_seconds,
+    )
+
+
+def make_filter(conf: cfg.ConfigOpts) -> oslo_messaging.NotificationFilter:
+    n = conf.oslo_messaging_notifications
+    return oslo_messaging.NotificationFilter(
+        context=n.context, publisher_id=n.publisher_id, event_type=n.event_type,
+        metadata=n.metadata, payload=n.payload)
+
+
+def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
+    n = conf.oslo_messaging_notifications
+    handler = handler or make_handler(conf)
+    endpoint = NotificationEndpoint(handler, make_filter(conf))
+    transport = oslo_messaging.get_notification_transport(conf, url=n.transport_url)
+    targets = [oslo_messaging.Target(exchange=exchange, topic=topic)
+               for exchange in n.exchange for topic in n.topic]
+    listener = oslo_messaging.get_notification_listener(
+        transport, targets, [endpoint], executor="threading",
+        # Requeueing is used only by a stopping daemon, for messages it did not start.
+        allow_requeue=True, pool=n.pool or None)
+    return Daemon(conf, handler, endpoint, transport, targets, listener)
+
+
+def describe(daemon: Daemon) -> str:
+    n = daemon.conf.oslo_messaging_notifications
+    url = urllib.parse.urlsplit(n.transport_url or "")
+    where = url.hostname or "?"
+    if url.port:
+        where += f":{url.port}"
+    bindings = ", ".join(f"{t.exchange}/{t.topic}" for t in daemon.targets)
+    queue = f"pool queue {n.pool!r}" if n.pool else "shared queues '<topic>.info'"
+    return (f"RabbitMQ {url.scheme}://{where} [{bindings}] on {queue}; "
+            f"K2HR3 {daemon.conf.k2hr3.api_url}{' (dry run)' if daemon.conf.k2hr3.dry_run else ''}")
+
+
+def run(conf: cfg.ConfigOpts) -> int:
+    """Listen until SIGTERM or SIGINT, then stop cleanly. Returns the exit status."""
+    daemon = build(conf)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        LOG.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    LOG.info("k2hr3-osnl %s starting: %s", __version__, describe(daemon))
+    # start() blocks while RabbitMQ is unreachable (the driver retries and logs), so it
+    # runs aside and a signal can still stop a daemon that never connected.
+    started = threading.Event()
+
+    def start() -> None:
+        try:
+            daemon.listener.start()
+        except Exception:
+            LOG.exception("cannot start the listener")
+            stop.set()
+            return
+        started.set()
+        LOG.info("listening")
+
+    threading.Thread(target=start, name="listener-start", daemon=True).start()
+    stop.wait()
+    if not started.is_set():
+        LOG.info("stopped before RabbitMQ could be reached")
+        _flush_and_exit(0)
+    return shutdown(daemon, conf.k2hr3.drain_seconds)
+
+
+def shutdown(daemon: Daemon, drain_seconds: float) -> int:
+    """Stop taking messages, let in-flight ones finish, hand the rest back to RabbitMQ."""
+    daemon.listener.stop()
+    # Deliveries waiting for K2HR3 give up now and are requeued; calls already on the
+    # wire finish (their HTTP timeouts bound them).
+    daemon.handler.breaker.stop()
+    waiter = threading.Thread(target=daemon.listener.wait, name="listener-wait", daemon=True)
+    waiter.start()
+    waiter.join(drain_seconds)
+    if waiter.is_alive():
+        LOG.warning("in-flight deletions still running after %.0fs; leaving them "
+                    "unacknowledged for RabbitMQ to redeliver", drain_seconds)
+        _flush_and_exit(0)
+    daemon.transport.cleanup()
+    daemon.handler.client.close()
+    LOG.info("stopped")
+    return 0
+
+
+def _flush_and_exit(status: int) -> None:
+    # Worker threads may be blocked in K2HR3 or broker calls; the process must not wait
+    # for them. Unacknowledged messages go back to the queue when the connection drops.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
