@@ -26,40 +26,77 @@ LOG = logging.getLogger("k2hr3_osnl")
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a value given before the subcommand is not reset by the subcommand's parser.
-    common.add_argument("-c", "--config-file", action="append", dest="config_files",
-                        metavar="FILE", default=argparse.SUPPRESS,
-                        help="configuration file; may be repeated, later files win "
-                             f"(default: {' or '.join(config.DEFAULT_CONFIG_FILES)})")
-    common.add_argument("--config-dir", action="append", dest="config_dirs", metavar="DIR",
-                        default=argparse.SUPPRESS,
-                        help="directory of *.conf files read after --config-file")
-    common.add_argument("-d", "--debug-level", choices=LOG_LEVELS, default=argparse.SUPPRESS,
-                        help="overrides [DEFAULT] debug_level")
-    common.add_argument("-l", "--libs-debug-level", choices=LOG_LEVELS,
-                        default=argparse.SUPPRESS,
-                        help="overrides [DEFAULT] libs_debug_level")
-    common.add_argument("-f", "--log-file", default=argparse.SUPPRESS, metavar="FILE",
-                        help="overrides [DEFAULT] log_file")
+    common.add_argument(
+        "-c",
+        "--config-file",
+        action="append",
+        dest="config_files",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="configuration file; may be repeated, later files win "
+        f"(default: {' or '.join(config.DEFAULT_CONFIG_FILES)})",
+    )
+    common.add_argument(
+        "--config-dir",
+        action="append",
+        dest="config_dirs",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="directory of *.conf files read after --config-file",
+    )
+    common.add_argument(
+        "-d",
+        "--debug-level",
+        choices=LOG_LEVELS,
+        default=argparse.SUPPRESS,
+        help="overrides [DEFAULT] debug_level",
+    )
+    common.add_argument(
+        "-l",
+        "--libs-debug-level",
+        choices=LOG_LEVELS,
+        default=argparse.SUPPRESS,
+        help="overrides [DEFAULT] libs_debug_level",
+    )
+    common.add_argument(
+        "-f",
+        "--log-file",
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="overrides [DEFAULT] log_file",
+    )
 
     parser = argparse.ArgumentParser(
-        prog="k2hr3-osnl", parents=[common],
+        prog="k2hr3-osnl",
+        parents=[common],
         description="Remove deleted OpenStack VMs from K2HR3 roles, from the deletion "
-                    "notifications on RabbitMQ.")
+        "notifications on RabbitMQ.",
+    )
     parser.add_argument("-v", "--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--check-config", action="store_true",
-                        help="check the configuration, print every problem, and exit")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="check the configuration, print every problem, and exit",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     r = commands.add_parser(
-        "replay", parents=[common],
+        "replay",
+        parents=[common],
         help="feed saved or parked notifications through the parser and K2HR3 client",
         description="Print what the daemon decides for each saved notification and, "
-                    "unless --dry-run, make the K2HR3 call.")
-    r.add_argument("files", nargs="*", metavar="FILE",
-                   help="saved notifications ('-' for standard input): wire bodies, "
-                        "oslo.message envelopes, endpoint dumps or {event_type, payload}")
+        "unless --dry-run, make the K2HR3 call.",
+    )
+    r.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="saved notifications ('-' for standard input): wire bodies, "
+        "oslo.message envelopes, endpoint dumps or {event_type, payload}",
+    )
     r.add_argument("--dry-run", action="store_true", help="decide only; call nothing")
-    r.add_argument("--parked", action="store_true",
-                   help="re-drive the parked deletions in [k2hr3] state_dir")
+    r.add_argument(
+        "--parked", action="store_true", help="re-drive the parked deletions in [k2hr3] state_dir"
+    )
     r.add_argument("--list", action="store_true", help="with --parked: only list them")
     return parser
 

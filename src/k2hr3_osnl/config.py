@@ -58,8 +58,13 @@ def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> c
     defaults = [] if args else [p for p in DEFAULT_CONFIG_FILES if os.path.exists(p)]
     conf = new_conf()
     try:
-        conf(args=args, project=PROJECT, default_config_files=defaults,
-             use_env=False, validate_default_values=True)
+        conf(
+            args=args,
+            project=PROJECT,
+            default_config_files=defaults,
+            use_env=False,
+            validate_default_values=True,
+        )
     except cfg.ConfigFilesNotFoundError as error:
         raise ConfigError(f"cannot read {', '.join(error.config_files)}") from None
     except cfg.ConfigFileParseError as error:
@@ -101,8 +106,10 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
         oslo_messaging.TransportURL.parse(conf, n.transport_url)
     except oslo_messaging.InvalidTransportURL as error:
         # The message would echo the URL, password included.
-        found.append(f"[{opts.NOTIFICATIONS_GROUP}] transport_url: invalid "
-                     f"({type(error).__name__}); expected rabbit://user:pass@host:port/vhost")
+        found.append(
+            f"[{opts.NOTIFICATIONS_GROUP}] transport_url: invalid "
+            f"({type(error).__name__}); expected rabbit://user:pass@host:port/vhost"
+        )
 
     k = conf.k2hr3
     url = urllib.parse.urlsplit(k.api_url or "")
@@ -126,11 +133,16 @@ def check(conf: cfg.ConfigOpts) -> None:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(found))
     executor = conf.oslo_messaging_notifications.executor
     if executor != "threading":
-        LOG.warning("[%s] executor = %s is not supported; using 'threading'",
-                    opts.NOTIFICATIONS_GROUP, executor)
+        LOG.warning(
+            "[%s] executor = %s is not supported; using 'threading'",
+            opts.NOTIFICATIONS_GROUP,
+            executor,
+        )
     if conf.k2hr3.allow_self_signed_cert:
-        LOG.warning("[k2hr3] allow_self_signed_cert = true: K2HR3's certificate is not "
-                    "verified; prefer ca_file")
+        LOG.warning(
+            "[k2hr3] allow_self_signed_cert = true: K2HR3's certificate is not "
+            "verified; prefer ca_file"
+        )
 
 
 def _regex_problems(pattern: str | None, where: str) -> list[str]:

@@ -43,18 +43,25 @@ class NotificationEndpoint:
             result = self.handler.handle(note)
         except Exception:
             # A bug of ours must not stop the daemon, nor loop the message on the broker.
-            LOG.exception("message_id=%s event_type=%s failed; acknowledged",
-                          note.message_id, event_type)
+            LOG.exception(
+                "message_id=%s event_type=%s failed; acknowledged", note.message_id, event_type
+            )
             return NotificationResult.HANDLED
         if result is Result.REQUEUED:
             return NotificationResult.REQUEUE
         return NotificationResult.HANDLED
 
-    def _other(self, priority: str, publisher_id: str, event_type: str,
-               metadata: dict[str, Any]) -> None:
+    def _other(
+        self, priority: str, publisher_id: str, event_type: str, metadata: dict[str, Any]
+    ) -> None:
         self.other_priorities[priority] += 1
-        LOG.debug("message_id=%s %s %s from %s: acknowledged",
-                  (metadata or {}).get("message_id"), priority, event_type, publisher_id)
+        LOG.debug(
+            "message_id=%s %s %s from %s: acknowledged",
+            (metadata or {}).get("message_id"),
+            priority,
+            event_type,
+            publisher_id,
+        )
 
     def audit(self, ctxt, publisher_id, event_type, payload, metadata) -> None:
         self._other("audit", publisher_id, event_type, metadata)

@@ -36,8 +36,9 @@ def notification(document: Any) -> Notification:
     if "event_type" not in document or "payload" not in document:
         raise FormatError("no event_type and payload")
     metadata = document.get("metadata")
-    message_id = (metadata.get("message_id") if isinstance(metadata, dict)
-                  else document.get("message_id"))
+    message_id = (
+        metadata.get("message_id") if isinstance(metadata, dict) else document.get("message_id")
+    )
     return Notification(
         message_id=message_id,
         event_type=document["event_type"],

@@ -104,8 +104,9 @@ class Handler:
             if turn is Turn.GIVE_UP:
                 if self._clock() < deadline:
                     return Result.REQUEUED
-                return self._park(note, f"retry budget spent: {_describe(answer)}", attempts,
-                                  first_seen)
+                return self._park(
+                    note, f"retry budget spent: {_describe(answer)}", attempts, first_seen
+                )
             attempts += 1
             answer = self.client.delete(delete.cuk, delete.ips)
             self.breaker.record(turn, answer.outcome is not Outcome.RETRY)
@@ -113,8 +114,9 @@ class Handler:
                 self.recent.add(note.message_id)
                 return Result.DELETED
             if answer.outcome is Outcome.REJECTED:
-                return self._park(note, f"K2HR3 rejected it: {_describe(answer)}", attempts,
-                                  first_seen)
+                return self._park(
+                    note, f"K2HR3 rejected it: {_describe(answer)}", attempts, first_seen
+                )
 
     def _park(self, note: Notification, reason: str, attempts: int, first_seen: float) -> Result:
         item = Parked(
@@ -130,8 +132,12 @@ class Handler:
             path = self.parking.park(item)
         except OSError as error:
             # Dropping it would leave a stale IP behind; hand it back, slowly, instead.
-            LOG.critical("message_id=%s cannot be parked (%s), requeueing: %s",
-                         note.message_id, error, reason)
+            LOG.critical(
+                "message_id=%s cannot be parked (%s), requeueing: %s",
+                note.message_id,
+                error,
+                reason,
+            )
             time.sleep(PARK_FAILURE_PAUSE)
             return Result.REQUEUED
         LOG.error("message_id=%s parked in %s: %s", note.message_id, path, reason)

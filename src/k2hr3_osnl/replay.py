@@ -66,11 +66,15 @@ def list_parked(parking: ParkingLot, out: TextIO) -> int:
     count = 0
     for item in parking:
         count += 1
-        text, _ = describe(Notification(item.message_id, item.event_type, item.publisher_id,
-                                        item.payload))
+        text, _ = describe(
+            Notification(item.message_id, item.event_type, item.publisher_id, item.payload)
+        )
         parked = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item.parked_at))
-        print(f"{item.path}: parked {parked} after {item.attempts} attempt(s): {item.reason}"
-              f"\n    {item.event_type} message_id={item.message_id}: {text}", file=out)
+        print(
+            f"{item.path}: parked {parked} after {item.attempts} attempt(s): {item.reason}"
+            f"\n    {item.event_type} message_id={item.message_id}: {text}",
+            file=out,
+        )
     print(f"{count} parked in {parking.directory}", file=out)
     return 0
 
@@ -79,8 +83,9 @@ def replay_parked(parking: ParkingLot, client: RoleClient, out: TextIO) -> int:
     """One attempt each; a delivered (or now unusable) one leaves the parking lot."""
     left = 0
     for item in parking:
-        text, delete = describe(Notification(item.message_id, item.event_type,
-                                             item.publisher_id, item.payload))
+        text, delete = describe(
+            Notification(item.message_id, item.event_type, item.publisher_id, item.payload)
+        )
         line = f"{item.path}: {text}"
         if delete is None:
             parking.remove(item)
@@ -92,8 +97,9 @@ def replay_parked(parking: ParkingLot, client: RoleClient, out: TextIO) -> int:
                 line += f" -> deleted ({answer.status or answer.detail})"
             else:
                 left += 1
-                line += f" -> still parked: {answer.outcome.value} " \
-                        f"({answer.status or answer.detail})"
+                line += (
+                    f" -> still parked: {answer.outcome.value} ({answer.status or answer.detail})"
+                )
         print(line, file=out)
     print(f"{left} still parked in {parking.directory}", file=out)
     return 1 if left else 0

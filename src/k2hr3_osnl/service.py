@@ -76,8 +76,12 @@ def make_handler(conf: cfg.ConfigOpts, client: RoleClient | None = None) -> Hand
 def make_filter(conf: cfg.ConfigOpts) -> oslo_messaging.NotificationFilter:
     n = conf.oslo_messaging_notifications
     return oslo_messaging.NotificationFilter(
-        context=n.context, publisher_id=n.publisher_id, event_type=n.event_type,
-        metadata=n.metadata, payload=n.payload)
+        context=n.context,
+        publisher_id=n.publisher_id,
+        event_type=n.event_type,
+        metadata=n.metadata,
+        payload=n.payload,
+    )
 
 
 def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
@@ -85,12 +89,20 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
     handler = handler or make_handler(conf)
     endpoint = NotificationEndpoint(handler, make_filter(conf))
     transport = oslo_messaging.get_notification_transport(conf, url=n.transport_url)
-    targets = [oslo_messaging.Target(exchange=exchange, topic=topic)
-               for exchange in n.exchange for topic in n.topic]
+    targets = [
+        oslo_messaging.Target(exchange=exchange, topic=topic)
+        for exchange in n.exchange
+        for topic in n.topic
+    ]
     listener = oslo_messaging.get_notification_listener(
-        transport, targets, [endpoint], executor="threading",
+        transport,
+        targets,
+        [endpoint],
+        executor="threading",
         # Requeueing is used only by a stopping daemon, for messages it did not start.
-        allow_requeue=True, pool=n.pool or None)
+        allow_requeue=True,
+        pool=n.pool or None,
+    )
     return Daemon(conf, handler, endpoint, transport, targets, listener)
 
 
@@ -102,8 +114,10 @@ def describe(daemon: Daemon) -> str:
         where += f":{url.port}"
     bindings = ", ".join(f"{t.exchange}/{t.topic}" for t in daemon.targets)
     queue = f"pool queue {n.pool!r}" if n.pool else "shared queues '<topic>.info'"
-    return (f"RabbitMQ {url.scheme}://{where} [{bindings}] on {queue}; "
-            f"K2HR3 {daemon.conf.k2hr3.api_url}{' (dry run)' if daemon.conf.k2hr3.dry_run else ''}")
+    return (
+        f"RabbitMQ {url.scheme}://{where} [{bindings}] on {queue}; "
+        f"K2HR3 {daemon.conf.k2hr3.api_url}{' (dry run)' if daemon.conf.k2hr3.dry_run else ''}"
+    )
 
 
 def run(conf: cfg.ConfigOpts) -> int:
@@ -151,8 +165,11 @@ def shutdown(daemon: Daemon, drain_seconds: float) -> int:
     waiter.start()
     waiter.join(drain_seconds)
     if waiter.is_alive():
-        LOG.warning("in-flight deletions still running after %.0fs; leaving them "
-                    "unacknowledged for RabbitMQ to redeliver", drain_seconds)
+        LOG.warning(
+            "in-flight deletions still running after %.0fs; leaving them "
+            "unacknowledged for RabbitMQ to redeliver",
+            drain_seconds,
+        )
         _flush_and_exit(0)
     daemon.transport.cleanup()
     daemon.handler.client.close()
