@@ -1,0 +1,54 @@
+"""Shared fixtures: the samples, a local K2HR3 stand-in, the real RabbitMQ."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from k2hr3_server import FakeK2HR3  # noqa: E402
+
+SAMPLES = Path(__file__).parent / "samples"
+RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
+RABBITMQ_URL = f"rabbit://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/"
+
+
+@pytest.fixture
+def k2hr3() -> Iterator[FakeK2HR3]:
+    server = FakeK2HR3().start()
+    yield server
+    server.stop()
+
+
+def _rabbitmq_up() -> bool:
+    try:
+        with socket.create_connection((RABBITMQ_HOST, RABBITMQ_PORT), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def rabbitmq() -> str:
+    """The real broker's URL. Missing broker: a failure, unless explicitly skipped."""
+    if not _rabbitmq_up():
+        if os.environ.get("K2HR3_OSNL_SKIP_RABBITMQ"):
+            pytest.skip("RabbitMQ not running and K2HR3_OSNL_SKIP_RABBITMQ is set")
+        pytest.fail(f"RabbitMQ is not reachable on {RABBITMQ_HOST}:{RABBITMQ_PORT}; "
+                    "start it with 'rabbitmq-server -detached'")
+    return RABBITMQ_URL
+
+
+@pytest.fixture
+def unique() -> str:
+    """A name no other test uses, for pools and exchanges on the shared broker."""
+    return f"t{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,113 @@
+"""A real HTTP server that answers like K2HR3's Role API delete, and can fail on command.
+
+It checks each request the way K2HR3 would (path, ``cuk``, ``host`` JSON list,
+``extra=openstack-auto-v1``) and records it, so tests assert on what reached "K2HR3".
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ROLE_PATH = "/v1/role"
+
+
+@dataclass(frozen=True)
+class Call:
+    cuk: str
+    host: tuple[str, ...] | None  # None: no host parameter, i.e. every IP of the cuk
+    status: int
+    at: float
+    query: str
+
+
+class FakeK2HR3:
+    """Start with :meth:`start`; ``status`` and ``latency`` may change at any time."""
+
+    def __init__(self, status: int = 204, latency: float = 0.0) -> None:
+        self.status = status
+        self.latency = latency
+        self.calls: list[Call] = []
+        self.requests = 0  # every request, including refused or malformed ones
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{ROLE_PATH}"
+
+    def start(self) -> FakeK2HR3:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_DELETE(self) -> None:  # noqa: N802
+                fake._handle(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self._server = server
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Close the listening socket: connections are refused until :meth:`start`."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def deleted(self) -> list[tuple[str, tuple[str, ...] | None]]:
+        with self._lock:
+            return [(c.cuk, c.host) for c in self.calls if c.status == 204]
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.deleted()) >= count:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.requests += 1
+        if self.latency:
+            time.sleep(self.latency)
+        url = urllib.parse.urlsplit(request.path)
+        status, cuk, host = self._judge(url)
+        with self._lock:
+            self.calls.append(Call(cuk, host, status, time.monotonic(), url.query))
+        body = b"" if status == 204 else json.dumps({"result": False, "message": "err"}).encode()
+        request.send_response(status)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    def _judge(self, url: urllib.parse.SplitResult) -> tuple[int, str, tuple[str, ...] | None]:
+        if url.path != ROLE_PATH:
+            return 404, "", None
+        query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        cuk = query.get("cuk", [""])[0]
+        host: tuple[str, ...] | None = None
+        if "host" in query:
+            try:
+                parsed = json.loads(query["host"][0])
+            except ValueError:
+                return 400, cuk, None
+            if not isinstance(parsed, list) or not all(isinstance(h, str) for h in parsed):
+                return 400, cuk, None
+            host = tuple(parsed)
+        if not cuk or query.get("extra") != ["openstack-auto-v1"]:
+            return 400, cuk, host
+        return self.status, cuk, host
