@@ -18,6 +18,16 @@ DEFAULT_EVENT_TYPE = r"^(port\.delete\.end|instance\.delete\.end|compute\.instan
 DEFAULT_PUBLISHER_ID = r"^(network|compute|nova-[a-z-]+)([.:].*)?$"
 DEFAULT_TRANSPORT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical", "notset")
+_LEVEL_CHOICES = [
+    ("debug", "everything, including each ignored notification"),
+    ("info", "one line per K2HR3 call, start and stop"),
+    ("warn", "invalid notifications, K2HR3 failures, deprecations"),
+    ("warning", "same as warn"),
+    ("error", "parked deletions and fatal errors"),
+    ("critical", "only what stops the daemon"),
+    ("notset", "everything (as debug)"),
+]
+_LIBS_LEVEL_CHOICES = [(name, "as for debug_level, for the libraries") for name in LOG_LEVELS]
 
 NOTIFICATIONS_GROUP = "oslo_messaging_notifications"
 K2HR3_GROUP = "k2hr3"
@@ -31,13 +41,13 @@ default_opts = [
     cfg.StrOpt(
         "debug_level",
         default="info",
-        choices=LOG_LEVELS,
+        choices=_LEVEL_CHOICES,
         help="Log level of k2hr3-osnl itself.",
     ),
     cfg.StrOpt(
         "libs_debug_level",
         default="warn",
-        choices=LOG_LEVELS,
+        choices=_LIBS_LEVEL_CHOICES,
         help="Log level of the libraries underneath (oslo.messaging, kombu, amqp, urllib3).",
     ),
     cfg.StrOpt(
