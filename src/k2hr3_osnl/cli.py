@@ -16,7 +16,7 @@ from collections.abc import Sequence
 # oslo.messaging imports eventlet, which warns on import even though we never use it.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from k2hr3_osnl import __version__, config, logs, replay, service  # noqa: E402
+from k2hr3_osnl import __version__, config, logs, publish, replay, service  # noqa: E402
 from k2hr3_osnl.opts import LOG_LEVELS  # noqa: E402
 from k2hr3_osnl.parking import ParkingLot  # noqa: E402
 
@@ -98,6 +98,24 @@ def _parser() -> argparse.ArgumentParser:
         "--parked", action="store_true", help="re-drive the parked deletions in [k2hr3] state_dir"
     )
     r.add_argument("--list", action="store_true", help="with --parked: only list them")
+    p = commands.add_parser(
+        "publish",
+        parents=[common],
+        help="publish saved notifications to RabbitMQ as OpenStack would, to try it out",
+        description="Publish with oslo.messaging's Notifier to the transport_url of the "
+        "configuration, on the exchange and topic OpenStack uses for each "
+        "event type (neutron/notifications, nova/notifications, "
+        "nova/versioned_notifications) unless given.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="saved notifications")
+    p.add_argument("--exchange", help="override the exchange")
+    p.add_argument("--topic", help="override the topic")
+    p.add_argument(
+        "--driver",
+        choices=("messaging", "messagingv2"),
+        default="messagingv2",
+        help="wire format: messaging (flat) or messagingv2 (envelope)",
+    )
     return parser
 
 
@@ -132,6 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "replay":
         return _replay(args, conf)
+    if args.command == "publish":
+        return publish.publish(
+            conf.oslo_messaging_notifications.transport_url,
+            args.files,
+            exchange=args.exchange,
+            topic=args.topic,
+            driver=args.driver,
+        )
     return service.run(conf)
 
 
