@@ -142,14 +142,19 @@ def run(conf: cfg.ConfigOpts) -> int:
             daemon.listener.start()
         except Exception:
             LOG.exception("cannot start the listener")
+            failed.set()
             stop.set()
             return
         started.set()
         LOG.info("listening")
 
+    failed = threading.Event()
+
     threading.Thread(target=start, name="listener-start", daemon=True).start()
     stop.wait()
     if not started.is_set():
+        if failed.is_set():
+            _flush_and_exit(1)
         LOG.info("stopped before RabbitMQ could be reached")
         _flush_and_exit(0)
     return shutdown(daemon, conf.k2hr3.drain_seconds)
