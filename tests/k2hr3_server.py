@@ -47,7 +47,7 @@ class FakeK2HR3:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_DELETE(self) -> None:  # noqa: N802
+            def do_DELETE(self) -> None:
                 fake._handle(self)
 
             def log_message(self, *args: object) -> None:
