@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 #: A port carrying more addresses than this is not a real port: refuse it whole.
 MAX_IPS = 256
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+#: Used with fullmatch: a "$" would also match before a trailing newline.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
 
 
 def _cuk(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not _UUID.match(value):
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
         raise _Reject(f"{where} is not a UUID: {_short(value)}")
     return value
 
