@@ -6,7 +6,9 @@ It checks each request the way K2HR3 would (path, ``cuk``, ``host`` JSON list,
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -35,6 +37,7 @@ class FakeK2HR3:
         self.requests = 0  # every request, including refused or malformed ones
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()
         self.port = 0
 
     @property
@@ -50,6 +53,16 @@ class FakeK2HR3:
             def do_DELETE(self) -> None:
                 fake._handle(self)
 
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._connections.discard(self.connection)
+                super().finish()
+
             def log_message(self, *args: object) -> None:
                 pass
 
@@ -57,15 +70,25 @@ class FakeK2HR3:
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # A short poll interval: stop() waits for the loop to notice.
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self) -> None:
-        """Close the listening socket: connections are refused until :meth:`start`."""
+        """Close the listening socket: connections are refused until :meth:`start`.
+
+        Open keep-alive connections are cut too; otherwise a client with a pooled
+        connection would still be served by a K2HR3 that is supposed to be gone.
+        """
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def deleted(self) -> list[tuple[str, tuple[str, ...] | None]]:
         with self._lock:

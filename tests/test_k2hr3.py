@@ -1,0 +1,254 @@
+"""The K2HR3 Role API client against a real local HTTP server.
+
+What goes on the wire, what each answer means (the status policy), and how the client
+behaves when K2HR3 is slow, gone or wrongly addressed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+
+import pytest
+from k2hr3_server import FakeK2HR3
+
+from k2hr3_osnl.k2hr3 import EXTRA, Outcome, RoleClient
+
+CUK = "12345678-1234-5678-1234-567812345678"
+IPS = ("172.16.0.1", "2001:db8::6")
+
+
+class PeerRecordingK2HR3(FakeK2HR3):
+    """FakeK2HR3 that also records which client connection each request came on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peers: list[tuple[str, int]] = []
+        self._peer_lock = threading.Lock()
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        with self._peer_lock:
+            self.peers.append(request.client_address)
+        super()._handle(request)
+
+
+@pytest.fixture
+def server() -> Iterator[PeerRecordingK2HR3]:
+    fake = PeerRecordingK2HR3().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def client(server: FakeK2HR3) -> Iterator[RoleClient]:
+    role_client = RoleClient(server.url, connect_timeout=2, read_timeout=5)
+    yield role_client
+    role_client.close()
+
+
+def test_query_names_cuk_hosts_and_extra(server: FakeK2HR3, client: RoleClient) -> None:
+    """DELETE /v1/role?cuk=...&host=["ip", ...]&extra=openstack-auto-v1"""
+    answer = client.delete(CUK, IPS)
+    assert answer.outcome is Outcome.DELETED
+    assert answer.status == 204
+    (call,) = server.calls
+    query = urllib.parse.parse_qs(call.query, keep_blank_values=True)
+    assert query == {"cuk": [CUK], "host": [json.dumps(list(IPS))], "extra": [EXTRA]}
+    assert EXTRA == "openstack-auto-v1"
+    assert json.loads(query["host"][0]) == list(IPS)
+    assert server.deleted() == [(CUK, IPS)]
+
+
+def test_no_ips_means_no_host_parameter(server: FakeK2HR3, client: RoleClient) -> None:
+    """Without host, K2HR3 removes every IP of the cuk: the whole instance is gone."""
+    client.delete(CUK)
+    (call,) = server.calls
+    assert "host" not in urllib.parse.parse_qs(call.query)
+    assert server.deleted() == [(CUK, None)]
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (204, Outcome.DELETED),
+        (200, Outcome.DELETED),
+        (400, Outcome.REJECTED),
+        (404, Outcome.REJECTED),
+        (403, Outcome.RETRY),
+        (500, Outcome.RETRY),
+        (502, Outcome.RETRY),
+        (503, Outcome.RETRY),
+    ],
+)
+def test_status_policy(
+    server: FakeK2HR3, client: RoleClient, status: int, outcome: Outcome
+) -> None:
+    """400/404 need an operator; 403 and 5xx are K2HR3 (or its storage) in trouble."""
+    server.status = status
+    answer = client.delete(CUK, IPS)
+    assert answer.outcome is outcome
+    assert answer.status == status
+    assert server.requests == 1, "the client itself must never retry"
+
+
+def test_error_body_is_kept_short(server: FakeK2HR3, client: RoleClient) -> None:
+    server.status = 400
+    answer = client.delete(CUK, IPS)
+    assert "err" in answer.detail
+    assert len(answer.detail) <= 200
+
+
+def test_wrong_path_is_rejected(server: FakeK2HR3) -> None:
+    """A mistyped api_url gives 404 from K2HR3: a configuration error, not an outage."""
+    wrong = RoleClient(server.url.replace("/v1/role", "/v1/roles"))
+    try:
+        answer = wrong.delete(CUK, IPS)
+    finally:
+        wrong.close()
+    assert answer.outcome is Outcome.REJECTED
+    assert answer.status == 404
+    assert server.deleted() == []
+
+
+def test_refused_connection_is_retryable(server: FakeK2HR3, client: RoleClient) -> None:
+    server.stop()
+    answer = client.delete(CUK, IPS)
+    assert answer.outcome is Outcome.RETRY
+    assert answer.status is None
+    assert "connection failed" in answer.detail
+
+
+def test_client_recovers_when_k2hr3_comes_back(server: FakeK2HR3, client: RoleClient) -> None:
+    """A pooled connection to a K2HR3 that restarted must not poison the next call."""
+    assert client.delete(CUK).outcome is Outcome.DELETED
+    server.stop()
+    assert client.delete(CUK).outcome is Outcome.RETRY
+    server.start()
+    assert client.delete(CUK).outcome is Outcome.DELETED
+    assert server.deleted() == [(CUK, None), (CUK, None)]
+
+
+def test_read_timeout_is_retryable(server: FakeK2HR3) -> None:
+    server.latency = 2.0
+    slow = RoleClient(server.url, connect_timeout=2, read_timeout=0.3)
+    try:
+        answer = slow.delete(CUK, IPS)
+    finally:
+        slow.close()
+    assert answer.outcome is Outcome.RETRY
+    assert answer.status is None
+    assert "timed out" in answer.detail
+    # The client gave up on its own timeout, not on the server's answer.
+    assert answer.seconds < server.latency
+
+
+def test_dry_run_sends_nothing(server: FakeK2HR3, caplog: pytest.LogCaptureFixture) -> None:
+    dry = RoleClient(server.url, dry_run=True)
+    caplog.set_level(logging.INFO, logger="k2hr3_osnl.k2hr3")
+    try:
+        answer = dry.delete(CUK, IPS)
+    finally:
+        dry.close()
+    assert answer.outcome is Outcome.DELETED
+    assert server.requests == 0
+    (record,) = caplog.records
+    assert CUK in record.getMessage() and "dry run" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("status", "ips", "expected"),
+    [
+        (204, IPS, r"status=204 \d+\.\d{3}s deleted"),
+        (503, IPS, r"status=503 \d+\.\d{3}s retry"),
+        (204, (), r"host=all status=204"),
+    ],
+)
+def test_one_log_line_per_call(
+    server: FakeK2HR3,
+    client: RoleClient,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+    ips: tuple[str, ...],
+    expected: str,
+) -> None:
+    """Each call is one line with cuk, hosts, status and time: greppable by cuk."""
+    server.status = status
+    caplog.set_level(logging.INFO, logger="k2hr3_osnl")
+    client.delete(CUK, ips)
+    (record,) = [r for r in caplog.records if r.name == "k2hr3_osnl.k2hr3"]
+    message = record.getMessage()
+    assert "\n" not in message
+    assert f"cuk={CUK}" in message
+    for ip in ips:
+        assert ip in message
+    assert re.search(expected, message), message
+
+
+def test_refused_call_is_logged_without_status(
+    server: FakeK2HR3, client: RoleClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.stop()
+    caplog.set_level(logging.INFO, logger="k2hr3_osnl.k2hr3")
+    client.delete(CUK, IPS)
+    (record,) = caplog.records
+    assert "status=-" in record.getMessage()
+    assert "connection failed" in record.getMessage()
+
+
+def test_connection_is_reused(server: PeerRecordingK2HR3, client: RoleClient) -> None:
+    """Several deletions, success and failure alike, go over one TCP connection."""
+    for status in (204, 204, 400, 503, 204, 200):
+        server.status = status
+        client.delete(CUK, IPS)
+    assert len(server.peers) == 6
+    assert len(set(server.peers)) == 1, server.peers
+
+
+def test_concurrent_calls_share_the_client(server: PeerRecordingK2HR3) -> None:
+    """Worker threads share one client; connections are pooled, not one per call."""
+    shared = RoleClient(server.url, pool_size=4)
+    outcomes: list[Outcome] = []
+
+    def work() -> None:
+        for _ in range(10):
+            outcomes.append(shared.delete(CUK, IPS).outcome)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        shared.close()
+    assert outcomes == [Outcome.DELETED] * 40
+    assert len(server.peers) == 40
+    assert len(set(server.peers)) <= 4
+
+
+def test_proxy_environment_is_ignored(server: FakeK2HR3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An http_proxy meant for package downloads must not sit between us and K2HR3."""
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    direct = RoleClient(server.url, connect_timeout=2, read_timeout=5)
+    try:
+        assert direct.delete(CUK, IPS).outcome is Outcome.DELETED
+    finally:
+        direct.close()
+
+
+def test_invalid_api_url_is_rejected_not_retried() -> None:
+    """A URL that can never work is an operator's problem: no point retrying."""
+    broken = RoleClient("http://[::1/v1/role")
+    try:
+        answer = broken.delete(CUK, IPS)
+    finally:
+        broken.close()
+    assert answer.outcome is Outcome.REJECTED
