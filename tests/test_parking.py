@@ -1,0 +1,151 @@
+"""The parking lot: deletions that could not be delivered, kept on disk for an operator."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from k2hr3_osnl.parking import Parked, ParkingLot
+
+PAYLOAD = {
+    "port": {
+        "device_id": "12345678-1234-5678-1234-567812345678",
+        "device_owner": "compute:nova",
+        "fixed_ips": [{"ip_address": "172.16.0.1"}, {"ip_address": "2001:db8::6"}],
+    }
+}
+
+
+def parked(message_id: str = "m-1", **changes: object) -> Parked:
+    fields: dict[str, object] = {
+        "message_id": message_id,
+        "event_type": "port.delete.end",
+        "publisher_id": "network.node1",
+        "payload": PAYLOAD,
+        "reason": "K2HR3 rejected it: status 400",
+        "attempts": 1,
+        "first_seen": time.time() - 5,
+    }
+    fields.update(changes)
+    return Parked(**fields)  # type: ignore[arg-type]
+
+
+def files(lot: ParkingLot) -> list[str]:
+    return sorted(p.name for p in lot.directory.iterdir()) if lot.directory.exists() else []
+
+
+def test_park_writes_one_readable_json_file(tmp_path: Path) -> None:
+    """An operator can read a parked deletion with cat, and tools with json."""
+    lot = ParkingLot(tmp_path)
+    item = parked()
+    path = lot.park(item)
+    assert path.parent == tmp_path / "parked"
+    assert files(lot) == [path.name]
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["message_id"] == "m-1"
+    assert data["payload"] == PAYLOAD
+    assert data["reason"] == item.reason
+    assert data["attempts"] == 1
+    assert data["first_seen"] <= data["parked_at"]
+    assert "path" not in data
+
+
+def test_parked_items_survive_a_new_instance(tmp_path: Path) -> None:
+    """A restarted daemon (or replay in another process) sees what was parked."""
+    first, second = parked("m-1"), parked("m-2", attempts=7, reason="retry budget spent")
+    writer = ParkingLot(tmp_path)
+    writer.park(first)
+    writer.park(second)
+    reader = ParkingLot(tmp_path)
+    assert list(reader) == [first, second]
+    assert all(item.path is not None and item.path.exists() for item in reader)
+    assert reader.count() == 2
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Written to a temporary file and renamed: a reader never sees half a file."""
+    lot = ParkingLot(tmp_path)
+    lot.park(parked("m-1"))
+    with pytest.raises(TypeError):
+        lot.park(parked("m-2", payload={"not json": {1, 2}}))
+    assert len(files(lot)) == 1
+    assert [item.message_id for item in lot] == ["m-1"]
+
+
+def test_leftover_temporary_files_are_not_parked_items(tmp_path: Path) -> None:
+    """A crash mid-write leaves a .tmp- file: it is neither listed nor counted."""
+    lot = ParkingLot(tmp_path)
+    lot.park(parked())
+    (lot.directory / ".tmp-abcd").write_text('{"message_id": "half', encoding="utf-8")
+    assert [item.message_id for item in lot] == ["m-1"]
+    assert ParkingLot(tmp_path).count() == 1
+
+
+def test_unreadable_file_is_reported_not_fatal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One damaged file must not hide the other parked deletions."""
+    lot = ParkingLot(tmp_path)
+    lot.park(parked("m-1"))
+    broken = lot.directory / "0000000000000-broken.json"
+    broken.write_text("{not json", encoding="utf-8")
+    alien = lot.directory / "0000000000001-alien.json"
+    alien.write_text('{"something": "else"}', encoding="utf-8")
+    listed = lot.directory / "0000000000002-list.json"
+    listed.write_text("[1, 2]", encoding="utf-8")
+    caplog.set_level(logging.ERROR, logger="k2hr3_osnl.parking")
+    assert [item.message_id for item in lot] == ["m-1"]
+    reported = " ".join(r.getMessage() for r in caplog.records)
+    for path in (broken, alien, listed):
+        assert str(path) in reported
+
+
+def test_remove(tmp_path: Path) -> None:
+    lot = ParkingLot(tmp_path)
+    lot.park(parked("m-1"))
+    lot.park(parked("m-2"))
+    first, second = list(lot)
+    lot.remove(first)
+    assert [item.message_id for item in ParkingLot(tmp_path)] == ["m-2"]
+    assert lot.count() == 1
+    lot.remove(first)  # removing twice (two replays at once) is harmless
+    lot.remove(second)
+    assert lot.count() == 0
+    assert list(lot) == []
+
+
+def test_count(tmp_path: Path) -> None:
+    lot = ParkingLot(tmp_path / "never-created")
+    assert lot.count() == 0
+    assert list(lot) == []
+    for i in range(3):
+        lot.park(parked(f"m-{i}"))
+    assert lot.count() == 3
+
+
+def test_message_id_cannot_escape_the_directory(tmp_path: Path) -> None:
+    """The message_id comes from the broker: it must not choose where we write."""
+    lot = ParkingLot(tmp_path / "state")
+    path = lot.park(parked("../../../etc/evil/\x00name"))
+    assert path.parent == tmp_path / "state" / "parked"
+    assert [p.name for p in tmp_path.iterdir()] == ["state"]
+    assert [item.message_id for item in lot] == ["../../../etc/evil/\x00name"]
+
+
+def test_listed_in_parking_order(tmp_path: Path) -> None:
+    lot = ParkingLot(tmp_path)
+    now = time.time()
+    for i, message_id in enumerate(("zeta", "alpha", "mid")):
+        lot.park(parked(message_id, parked_at=now + i))
+    assert [item.message_id for item in lot] == ["zeta", "alpha", "mid"]
+
+
+def test_parking_fails_loudly_when_the_disk_cannot_take_it(tmp_path: Path) -> None:
+    """The handler requeues on OSError; that only works if parking raises it."""
+    (tmp_path / "parked").write_text("a file where the directory should be")
+    with pytest.raises(OSError):
+        ParkingLot(tmp_path).park(parked())
