@@ -18,9 +18,11 @@ from types import FrameType
 
 import oslo_messaging
 from oslo_config import cfg
+from oslo_messaging.notify import listener as notify_listener
 
 from k2hr3_osnl import __version__
 from k2hr3_osnl.breaker import CircuitBreaker
+from k2hr3_osnl.dispatcher import PoisonSafeDispatcher
 from k2hr3_osnl.endpoint import NotificationEndpoint
 from k2hr3_osnl.handler import Handler
 from k2hr3_osnl.k2hr3 import RoleClient
@@ -94,10 +96,11 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
         for exchange in n.exchange
         for topic in n.topic
     ]
-    listener = oslo_messaging.get_notification_listener(
+    # get_notification_listener(), with a dispatcher that cannot loop on a poison message.
+    listener = notify_listener.NotificationServer(
         transport,
         targets,
-        [endpoint],
+        PoisonSafeDispatcher([endpoint], None),
         executor="threading",
         # Requeueing is used only by a stopping daemon, for messages it did not start.
         allow_requeue=True,

@@ -1,0 +1,214 @@
+"""The real daemon, the real RabbitMQ, notifications published as OpenStack does (issue 2).
+
+Each test starts ``k2hr3-osnl`` as a subprocess from a config file, publishes with
+oslo.messaging's own Notifier (or raw bytes with kombu, for what a Notifier cannot
+send), and asserts on the requests that reached a local K2HR3 stand-in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon_process import (
+    Daemon,
+    Harness,
+    neutron_port_delete,
+    nova_legacy_delete,
+    nova_versioned,
+    nova_versioned_delete,
+    queue_counts,
+    wait_until,
+    wire_body,
+)
+from k2hr3_server import FakeK2HR3
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
+
+DRIVERS = ("messaging", "messagingv2")
+
+
+@pytest.fixture
+def e2e(tmp_path: Path, rabbitmq: str, k2hr3: FakeK2HR3, unique: str) -> Iterator[Harness]:
+    with Harness(tmp_path, unique, k2hr3.url, rabbitmq) as harness:
+        yield harness
+
+
+def new_cuk() -> str:
+    return str(uuid.uuid4())
+
+
+def wait_drained(daemon: Daemon, queue: str, timeout: float = 30) -> None:
+    """Until the queue holds nothing, not even unacknowledged messages."""
+    try:
+        wait_until(lambda: queue_counts(queue) == (0, 0, 1), timeout, f"queue {queue} empty", 0.5)
+    except AssertionError as error:
+        raise AssertionError(daemon.report(f"{error}: {queue_counts(queue)}")) from None
+
+
+def test_deletions_from_both_services_and_both_drivers(e2e: Harness, k2hr3: FakeK2HR3) -> None:
+    """One daemon, two exchanges, two topics: each deletion removes the right cuk and IPs."""
+    daemon = e2e.start()
+    expected: Counter[tuple[str, tuple[str, ...] | None]] = Counter()
+
+    # What must not reach K2HR3, published first and in between the deletions.
+    def noise(driver: str) -> None:
+        cuk = new_cuk()
+        for name in ("instance-create-end", "instance-soft_delete-end", "instance-delete-start"):
+            e2e.notify(e2e.nova, e2e.versioned, driver, nova_versioned(name, cuk))
+        port_delete_start = json.loads(
+            (e2e_samples / "neutron/designate__port.delete.start.json").read_text()
+        )
+        e2e.notify(
+            e2e.neutron,
+            e2e.notifications,
+            driver,
+            ("port.delete.start", port_delete_start["publisher_id"], port_delete_start["payload"]),
+        )
+        dhcp = neutron_port_delete(cuk, ["10.0.0.2"])
+        dhcp[2]["port"]["device_owner"] = "network:dhcp"
+        e2e.notify(e2e.neutron, e2e.notifications, driver, dhcp)
+        # A deletion at another priority: acknowledged, not acted on.
+        e2e.notify(e2e.nova, e2e.notifications, driver, nova_legacy_delete(cuk), priority="error")
+
+    for driver in DRIVERS:
+        noise(driver)
+        port_cuk, ips = new_cuk(), ("172.16.0.1", "2001:db8::6")
+        e2e.notify(e2e.neutron, e2e.notifications, driver, neutron_port_delete(port_cuk, ips))
+        expected[(port_cuk, ips)] += 1
+        legacy_cuk = new_cuk()
+        e2e.notify(e2e.nova, e2e.notifications, driver, nova_legacy_delete(legacy_cuk))
+        expected[(legacy_cuk, None)] += 1
+        versioned_cuk = new_cuk()
+        e2e.notify(e2e.nova, e2e.versioned, driver, nova_versioned_delete(versioned_cuk))
+        expected[(versioned_cuk, None)] += 1
+        noise(driver)
+
+    assert k2hr3.wait_for(len(expected), timeout=30), daemon.report(f"K2HR3 saw {k2hr3.calls}")
+    wait_drained(daemon, e2e.pool)
+    assert Counter(k2hr3.deleted()) == expected, daemon.report("wrong K2HR3 calls")
+    assert k2hr3.requests == len(expected)
+    assert daemon.stop() == 0
+
+
+e2e_samples = Path(__file__).parent / "samples"
+
+
+def _poison(good_cuk: str) -> list[tuple[str, bytes]]:
+    """(what, body) pairs a broken or hostile publisher could send; none is a deletion."""
+
+    def v1(**fields: object) -> bytes:
+        message = json.loads(wire_body(*nova_legacy_delete(good_cuk), v2=False))
+        message.update(fields)
+        return json.dumps(message).encode()
+
+    def port(**fields: object) -> dict[str, object]:
+        payload = neutron_port_delete(new_cuk(), ["10.0.0.9"])[2]
+        payload["port"].update(fields)
+        return payload
+
+    deep = 100_000
+    return [
+        ("not JSON", b"this is not JSON"),
+        ("empty body", b""),
+        ("JSON string", b'"compute.instance.delete.end"'),
+        ("JSON list", b"[1, 2, 3]"),
+        ("JSON null", b"null"),
+        ("broken oslo.message", b'{"oslo.version": "2.0", "oslo.message": "{\\"event_type\\": "}'),
+        ("oslo.message not a string", b'{"oslo.version": "2.0", "oslo.message": 42}'),
+        ("unknown envelope version", b'{"oslo.version": "9.0", "oslo.message": "{}"}'),
+        ("priority null", v1(priority=None, payload={"instance_id": "not-a-uuid"})),
+        ("priority a number", v1(priority=5, payload={"instance_id": "not-a-uuid"})),
+        ("event_type a number", v1(event_type=42)),
+        ("payload a string", v1(payload="instance_id")),
+        ("payload a list", v1(payload=[good_cuk])),
+        ("instance_id a number", v1(payload={"instance_id": 12345})),
+        ("instance_id not a UUID", v1(payload={"instance_id": "not-a-uuid"})),
+        ("instance_id too long", v1(payload={"instance_id": good_cuk + "0"})),
+        ("instance_id 3 MB", v1(payload={"instance_id": "a" * 3_000_000})),
+        (
+            "versioned data null",
+            wire_body("instance.delete.end", "nova-compute:x", {"nova_object.data": None}),
+        ),
+        ("device_id not a UUID", wire_body(*neutron_port_delete("12345678-1234", ["10.0.0.9"]))),
+        ("fixed_ips a string", wire_body("port.delete.end", "network.x", port(fixed_ips="x"))),
+        (
+            "IPv4 out of range",
+            wire_body(
+                "port.delete.end", "network.x", port(fixed_ips=[{"ip_address": "999.1.1.1"}])
+            ),
+        ),
+        (
+            "IPv6 garbage",
+            wire_body("port.delete.end", "network.x", port(fixed_ips=[{"ip_address": "fe80::zz"}])),
+        ),
+        (
+            "IP null",
+            wire_body("port.delete.end", "network.x", port(fixed_ips=[{"ip_address": None}])),
+        ),
+        (
+            "3 MB of IPs",
+            wire_body(
+                "port.delete.end",
+                "network.x",
+                port(
+                    fixed_ips=[
+                        {"ip_address": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"}
+                        for i in range(120_000)
+                    ]
+                ),
+            ),
+        ),
+        ("nested 100000 deep", b'{"payload": ' + b"[" * deep + b"]" * deep + b"}"),
+        (
+            "nested 100000 deep in oslo.message",
+            json.dumps({"oslo.version": "2.0", "oslo.message": "[" * deep + "]" * deep}).encode(),
+        ),
+        (
+            "nested payload 500 deep",
+            wire_body("port.delete.end", "network.x", {"port": json.loads("[" * 500 + "]" * 500)}),
+        ),
+        ("not UTF-8", b"\xff\xfe" + wire_body(*nova_legacy_delete(new_cuk()))),
+        ("latin-1 inside", v1().replace(b'"priority"', b'"pri\xe9ority"')),
+    ]
+
+
+def test_poison_is_acknowledged_once_and_good_ones_still_delivered(
+    e2e: Harness, k2hr3: FakeK2HR3
+) -> None:
+    daemon = e2e.start()
+    good: set[str] = set()
+    bodies: list[tuple[str, bytes]] = []
+    for what, body in _poison(new_cuk()):
+        cuk = new_cuk()
+        good.add(cuk)
+        bodies.append(("good", wire_body(*nova_legacy_delete(cuk), v2=len(good) % 2 == 0)))
+        bodies.append((what, body))
+    last = new_cuk()
+    good.add(last)
+    bodies.append(("good", wire_body(*nova_legacy_delete(last))))
+    for _what, body in bodies:
+        e2e.broker.publish_raw(e2e.nova, f"{e2e.notifications}.info", [body])
+
+    assert k2hr3.wait_for(len(good), timeout=30), daemon.report(
+        f"delivered {len(k2hr3.deleted())} of {len(good)}"
+    )
+    wait_drained(daemon, e2e.pool)
+    called = {cuk for cuk, _host in k2hr3.deleted()}
+    assert called == good, daemon.report(f"unexpected calls: {called - good}")
+    assert k2hr3.requests == len(good)
+    assert daemon.alive, daemon.report("the daemon died")
+    # Each rejected message is logged (with its message_id when it has one) exactly once:
+    # acknowledged, not requeued in a loop.
+    rejected = re.findall(r"message_id=(\S+) .*invalid", daemon.log())
+    assert len(rejected) >= 16, daemon.report(f"only {len(rejected)} rejections logged")
+    assert all(n == 1 for n in Counter(rejected).values()), daemon.report(
+        f"rejected more than once: {Counter(rejected).most_common(3)}"
+    )
+    assert "payload.instance_id is not a UUID: 'not-a-uuid'" in daemon.log()
+    assert daemon.stop() == 0
