@@ -6,6 +6,7 @@ prefetch, quorum queues...) from the same object, so one file configures everyth
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import re
@@ -28,6 +29,8 @@ DEFAULT_CONFIG_FILES = ("/etc/k2hr3/k2hr3_osnl.conf", "/etc/k2hr3-osnl/k2hr3-osn
 DEFAULT_PREFETCH = 64
 RABBIT_GROUP = "oslo_messaging_rabbit"
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+#: Entry-point group of oslo.messaging's transport drivers (rabbit, kafka, fake...).
+_DRIVERS = "oslo.messaging.drivers"
 
 
 class ConfigError(Exception):
@@ -103,13 +106,21 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
     if n.pool and not _NAME.match(n.pool):
         found.append(f"[{opts.NOTIFICATIONS_GROUP}] pool: {n.pool!r} is not a valid name")
     try:
-        oslo_messaging.TransportURL.parse(conf, n.transport_url)
-    except oslo_messaging.InvalidTransportURL as error:
-        # The message would echo the URL, password included.
+        transport = oslo_messaging.TransportURL.parse(conf, n.transport_url).transport
+    except (oslo_messaging.InvalidTransportURL, ValueError) as error:
+        # A bad port or IPv6 literal raises ValueError. The message would echo the URL,
+        # password included.
         found.append(
             f"[{opts.NOTIFICATIONS_GROUP}] transport_url: invalid "
             f"({type(error).__name__}); expected rabbit://user:pass@host:port/vhost"
         )
+    else:
+        drivers = {e.name for e in importlib.metadata.entry_points(group=_DRIVERS)}
+        if transport not in drivers:
+            found.append(
+                f"[{opts.NOTIFICATIONS_GROUP}] transport_url: unknown driver {transport!r}; "
+                f"expected one of {', '.join(sorted(drivers))} (rabbit://user:pass@host:port/)"
+            )
 
     k = conf.k2hr3
     url = urllib.parse.urlsplit(k.api_url or "")
