@@ -15,6 +15,7 @@ import pytest
 from oslo_log import versionutils
 
 from k2hr3_osnl import cli, config, logs, opts, service
+from k2hr3_osnl.k2hr3 import RoleClient
 
 NEUTRON_CONTEXT = {"project_id": "project_string", "is_admin": True}
 NEUTRON_METADATA = {"message_id": "msgidfff-ffff-ffff-ffff-ffffffffffff"}
@@ -54,6 +55,14 @@ DEPRECATED = {
     ("k2hr3", "max_retries"): "retry_budget_seconds",
     ("k2hr3", "requeue_on_error"): "parked",
 }
+
+
+def _verification(client: RoleClient) -> object:
+    """What the client verifies K2HR3's certificate with (True: the system's CAs)."""
+    # Read from whichever HTTP layer the client is built on (requests or bare urllib3).
+    if hasattr(client, "verify"):
+        return client.verify
+    return client.session.verify
 
 
 def write(tmp_path: Path, text: str, name: str = "k2hr3-osnl.conf") -> str:
@@ -125,12 +134,35 @@ def test_old_config_means_the_same(old_config: str, tmp_path: Path) -> None:
     client = service.make_client(conf)
     try:
         assert client.timeout[1] == 30
-        assert client.session.verify is True  # allow_self_signed_cert = False
+        assert _verification(client) is True  # allow_self_signed_cert = False
         assert client.api_url == k.api_url
     finally:
         client.close()
     # retry_interval_seconds was the pause between retries; now it caps probe spacing.
     assert service.make_handler(conf).breaker.max_interval == 60
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ("", True),
+        ("allow_self_signed_cert = True", False),
+        ("ca_file = {ca}", "{ca}"),
+        ("ca_file = {ca}\nallow_self_signed_cert = True", False),
+    ],
+)
+def test_certificate_verification(tmp_path: Path, options: str, expected: object) -> None:
+    """Verification is on unless the operator turns it off; ca_file replaces the system CAs."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked here", encoding="utf-8")
+    text = "[k2hr3]\napi_url = https://k2hr3.example.com/v1/role\n" + options.format(ca=ca)
+    client = service.make_client(config.load([write(tmp_path, text)]))
+    try:
+        assert _verification(client) == (
+            expected.format(ca=ca) if isinstance(expected, str) else expected
+        )
+    finally:
+        client.close()
 
 
 def test_old_filter_still_selects_the_same_notifications(old_config: str) -> None:
