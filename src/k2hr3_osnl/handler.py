@@ -17,6 +17,7 @@ from typing import Any
 from k2hr3_osnl.breaker import CircuitBreaker, Turn
 from k2hr3_osnl.events import Decision, Delete, Ignore, Invalid, decide
 from k2hr3_osnl.k2hr3 import Answer, Outcome, RoleClient
+from k2hr3_osnl.observer import Observer
 from k2hr3_osnl.parking import Parked, ParkingLot
 from k2hr3_osnl.recent import RecentIds
 
@@ -56,6 +57,7 @@ class Handler:
         recent: RecentIds,
         retry_budget: float,
         clock: Callable[[], float] = time.monotonic,
+        observer: Observer | None = None,
     ) -> None:
         self.client = client
         self.breaker = breaker
@@ -63,8 +65,19 @@ class Handler:
         self.recent = recent
         self.retry_budget = retry_budget
         self._clock = clock
+        #: Told what happens, for metrics and health; does nothing by default.
+        self.observer = observer or Observer()
 
     def handle(self, note: Notification) -> Result:
+        self.observer.handling(note)
+        result: Result | None = None
+        try:
+            result = self._handle(note)
+            return result
+        finally:
+            self.observer.handled(note, result)
+
+    def _handle(self, note: Notification) -> Result:
         decision = decide(note.event_type, note.payload)
         try:
             result = self._act(note, decision)
@@ -109,6 +122,7 @@ class Handler:
                 )
             attempts += 1
             answer = self.client.delete(delete.cuk, delete.ips)
+            self.observer.answered(note, answer, attempts)
             self.breaker.record(turn, answer.outcome is not Outcome.RETRY)
             if answer.outcome is Outcome.DELETED:
                 self.recent.add(note.message_id)

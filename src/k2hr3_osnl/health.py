@@ -1,0 +1,281 @@
+"""Is the daemon doing its job right now? The answer behind ``/healthz``.
+
+Healthy means both ends work:
+
+- **consuming**: the listener started, is not stopping, and its RabbitMQ connection is
+  up (and, when the service gives a ``probe``, oslo.messaging's consumer thread is
+  alive: the same check as systemd's watchdog);
+- **K2HR3 reachable recently**: the last answer K2HR3 gave was not a retryable failure
+  (refused, timed out, TLS error, 403, 408, 429, 5xx), or that failure is older than
+  :data:`RECENT` seconds. While deletions wait for a failing K2HR3, the shared circuit
+  breaker probes it at least every 60 s, so an ongoing outage always has a failure
+  younger than that; once nothing is left to deliver (all parked, which the parked gauge
+  and alert report), nobody knows any more, and health stops blaming K2HR3. The breaker
+  state is part of the answer: it is open exactly while K2HR3 is failing.
+
+K2HR3 is never called just to check health: deletions are the only traffic it sees.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from k2hr3_osnl.breaker import CircuitBreaker
+from k2hr3_osnl.handler import Notification
+from k2hr3_osnl.k2hr3 import Answer, Outcome
+from k2hr3_osnl.observer import Observer
+from k2hr3_osnl.parking import ParkingLot
+
+#: Seconds a retryable K2HR3 failure keeps the daemon unhealthy without a newer answer:
+#: twice the longest pause between two probes of a failing K2HR3 (60 s).
+RECENT = 120.0
+
+
+class ProbeResult(Protocol):
+    """What :func:`k2hr3_osnl.liveness.check` answers about the consumer."""
+
+    ok: bool
+    connected: bool | None  # None: the driver does not let us see the connection
+    reason: str
+
+
+Probe = Callable[[], ProbeResult]
+
+
+@dataclass(frozen=True)
+class Status:
+    """One look at the daemon; ``ok`` is what ``/healthz`` answers."""
+
+    ok: bool
+    reasons: list[str]
+    consuming: bool
+    broker_connected: bool
+    broker_reconnects: int
+    k2hr3_ok: bool
+    breaker_open: bool
+    parked: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.ok else "unavailable",
+            "reason": "; ".join(self.reasons) if self.reasons else "consuming, K2HR3 reachable",
+            "consuming": self.consuming,
+            **self.details,
+            "parked": self.parked,
+        }
+
+
+class Health(Observer):
+    """Follows the daemon through the observer hooks; :meth:`status` judges it."""
+
+    def __init__(
+        self,
+        breaker: CircuitBreaker | None = None,
+        parking: ParkingLot | None = None,
+        probe: Probe | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.breaker = breaker
+        self.parking = parking
+        self.probe = probe
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._listening = False
+        self._stopping = False
+        self._broker_up = False
+        self._broker_since: float | None = None
+        self._broker_error: str | None = None
+        self._reconnects = 0
+        self._k2hr3_last_answer: float | None = None
+        self._k2hr3_last_success: float | None = None
+        self._k2hr3_failing_since: float | None = None
+        self._k2hr3_error: str | None = None
+
+    # Observer hooks: called from the listener's and workers' threads.
+
+    def listening(self) -> None:
+        with self._lock:
+            self._listening = True
+            # start() returns only once connected and bound.
+            self._broker_up = True
+            self._broker_since = self._clock()
+            self._broker_error = None
+
+    def stopping(self) -> None:
+        with self._lock:
+            self._stopping = True
+
+    def broker_lost(self, detail: str) -> None:
+        with self._lock:
+            if self._broker_up or self._broker_since is None:
+                self._broker_since = self._clock()
+            self._broker_up = False
+            self._broker_error = detail
+
+    def broker_back(self) -> None:
+        with self._lock:
+            self._reconnects += 1
+            self._broker_up = True
+            self._broker_since = self._clock()
+            self._broker_error = None
+
+    def answered(self, note: Notification, answer: Answer, attempt: int) -> None:
+        with self._lock:
+            now = self._clock()
+            self._k2hr3_last_answer = now
+            if answer.outcome is Outcome.RETRY:
+                if self._k2hr3_failing_since is None:
+                    self._k2hr3_failing_since = now
+                status = f"status {answer.status}" if answer.status is not None else "no answer"
+                self._k2hr3_error = f"{status} {answer.detail}".strip()
+            else:
+                self._k2hr3_failing_since = None
+                self._k2hr3_error = None
+                self._k2hr3_last_success = now
+
+    @property
+    def reconnects(self) -> int:
+        return self._reconnects
+
+    def parked(self) -> int:
+        """Parked deletions on disk now (not cached: ``replay --parked`` removes them)."""
+        if self.parking is None:
+            return 0
+        try:
+            return sum(1 for _ in self.parking.directory.glob("*.json"))
+        except OSError:
+            return 0
+
+    def status(self) -> Status:
+        probe = self.probe() if self.probe is not None else None
+        breaker_open = bool(self.breaker is not None and self.breaker.is_open)
+        parked = self.parked()
+        with self._lock:
+            now = self._clock()
+            reasons: list[str] = []
+            connected = self._broker_up
+            if probe is not None and self._listening and probe.connected is not None:
+                connected = probe.connected
+            if self._stopping:
+                reasons.append("stopping")
+            elif not self._listening:
+                reason = "not consuming yet"
+                if self._broker_error:
+                    reason += f": RabbitMQ unreachable since {_iso(self._broker_since)} "
+                    reason += f"({self._broker_error})"
+                reasons.append(reason)
+            elif not connected:
+                reason = f"RabbitMQ connection lost since {_iso(self._broker_since or now)}"
+                if self._broker_error:
+                    reason += f" ({self._broker_error})"
+                reasons.append(reason)
+            elif probe is not None and not probe.ok:
+                reasons.append(probe.reason)
+            consuming = self._listening and not self._stopping and not reasons
+
+            failing = (
+                self._k2hr3_failing_since is not None
+                and self._k2hr3_last_answer is not None
+                and now - self._k2hr3_last_answer < RECENT
+            )
+            if failing:
+                reasons.append(
+                    f"K2HR3 failing since {_iso(self._k2hr3_failing_since)} ({self._k2hr3_error})"
+                )
+            k2hr3_state = "failing" if failing else "ok"
+            if self._k2hr3_last_answer is None:
+                k2hr3_state = "not called yet"
+            details = {
+                "broker": {
+                    "connected": connected,
+                    "since": _iso(self._broker_since),
+                    "reconnects": self._reconnects,
+                    "last_error": self._broker_error,
+                },
+                "k2hr3": {
+                    "state": k2hr3_state,
+                    "breaker": "open" if breaker_open else "closed",
+                    "failing_since": _iso(self._k2hr3_failing_since),
+                    "last_error": self._k2hr3_error,
+                    "last_success": _iso(self._k2hr3_last_success),
+                },
+            }
+            return Status(
+                ok=not reasons,
+                reasons=reasons,
+                consuming=consuming,
+                broker_connected=connected,
+                broker_reconnects=self._reconnects,
+                k2hr3_ok=not failing,
+                breaker_open=breaker_open,
+                parked=parked,
+                details=details,
+            )
+
+
+class BrokerLogWatch(logging.Filter):
+    """Tells an observer when oslo.messaging's rabbit driver loses or regains RabbitMQ.
+
+    oslo.messaging has no connection callbacks; its rabbit driver logs each event, from
+    the thread that handles it, with a fixed message: the errback of kombu's retry loop
+    (``Connection failed:`` at start, ``AMQP server on ... is unreachable`` or ``...
+    closed the connection`` later) and kombu's ``on_revive`` callback (``Reconnected to
+    AMQP server``). These lines have read the same for a decade, unlike the private
+    objects behind them, so this filter on the driver's logger reads them.
+
+    The reconnection line is INFO, below the default ``libs_debug_level`` (warn), and a
+    record below its logger's level is never even made. So the driver's logger is set to
+    DEBUG, and this filter passes on only the records that the level configured for
+    ``oslo_messaging`` would have let through (read at each record, so a reload that
+    changes the level applies at once): the log looks exactly as before.
+    """
+
+    LOGGER = "oslo_messaging._drivers.impl_rabbit"
+    _LOST = ("Connection failed:", "is unreachable", "closed the connection")
+    _BACK = "Reconnected to AMQP server"
+
+    def __init__(self, observer: Observer) -> None:
+        super().__init__()
+        self.observer = observer
+        self._logger = logging.getLogger(self.LOGGER)
+
+    def install(self) -> BrokerLogWatch:
+        self._logger.addFilter(self)
+        self._logger.setLevel(logging.DEBUG)
+        return self
+
+    def uninstall(self) -> None:
+        self._logger.removeFilter(self)
+        self._logger.setLevel(logging.NOTSET)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        template = str(record.msg)
+        if self._BACK in template:
+            self.observer.broker_back()
+        elif record.levelno >= logging.ERROR and any(m in template for m in self._LOST):
+            self.observer.broker_lost(_error_text(record))
+        parent = self._logger.parent
+        return parent is None or record.levelno >= parent.getEffectiveLevel()
+
+
+def _error_text(record: logging.LogRecord) -> str:
+    args = record.args
+    if isinstance(args, dict):
+        return str(args.get("err_str", "")) or "connection failed"
+    if isinstance(args, tuple) and args:
+        return str(args[0])
+    return "connection failed"
+
+
+def _iso(when: float | None) -> str | None:
+    if when is None:
+        return None
+    stamp = datetime.datetime.fromtimestamp(when, datetime.UTC)
+    return stamp.isoformat(timespec="seconds").replace("+00:00", "Z")

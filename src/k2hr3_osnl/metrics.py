@@ -1,0 +1,293 @@
+"""Prometheus metrics, and one small HTTP server for ``/metrics`` and ``/healthz``.
+
+Every metric lives in a registry of its own (never prometheus_client's global one), so a
+process, or a test, can hold several daemons. Counters are fed by the observer hooks
+the handler calls; gauges that describe a state (consuming, parked, breaker) are read
+from :class:`~k2hr3_osnl.health.Health` at scrape time, so ``/metrics`` and ``/healthz``
+never disagree.
+
+The server is prometheus_client's WSGI app behind the standard library's threaded
+``wsgiref`` server, with ``/healthz`` beside it. It is optional by design: a port
+already in use is logged as a warning, and the daemon consumes anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from importlib import metadata
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import prometheus_client
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    make_wsgi_app,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from k2hr3_osnl import __version__
+from k2hr3_osnl.events import DELETION_EVENT_TYPES
+from k2hr3_osnl.handler import Handler, Notification, Result
+from k2hr3_osnl.health import Health, Probe
+from k2hr3_osnl.k2hr3 import Answer, Outcome
+from k2hr3_osnl.observer import Observer, Observers
+
+LOG = logging.getLogger(__name__)
+
+NAMESPACE = "k2hr3_osnl"
+#: K2HR3 answers in milliseconds when healthy and may take the whole read timeout (30 s
+#: by default) when not.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+#: Any event type other than the deletions is counted under this label, so that a broad
+#: ``event_type`` filter cannot grow the number of series without bound.
+OTHER = "other"
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def event_label(event_type: Any) -> str:
+    return event_type if event_type in DELETION_EVENT_TYPES else OTHER
+
+
+def status_label(answer: Answer) -> str:
+    if answer.status is not None:
+        return str(answer.status)
+    # No HTTP answer: a dry run, or refused, timed out, TLS failure...
+    return "dry_run" if answer.outcome is Outcome.DELETED else "no_answer"
+
+
+class Metrics(Observer):
+    """The daemon's metrics, in :attr:`registry`; an observer for the handler."""
+
+    def __init__(self, health: Health, registry: CollectorRegistry | None = None) -> None:
+        self.health = health
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.notifications = Counter(
+            "notifications",
+            "Notifications that reached the listener, by event type and outcome "
+            "(deleted, ignored, invalid, duplicate, parked, requeued; error if the "
+            "handler failed).",
+            ["event_type", "outcome"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.retries = Counter(
+            "notification_retries",
+            "K2HR3 attempts beyond the first one for a notification.",
+            ["event_type"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.requests = Counter(
+            "k2hr3_requests",
+            "K2HR3 delete calls, by HTTP status (no_answer: refused, timed out or TLS "
+            "error; dry_run: not sent) and outcome (deleted, retry, rejected).",
+            ["status", "outcome"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "k2hr3_request_duration_seconds",
+            "Time K2HR3 delete calls took, answered or not (dry runs excluded).",
+            buckets=LATENCY_BUCKETS,
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "notifications_in_flight",
+            "Notifications being handled now, including those waiting for K2HR3.",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "last_success_timestamp_seconds",
+            "Unix time of the last deletion K2HR3 accepted (0: none yet).",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        Info(
+            "build",
+            "Version of k2hr3-osnl and of what it runs on.",
+            namespace=NAMESPACE,
+            registry=r,
+        ).info(
+            {
+                "version": __version__,
+                "python_version": platform.python_version(),
+                "oslo_messaging_version": _version_of("oslo.messaging"),
+            }
+        )
+        r.register(_StateCollector(health))
+        prometheus_client.ProcessCollector(registry=r)
+        prometheus_client.PlatformCollector(registry=r)
+        prometheus_client.GCCollector(registry=r)
+        # Every series an alert may use exists from the start, at 0.
+        for event_type in (*sorted(DELETION_EVENT_TYPES), OTHER):
+            self.retries.labels(event_type)
+            for result in Result:
+                self.notifications.labels(event_type, result.value)
+
+    def handling(self, note: Notification) -> None:
+        self.in_flight.inc()
+
+    def handled(self, note: Notification, result: Result | None) -> None:
+        self.in_flight.dec()
+        outcome = result.value if result is not None else "error"
+        self.notifications.labels(event_label(note.event_type), outcome).inc()
+
+    def answered(self, note: Notification, answer: Answer, attempt: int) -> None:
+        status = status_label(answer)
+        self.requests.labels(status, answer.outcome.value).inc()
+        if status != "dry_run":
+            self.latency.observe(answer.seconds)
+        if attempt > 1:
+            self.retries.labels(event_label(note.event_type)).inc()
+        if answer.outcome is Outcome.DELETED:
+            self.last_success.set(time.time())
+
+
+class _StateCollector(Collector):
+    """States read from :class:`Health` at each scrape."""
+
+    def __init__(self, health: Health) -> None:
+        self.health = health
+
+    def collect(self) -> Iterator[Any]:
+        status = self.health.status()
+        gauges = (
+            ("up", "1 when /healthz answers 200: consuming and K2HR3 reachable.", status.ok),
+            ("consuming", "1 while the listener consumes from RabbitMQ.", status.consuming),
+            (
+                "broker_connected",
+                "1 while the connection to RabbitMQ is up.",
+                status.broker_connected,
+            ),
+            (
+                "k2hr3_up",
+                "0 while K2HR3's last answer, less than 120 s ago, was a retryable failure.",
+                status.k2hr3_ok,
+            ),
+            ("breaker_open", "1 while the circuit breaker holds K2HR3 calls.", status.breaker_open),
+        )
+        for name, documentation, value in gauges:
+            yield GaugeMetricFamily(f"{NAMESPACE}_{name}", documentation, value=float(value))
+        yield GaugeMetricFamily(
+            f"{NAMESPACE}_parked",
+            "Deletions parked in <state_dir>/parked, waiting for 'k2hr3-osnl replay --parked'.",
+            value=status.parked,
+        )
+        yield CounterMetricFamily(
+            f"{NAMESPACE}_broker_reconnects",
+            "Times the rabbit driver reconnected to RabbitMQ.",
+            value=status.broker_reconnects,
+        )
+
+
+def make_app(registry: CollectorRegistry, health: Health) -> WSGIApp:
+    """``/metrics`` (and ``/``) from the registry, ``/healthz`` from ``health``."""
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        if path in ("/metrics", "/"):
+            return metrics_app(environ, start_response)
+        if path == "/healthz":
+            status = health.status()
+            body = json.dumps(status.to_json(), indent=1).encode() + b"\n"
+            start_response(
+                "200 OK" if status.ok else "503 Service Unavailable",
+                [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                    ("Cache-Control", "no-store"),
+                ],
+            )
+            return [body]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found: try /metrics or /healthz\n"]
+
+    return app
+
+
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Handler(WSGIRequestHandler):
+    #: A client that stops talking does not keep a thread forever.
+    timeout = 10
+
+    def log_message(self, format: str, *args: Any) -> None:
+        LOG.debug("metrics http: %s %s", self.address_string(), format % args)
+
+
+class MetricsServer:
+    """The running HTTP server; :meth:`close` stops it."""
+
+    def __init__(self, server: WSGIServer) -> None:
+        self.server = server
+        self.thread = threading.Thread(
+            target=server.serve_forever, args=(0.5,), name="metrics-http", daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def serve(address: str | None, port: int | None, app: WSGIApp) -> MetricsServer | None:
+    """Listen on ``address:port``; None when turned off (empty address or port 0) or
+    when the port cannot be had, which is a warning, never a reason to stop."""
+    if not address or not port:
+        LOG.info("metrics and /healthz turned off ([metrics] bind_address or port empty)")
+        return None
+    try:
+        family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
+        server_class = type("MetricsHTTPServer", (_Server,), {"address_family": family})
+        server = make_server(address, port, app, server_class, _Handler)
+    except OSError as error:
+        LOG.warning(
+            "metrics and /healthz not served: cannot listen on %s:%s (%s); "
+            "consuming anyway. Set [metrics] port to a free port, or 0 to turn them off.",
+            address,
+            port,
+            error.strerror or error,
+        )
+        return None
+    running = MetricsServer(server)
+    shown = f"[{address}]" if ":" in address else address
+    LOG.info("metrics on http://%s:%d/metrics, health on /healthz", shown, running.port)
+    return running
+
+
+def _version_of(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def instrument(handler: Handler, probe: Probe | None = None) -> tuple[Health, Metrics]:
+    """Give ``handler`` a :class:`Health` and a :class:`Metrics` to report to."""
+    health = Health(handler.breaker, handler.parking, probe=probe)
+    metrics = Metrics(health)
+    handler.observer = Observers((handler.observer, health, metrics))
+    return health, metrics

@@ -1,0 +1,76 @@
+"""What the daemon reports while it works: hooks for metrics and health, no-ops by default.
+
+The handler and the service call these few methods at the moments that matter, so that
+they need not know about Prometheus, HTTP or health rules; :mod:`k2hr3_osnl.metrics`
+and :mod:`k2hr3_osnl.health` implement them. Every hook must be cheap and must not
+raise: it runs on the path of each notification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from k2hr3_osnl.handler import Notification, Result
+    from k2hr3_osnl.k2hr3 import Answer
+
+
+class Observer:
+    """Override the hooks you need; the others do nothing."""
+
+    def listening(self) -> None:
+        """The listener consumes: ``start()`` returned."""
+
+    def stopping(self) -> None:
+        """The daemon stops taking messages."""
+
+    def broker_lost(self, detail: str) -> None:
+        """The connection to RabbitMQ failed; the driver retries."""
+
+    def broker_back(self) -> None:
+        """The driver reconnected to RabbitMQ."""
+
+    def handling(self, note: Notification) -> None:
+        """A notification reached the endpoint."""
+
+    def handled(self, note: Notification, result: Result | None) -> None:
+        """Its outcome (None: an exception escaped the handler)."""
+
+    def answered(self, note: Notification, answer: Answer, attempt: int) -> None:
+        """K2HR3 answered attempt number ``attempt`` (1 for the first) of a deletion."""
+
+
+class Observers(Observer):
+    """Several observers as one, called in order."""
+
+    def __init__(self, observers: Iterable[Observer]) -> None:
+        self.observers = tuple(observers)
+
+    def listening(self) -> None:
+        for observer in self.observers:
+            observer.listening()
+
+    def stopping(self) -> None:
+        for observer in self.observers:
+            observer.stopping()
+
+    def broker_lost(self, detail: str) -> None:
+        for observer in self.observers:
+            observer.broker_lost(detail)
+
+    def broker_back(self) -> None:
+        for observer in self.observers:
+            observer.broker_back()
+
+    def handling(self, note: Notification) -> None:
+        for observer in self.observers:
+            observer.handling(note)
+
+    def handled(self, note: Notification, result: Result | None) -> None:
+        for observer in self.observers:
+            observer.handled(note, result)
+
+    def answered(self, note: Notification, answer: Answer, attempt: int) -> None:
+        for observer in self.observers:
+            observer.answered(note, answer, attempt)
