@@ -19,8 +19,10 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -250,6 +252,15 @@ class Broker:
                     delivery_mode=2,
                     retry=True,
                 )
+
+    def drain(self, queue: str) -> list[bytes]:
+        """Take every ready message off ``queue`` (to look at what publishers sent)."""
+        bodies: list[bytes] = []
+        with kombu.Connection(self.url, connect_timeout=5) as conn:
+            channel = conn.channel()
+            while (message := channel.basic_get(queue, no_ack=True)) is not None:
+                bodies.append(message.body)
+        return bodies
 
     def delete(self, queues: Iterable[str] = (), exchanges: Iterable[str] = ()) -> None:
         """Remove what a test declared, so that the shared broker does not fill up."""
@@ -490,3 +501,83 @@ class Harness:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class TcpProxy:
+    """A TCP forwarder to RabbitMQ that can be down, come up, or cut every connection.
+
+    The daemon reaches the broker through it, so a test can make RabbitMQ unreachable,
+    or drop the daemon's connection, without touching the broker everyone else uses.
+    """
+
+    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5672)) -> None:
+        self.target = target
+        self.port = _free_port()
+        self._server: socket.socket | None = None
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self.connections = 0
+
+    @property
+    def url(self) -> str:
+        return f"rabbit://guest:guest@127.0.0.1:{self.port}/"
+
+    def start(self) -> TcpProxy:
+        server = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Refuse new connections and cut the open ones, as a dying broker would."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        self.cut()
+
+    def cut(self) -> None:
+        """Drop every open connection; new ones are still accepted."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets |= {client, upstream}
+                self.connections += 1
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+                with self._lock:
+                    self._sockets.discard(sock)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,11 +1,13 @@
-"""oslo.messaging's notification dispatcher, minus its requeue loop on unreadable messages.
+"""Two places where oslo.messaging's notification listener could hold or loop a message.
+
+Both were found by the end-to-end tests on the real broker (tests/test_rabbitmq_*.py).
 
 When oslo.messaging cannot unpack a delivered message (a ``priority`` that is null or a
 number, for instance, or a ``payload`` filter applied to a payload that is not an
 object), its dispatcher raises and the listener answers REQUEUE. The daemon must allow
 requeueing (a stopping daemon hands back what it did not finish), so such a message
-would come straight back, forever, at full speed. Found by the poison test on the real
-broker; this dispatcher acknowledges it once instead, and says so.
+would come straight back, forever, at full speed. :class:`PoisonSafeDispatcher`
+acknowledges it once instead, and says so. :func:`acknowledge_redeliveries` is the other.
 """
 
 from __future__ import annotations
@@ -33,3 +35,28 @@ class PoisonSafeDispatcher(_oslo_dispatcher.NotificationDispatcher):
                 error,
             )
             return NotificationResult.HANDLED
+
+
+def acknowledge_redeliveries() -> None:
+    """Let a message that comes again reach the handler instead of hanging unacknowledged.
+
+    oslo.messaging's AMQP listener remembers the ``_unique_id`` of the last 16 messages
+    it acknowledged and skips one that comes again without acknowledging it: the copy
+    then sits unacknowledged on the channel, holding a prefetch slot, until the
+    connection drops or RabbitMQ's consumer_timeout closes the channel (which also
+    cuts the work in flight). This happens after a publisher's retry, or a redelivery
+    whose acknowledgement was lost. The handler recognises duplicates by message_id
+    and acknowledges them, so that check is turned off here (``_unique_id`` is still
+    removed from the message, as oslo.messaging does). Idempotent.
+    """
+    from oslo_messaging._drivers import amqp
+
+    cache = getattr(amqp, "_MsgIdCache", None)
+    if cache is None or getattr(cache, "_k2hr3_osnl", False):
+        return
+
+    def check_duplicate_message(self: Any, message_data: Any) -> Any:
+        return message_data.pop(amqp.UNIQUE_ID, None)
+
+    cache.check_duplicate_message = check_duplicate_message
+    cache._k2hr3_osnl = True

@@ -102,9 +102,12 @@ class Handler:
             return Result.IGNORED
         if isinstance(decision, Invalid):
             return Result.INVALID
-        if note.message_id in self.recent:
+        if not self.recent.begin(note.message_id):
             return Result.DUPLICATE
-        return self.deliver(note, decision)
+        try:
+            return self.deliver(note, decision)
+        finally:
+            self.recent.end(note.message_id)
 
     def deliver(self, note: Notification, delete: Delete) -> Result:
         """Call K2HR3 until it answers for good, the budget is spent, or we stop."""

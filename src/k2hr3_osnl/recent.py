@@ -25,13 +25,46 @@ class RecentIds:
         self._clock = clock
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
+        #: message_ids a worker is delivering right now, and the event that says it ended.
+        self._busy: dict[str, threading.Event] = {}
 
     def __contains__(self, message_id: object) -> bool:
         if not self.window or not isinstance(message_id, str):
             return False
         with self._lock:
-            added = self._seen.get(message_id)
-            return added is not None and self._clock() - added < self.window
+            return self._recent(message_id)
+
+    def _recent(self, message_id: str) -> bool:
+        added = self._seen.get(message_id)
+        return added is not None and self._clock() - added < self.window
+
+    def begin(self, message_id: object) -> bool:
+        """Claim ``message_id`` for delivery; False if it was delivered within the window.
+
+        Two copies of one message can arrive together (a publisher's retry, a redelivery
+        racing the original): the second waits here for the first to end, and only
+        calls K2HR3 itself if the first did not deliver. Pair with :meth:`end`.
+        """
+        if not self.window or not isinstance(message_id, str):
+            return True
+        while True:
+            with self._lock:
+                if self._recent(message_id):
+                    return False
+                busy = self._busy.get(message_id)
+                if busy is None:
+                    self._busy[message_id] = threading.Event()
+                    return True
+            busy.wait()
+
+    def end(self, message_id: object) -> None:
+        """The delivery claimed by :meth:`begin` is over (:meth:`add` it first if it worked)."""
+        if not isinstance(message_id, str):
+            return
+        with self._lock:
+            busy = self._busy.pop(message_id, None)
+        if busy is not None:
+            busy.set()
 
     def add(self, message_id: object) -> None:
         if not self.window or not isinstance(message_id, str):

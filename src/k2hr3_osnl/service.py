@@ -22,7 +22,7 @@ from oslo_messaging.notify import listener as notify_listener
 
 from k2hr3_osnl import __version__
 from k2hr3_osnl.breaker import CircuitBreaker
-from k2hr3_osnl.dispatcher import PoisonSafeDispatcher
+from k2hr3_osnl.dispatcher import PoisonSafeDispatcher, acknowledge_redeliveries
 from k2hr3_osnl.endpoint import NotificationEndpoint
 from k2hr3_osnl.handler import Handler
 from k2hr3_osnl.k2hr3 import RoleClient
@@ -97,6 +97,7 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
         for topic in n.topic
     ]
     # get_notification_listener(), with a dispatcher that cannot loop on a poison message.
+    acknowledge_redeliveries()
     listener = notify_listener.NotificationServer(
         transport,
         targets,
