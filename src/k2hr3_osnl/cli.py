@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -16,11 +17,14 @@ from collections.abc import Sequence
 # oslo.messaging imports eventlet, which warns on import even though we never use it.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from k2hr3_osnl import __version__, config, logs, publish, replay, service  # noqa: E402
+from k2hr3_osnl import __version__, config, logs, publish, replay, service, systemd  # noqa: E402
 from k2hr3_osnl.opts import LOG_LEVELS  # noqa: E402
 from k2hr3_osnl.parking import ParkingLot  # noqa: E402
+from k2hr3_osnl.pidfile import PidFile, PidFileLocked  # noqa: E402
 
 LOG = logging.getLogger("k2hr3_osnl")
+#: Files a detached daemon creates are not world-readable: they name VMs and addresses.
+DAEMON_UMASK = 0o027
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,6 +82,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the configuration, print every problem, and exit",
     )
+    parser.add_argument(
+        "--daemonize",
+        action="store_true",
+        help="detach into the background (needs --pidfile and a log file); ignored "
+        "under systemd, which wants the daemon in the foreground",
+    )
+    parser.add_argument(
+        "--pidfile",
+        metavar="PATH",
+        help="write the daemon's pid to PATH and hold a lock on it, so that a second "
+        "daemon with the same PATH refuses to start",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     r = commands.add_parser(
         "replay",
@@ -124,16 +140,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "replay" and not args.parked and not args.files:
         parser.error("replay needs FILE arguments or --parked")
+    if args.daemonize and not args.pidfile:
+        parser.error("--daemonize needs --pidfile")
+    if args.daemonize and not systemd.under_systemd():
+        # Before the log file is created, so that it is not world-readable either.
+        os.umask(DAEMON_UMASK)
     try:
-        conf = config.load(getattr(args, "config_files", ()), getattr(args, "config_dirs", ()))
+        conf = _load(args)
     except config.ConfigError as error:
         print(f"k2hr3-osnl: {error}", file=sys.stderr)
         return 2
-    for name in ("debug_level", "libs_debug_level", "log_file"):
-        if name in args:
-            conf.set_override(name, getattr(args, name))
     try:
-        logs.setup(conf.debug_level, conf.libs_debug_level, conf.log_file)
+        logs.setup(conf.debug_level, conf.libs_debug_level, conf.log_file, conf.log_format)
     except (OSError, ValueError) as error:
         print(f"k2hr3-osnl: cannot log to {conf.log_file}: {error}", file=sys.stderr)
         return 2
@@ -158,7 +176,68 @@ def main(argv: Sequence[str] | None = None) -> int:
             topic=args.topic,
             driver=args.driver,
         )
-    return service.run(conf)
+    return _serve(args, conf)
+
+
+def _load(args: argparse.Namespace) -> config.cfg.ConfigOpts:
+    """The configuration files of the command line, then its overrides; again on SIGHUP.
+
+    Paths are made absolute first: a detached daemon runs in /, and re-reads them there.
+    """
+    files = [os.path.abspath(p) for p in getattr(args, "config_files", ())]
+    dirs = [os.path.abspath(p) for p in getattr(args, "config_dirs", ())]
+    conf = config.load(files, dirs)
+    for name in ("debug_level", "libs_debug_level", "log_file"):
+        if name in args:
+            value = getattr(args, name)
+            if name == "log_file" and value != logs.STDERR:
+                value = os.path.abspath(value)
+            conf.set_override(name, value)
+    return conf
+
+
+def _serve(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
+    """Run the daemon, in the foreground or (--daemonize) detached, holding --pidfile."""
+    detach = args.daemonize
+    if detach and systemd.under_systemd():
+        LOG.info("started by systemd: --daemonize ignored, staying in the foreground")
+        detach = False
+    to_stderr = conf.log_file in (None, "", logs.STDERR)
+    if detach and to_stderr:
+        return _refuse(
+            "--daemonize needs a log file ([DEFAULT] log_file or --log-file): "
+            "a detached daemon has no terminal to log to",
+            to_stderr,
+        )
+    pidfile: PidFile | None = None
+    if args.pidfile:
+        try:
+            pidfile = PidFile(args.pidfile).acquire()
+        except PidFileLocked as error:
+            return _refuse(f"not starting: {error}", to_stderr, status=1)
+        except OSError as error:
+            return _refuse(f"cannot open pidfile {args.pidfile}: {error}", to_stderr)
+    if detach:
+        from k2hr3_osnl import daemonize  # python-daemon: only when it is needed
+
+        assert pidfile is not None
+        daemonize.detach([*logs.open_streams(), pidfile.fd], umask=DAEMON_UMASK)
+        LOG.info("detached into the background: pid %d, pidfile %s", os.getpid(), pidfile.path)
+    if pidfile is not None:
+        pidfile.write()
+    try:
+        return service.run(conf, lambda: _load(args))
+    finally:
+        if pidfile is not None:
+            pidfile.release()
+
+
+def _refuse(message: str, to_stderr: bool, status: int = 2) -> int:
+    """An error the operator sees on the terminal, and in the log file if there is one."""
+    if not to_stderr:
+        LOG.error("%s", message)
+    print(f"k2hr3-osnl: {message}", file=sys.stderr)
+    return status
 
 
 def _replay(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from k2hr3_osnl import logs
 from k2hr3_osnl.breaker import CircuitBreaker, Turn
 from k2hr3_osnl.events import Decision, Delete, Ignore, Invalid, decide
 from k2hr3_osnl.k2hr3 import Answer, Outcome, RoleClient
@@ -72,7 +73,13 @@ class Handler:
         self.observer.handling(note)
         result: Result | None = None
         try:
-            result = self._handle(note)
+            # Every line logged while handling it says which notification it is about.
+            with logs.fields(
+                message_id=note.message_id,
+                event_type=note.event_type,
+                publisher_id=note.publisher_id,
+            ):
+                result = self._handle(note)
             return result
         finally:
             self.observer.handled(note, result)
@@ -94,6 +101,7 @@ class Handler:
                 note.event_type,
                 result.value,
                 getattr(decision, "reason", decision),
+                extra={"outcome": result.value},
             )
         return result
 
@@ -124,7 +132,8 @@ class Handler:
                     note, f"retry budget spent: {_describe(answer)}", attempts, first_seen
                 )
             attempts += 1
-            answer = self.client.delete(delete.cuk, delete.ips)
+            with logs.fields(attempt=attempts):
+                answer = self.client.delete(delete.cuk, delete.ips)
             self.observer.answered(note, answer, attempts)
             self.breaker.record(turn, answer.outcome is not Outcome.RETRY)
             if answer.outcome is Outcome.DELETED:
@@ -157,7 +166,13 @@ class Handler:
             )
             time.sleep(PARK_FAILURE_PAUSE)
             return Result.REQUEUED
-        LOG.error("message_id=%s parked in %s: %s", note.message_id, path, reason)
+        LOG.error(
+            "message_id=%s parked in %s: %s",
+            note.message_id,
+            path,
+            reason,
+            extra={"outcome": Result.PARKED.value, "attempt": attempts},
+        )
         return Result.PARKED
 
 

@@ -97,6 +97,13 @@ class RoleClient:
             answer.seconds,
             answer.outcome.value,
             f" ({answer.detail})" if answer.detail else "",
+            extra={
+                "cuk": cuk,
+                "ips": list(ips),
+                "status": answer.status,
+                "outcome": answer.outcome.value,
+                "duration": answer.seconds,
+            },
         )
         return answer
 

@@ -1,12 +1,24 @@
-"""Logging set-up: the journal under systemd, a rotated file when ``log_file`` is set."""
+"""Logging set-up: the journal under systemd, a rotated file when ``log_file`` is set.
+
+Every record goes through two filters on our one handler, whatever logger it comes
+from (ours, oslo.messaging's, kombu's...): :class:`SecretFilter` masks the password of
+any ``scheme://user:password@`` URL, and :class:`FieldsFilter` adds the notification
+being handled (message_id, event_type, ...) so that ``log_format = json`` can carry it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import json
 import logging
 import logging.handlers
 import os
+import re
 import sys
-from typing import ClassVar
+import time
+from collections.abc import Iterator, Mapping
+from typing import IO, Any, ClassVar
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -29,6 +41,74 @@ LIBRARIES = (
     "requests",
 )
 STDERR = "sys.stderr"
+FORMATS = ("text", "json")
+#: What a JSON line may carry besides time, level, logger and message, when known.
+FIELDS = (
+    "message_id",
+    "event_type",
+    "publisher_id",
+    "cuk",
+    "ips",
+    "outcome",
+    "status",
+    "attempt",
+    "duration",
+)
+_TEXT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
+
+_fields: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "k2hr3_osnl_log_fields", default=None
+)
+
+
+@contextlib.contextmanager
+def fields(**values: Any) -> Iterator[None]:
+    """Attach ``values`` to every record logged by this thread inside the block."""
+    token = _fields.set({**(_fields.get() or {}), **values})
+    try:
+        yield
+    finally:
+        _fields.reset(token)
+
+
+class FieldsFilter(logging.Filter):
+    """Copies the :func:`fields` of the current thread onto each record (``extra=`` wins)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in (_fields.get() or {}).items():
+            if not hasattr(record, name):
+                setattr(record, name, value)
+        return True
+
+
+#: ``scheme://user:password@`` (and ``,user:password@`` of the next host in a multi-host
+#: transport URL): the user stays, the password goes.
+_URL_PASSWORD = re.compile(r"((?:\w://|,)[^:/?#@\s'\",]*):[^@\s'\"/]+@")
+
+
+def mask(text: str) -> str:
+    return _URL_PASSWORD.sub(r"\1:***@", text)
+
+
+class SecretFilter(logging.Filter):
+    """A safety net: no URL password reaches a log line, whichever library logs it.
+
+    oslo.messaging and kombu log transport URLs with the password replaced, but a stray
+    ``repr`` or exception text at debug level is one refactoring away.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask(record.stack_info)
+        return True
 
 
 class _JournalFormatter(logging.Formatter):
@@ -42,44 +122,125 @@ class _JournalFormatter(logging.Formatter):
         logging.CRITICAL: 2,
     }
 
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
     def format(self, record: logging.LogRecord) -> str:
         prefix = f"<{self._PRIORITY.get(record.levelno, 6)}>"
-        return prefix + super().format(record).replace("\n", "\n" + prefix)
+        return prefix + self.inner.format(record).replace("\n", "\n" + prefix)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers; a traceback stays inside its line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": _isotime(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        for name in FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = round(value, 6) if isinstance(value, float) else value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def _isotime(created: float) -> str:
+    local = time.localtime(created)
+    millis = int(created * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{millis:03d}" + _offset(local)
+
+
+def _offset(local: time.struct_time) -> str:
+    minutes = (local.tm_gmtoff or 0) // 60
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def level(name: str) -> int:
-    return _LEVELS[name.lower()]
+    value = _LEVELS[name.lower()]
+    # "notset" means everything: as debug.
+    return logging.DEBUG if value == logging.NOTSET else value
 
 
-def setup(debug_level: str, libs_debug_level: str, log_file: str | None) -> None:
-    """Replace any handlers on the root logger with ours."""
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-        old.close()
+def journal_stream(stream: IO[str] = sys.stderr, environ: Mapping[str, str] = os.environ) -> bool:
+    """True when ``stream`` is systemd's journal stream, as ``$JOURNAL_STREAM`` says.
+
+    The variable is inherited by children whose stderr may go elsewhere, so systemd asks
+    to compare its ``device:inode`` with the stream itself.
+    """
+    expected = environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return expected == f"{st.st_dev}:{st.st_ino}"
+
+
+def _handler(log_file: str | None, log_format: str) -> logging.Handler:
     handler: logging.Handler
+    formatter: logging.Formatter = (
+        JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT)
+    )
     if log_file and log_file != STDERR:
         # The same rotation as k2hr3_osnl 1.0.8: daily, a month kept.
         handler = logging.handlers.TimedRotatingFileHandler(
             log_file, when="midnight", backupCount=31, encoding="utf-8"
         )
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s %(message)s")
-        )
     else:
         handler = logging.StreamHandler(sys.stderr)
-        if os.environ.get("JOURNAL_STREAM"):
-            handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
-        else:
-            handler.setFormatter(
-                logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s %(message)s")
-            )
+        if journal_stream(sys.stderr):
+            if log_format != "json":
+                formatter = logging.Formatter("%(name)s: %(message)s")
+            formatter = _JournalFormatter(formatter)
+    handler.setFormatter(formatter)
+    handler.addFilter(FieldsFilter())
+    handler.addFilter(SecretFilter())
+    return handler
+
+
+def setup(
+    debug_level: str, libs_debug_level: str, log_file: str | None, log_format: str = "text"
+) -> None:
+    """Replace the root logger's handlers with ours; call again to apply new settings.
+
+    The new handler is opened before the old one is closed, so a log file that cannot
+    be opened raises (OSError) and leaves logging as it was; a file that logrotate moved
+    away is opened anew under its name.
+    """
+    if log_format not in FORMATS:
+        raise ValueError(f"log_format must be one of {', '.join(FORMATS)}, not {log_format!r}")
+    ours, libs = level(debug_level), level(libs_debug_level)
+    handler = _handler(log_file, log_format)
+    root = logging.getLogger()
+    old = list(root.handlers)
     root.addHandler(handler)
-    root.setLevel(
-        logging.DEBUG
-        if level(debug_level) == logging.NOTSET
-        else min(level(debug_level), level(libs_debug_level))
-    )
-    logging.getLogger("k2hr3_osnl").setLevel(level(debug_level))
+    for previous in old:
+        root.removeHandler(previous)
+        previous.close()
+    # Any logger we do not list inherits from the root: the libraries' level.
+    root.setLevel(libs)
+    logging.getLogger("k2hr3_osnl").setLevel(ours)
     for name in LIBRARIES:
-        logging.getLogger(name).setLevel(level(libs_debug_level))
+        logging.getLogger(name).setLevel(libs)
+
+
+def open_streams() -> list[IO[str]]:
+    """The files our handlers write to, for python-daemon to keep open when detaching."""
+    return [
+        stream
+        for handler in logging.getLogger().handlers
+        if (stream := getattr(handler, "stream", None)) is not None
+    ]

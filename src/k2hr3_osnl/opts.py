@@ -42,18 +42,36 @@ default_opts = [
         "debug_level",
         default="info",
         choices=_LEVEL_CHOICES,
+        mutable=True,
         help="Log level of k2hr3-osnl itself.",
     ),
     cfg.StrOpt(
         "libs_debug_level",
         default="warn",
         choices=_LIBS_LEVEL_CHOICES,
+        mutable=True,
         help="Log level of the libraries underneath (oslo.messaging, kombu, amqp, urllib3).",
     ),
     cfg.StrOpt(
         "log_file",
         default="sys.stderr",
-        help="Where logs go: 'sys.stderr' (the journal under systemd) or a file path.",
+        mutable=True,
+        help="Where logs go: 'sys.stderr' (the journal under systemd) or a file path. "
+        "SIGHUP reopens it, for logrotate.",
+    ),
+    cfg.StrOpt(
+        "log_format",
+        default="text",
+        choices=[
+            ("text", "one line of text per record"),
+            (
+                "json",
+                "one JSON object per line, with message_id, event_type, publisher_id, "
+                "cuk, outcome, attempt and duration when known",
+            ),
+        ],
+        mutable=True,
+        help="Format of the log lines.",
     ),
 ]
 
@@ -113,12 +131,14 @@ k2hr3_opts = [
     ),
     cfg.FloatOpt(
         "timeout_seconds",
+        mutable=True,
         default=30,
         min=0.1,
         help="Read timeout of a K2HR3 call, in seconds.",
     ),
     cfg.FloatOpt(
         "connect_timeout_seconds",
+        mutable=True,
         default=5,
         min=0.1,
         help="Connect timeout of a K2HR3 call, in seconds.",
@@ -134,6 +154,7 @@ k2hr3_opts = [
     ),
     cfg.FloatOpt(
         "retry_interval_seconds",
+        mutable=True,
         default=1.0,
         min=0.05,
         help="Longest wait between two attempts while K2HR3 is failing. All workers share "
@@ -143,6 +164,7 @@ k2hr3_opts = [
     ),
     cfg.FloatOpt(
         "retry_budget_seconds",
+        mutable=True,
         default=1200,
         min=0,
         help="How long one deletion is retried before it is parked. Keep it below "
@@ -166,6 +188,7 @@ k2hr3_opts = [
     cfg.BoolOpt(
         "dry_run",
         default=False,
+        mutable=True,
         help="Log each K2HR3 call instead of making it.",
     ),
     cfg.StrOpt(
@@ -175,6 +198,7 @@ k2hr3_opts = [
     ),
     cfg.FloatOpt(
         "duplicate_window_seconds",
+        mutable=True,
         default=600,
         min=0,
         help="A message_id already delivered within this window is acknowledged without "
@@ -182,6 +206,7 @@ k2hr3_opts = [
     ),
     cfg.FloatOpt(
         "drain_seconds",
+        mutable=True,
         default=30,
         min=0,
         help="On SIGTERM, how long in-flight deletions may finish; the rest stay "

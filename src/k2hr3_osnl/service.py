@@ -7,25 +7,26 @@ can run the very same listener on oslo.messaging's ``fake://`` transport.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
-import signal
 import sys
 import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
 
 import oslo_messaging
 from oslo_config import cfg
 from oslo_messaging.notify import listener as notify_listener
 
-from k2hr3_osnl import __version__
+from k2hr3_osnl import __version__, config, reload, signals
 from k2hr3_osnl.breaker import CircuitBreaker
-from k2hr3_osnl.dispatcher import PoisonSafeDispatcher, acknowledge_redeliveries
+from k2hr3_osnl.dispatcher import PoisonSafeDispatcher
 from k2hr3_osnl.endpoint import NotificationEndpoint
 from k2hr3_osnl.handler import Handler
 from k2hr3_osnl.k2hr3 import RoleClient
+from k2hr3_osnl.lifecycle import Lifecycle
 from k2hr3_osnl.parking import ParkingLot
 from k2hr3_osnl.recent import RecentIds
 
@@ -75,6 +76,19 @@ def make_handler(conf: cfg.ConfigOpts, client: RoleClient | None = None) -> Hand
     )
 
 
+def apply_mutable(daemon: Daemon) -> None:
+    """Push the options a SIGHUP may change into the running objects (see make_*)."""
+    k = daemon.conf.k2hr3
+    client, handler = daemon.handler.client, daemon.handler
+    client.timeout = (k.connect_timeout_seconds, k.timeout_seconds)
+    client.dry_run = k.dry_run
+    handler.retry_budget = k.retry_budget_seconds
+    handler.recent.window = k.duplicate_window_seconds
+    breaker = handler.breaker
+    breaker.max_interval = min(k.retry_interval_seconds, MAX_PROBE_INTERVAL)
+    breaker.min_interval = min(breaker.min_interval, breaker.max_interval)
+
+
 def make_filter(conf: cfg.ConfigOpts) -> oslo_messaging.NotificationFilter:
     n = conf.oslo_messaging_notifications
     return oslo_messaging.NotificationFilter(
@@ -97,7 +111,6 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
         for topic in n.topic
     ]
     # get_notification_listener(), with a dispatcher that cannot loop on a poison message.
-    acknowledge_redeliveries()
     listener = notify_listener.NotificationServer(
         transport,
         targets,
@@ -110,36 +123,54 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
     return Daemon(conf, handler, endpoint, transport, targets, listener)
 
 
-def describe(daemon: Daemon) -> str:
-    n = daemon.conf.oslo_messaging_notifications
-    url = urllib.parse.urlsplit(n.transport_url or "")
+def broker(conf: cfg.ConfigOpts) -> str:
+    """``scheme://host:port`` of the transport URL: never its user or password."""
+    url = urllib.parse.urlsplit(conf.oslo_messaging_notifications.transport_url or "")
     where = url.hostname or "?"
     if url.port:
         where += f":{url.port}"
+    return f"{url.scheme}://{where}"
+
+
+def listening(daemon: Daemon) -> str:
+    """The status line of a consuming daemon."""
+    k = daemon.conf.k2hr3
+    return (
+        f"listening on {len(daemon.targets)} binding(s) of {broker(daemon.conf)}; "
+        f"K2HR3 {k.api_url}{' (dry run)' if k.dry_run else ''}"
+    )
+
+
+def describe(daemon: Daemon) -> str:
+    n = daemon.conf.oslo_messaging_notifications
     bindings = ", ".join(f"{t.exchange}/{t.topic}" for t in daemon.targets)
     queue = f"pool queue {n.pool!r}" if n.pool else "shared queues '<topic>.info'"
     return (
-        f"RabbitMQ {url.scheme}://{where} [{bindings}] on {queue}; "
+        f"RabbitMQ {broker(daemon.conf)} [{bindings}] on {queue}; "
         f"K2HR3 {daemon.conf.k2hr3.api_url}{' (dry run)' if daemon.conf.k2hr3.dry_run else ''}"
     )
 
 
-def run(conf: cfg.ConfigOpts) -> int:
-    """Listen until SIGTERM or SIGINT, then stop cleanly. Returns the exit status."""
+def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None) -> int:
+    """Listen until SIGTERM or SIGINT, reload on SIGHUP, then stop cleanly.
+
+    ``loader`` re-reads the configuration on SIGHUP (by default: the same files).
+    Returns the exit status.
+    """
     daemon = build(conf)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        LOG.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    requests = signals.Requests()
+    requests.install()
+    lifecycle = Lifecycle(daemon.listener, daemon.handler)
+    # Under systemd's watchdog a hung daemon gets SIGABRT: dump every thread's stack first.
+    if not faulthandler.is_enabled():
+        faulthandler.enable()
 
     LOG.info("k2hr3-osnl %s starting: %s", __version__, describe(daemon))
+    lifecycle.connecting(broker(conf))
     # start() blocks while RabbitMQ is unreachable (the driver retries and logs), so it
     # runs aside and a signal can still stop a daemon that never connected.
     started = threading.Event()
+    failed = threading.Event()
 
     def start() -> None:
         try:
@@ -147,21 +178,38 @@ def run(conf: cfg.ConfigOpts) -> int:
         except Exception:
             LOG.exception("cannot start the listener")
             failed.set()
-            stop.set()
+            requests.request_stop()
             return
         started.set()
         LOG.info("listening")
-
-    failed = threading.Event()
+        requests.wake()
 
     threading.Thread(target=start, name="listener-start", daemon=True).start()
-    stop.wait()
+    while True:
+        requests.wait(lifecycle.interval)
+        if requests.stop.is_set():
+            break
+        if started.is_set():
+            lifecycle.ready(listening(daemon))
+        if requests.take_reload():
+            lifecycle.reloading()
+            reload.reload(daemon.conf, loader or _same_files(conf), lambda: apply_mutable(daemon))
+            lifecycle.reloaded(listening(daemon))
+        if started.is_set():
+            lifecycle.tick()
+    if requests.stop_signal:
+        LOG.info("received %s, stopping", requests.stop_signal)
+    lifecycle.stopping(daemon.conf.k2hr3.drain_seconds)
     if not started.is_set():
         if failed.is_set():
             _flush_and_exit(1)
         LOG.info("stopped before RabbitMQ could be reached")
         _flush_and_exit(0)
-    return shutdown(daemon, conf.k2hr3.drain_seconds)
+    return shutdown(daemon, daemon.conf.k2hr3.drain_seconds)
+
+
+def _same_files(conf: cfg.ConfigOpts) -> Callable[[], cfg.ConfigOpts]:
+    return lambda: config.load(conf.config_file or (), conf.config_dir or ())
 
 
 def shutdown(daemon: Daemon, drain_seconds: float) -> int:

@@ -1,0 +1,99 @@
+"""What the daemon tells systemd as it goes: connecting, ready, healthy, reloading, stopping.
+
+The service loop calls one method per event and :meth:`Lifecycle.tick` every
+:attr:`Lifecycle.interval` seconds; this class turns them into ``STATUS=`` lines (sent
+only when they change) and into ``WATCHDOG=1``, which is sent only while
+:func:`k2hr3_osnl.liveness.check` says the listener really consumes. K2HR3 failing does
+not stop the watchdog: a restart would not fix K2HR3, and the deletions wait in the
+breaker or the parking lot meanwhile; it shows in the status line instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from k2hr3_osnl import liveness, systemd
+from k2hr3_osnl.handler import Handler
+
+LOG = logging.getLogger(__name__)
+
+#: How often the health is looked at when systemd's watchdog does not ask for more.
+DEFAULT_INTERVAL = 5.0
+
+
+class Lifecycle:
+    def __init__(
+        self, listener: Any, handler: Handler, notifier: systemd.Notifier | None = None
+    ) -> None:
+        self.listener = listener
+        self.handler = handler
+        self.notifier = notifier or systemd.Notifier()
+        watchdog = systemd.watchdog_interval()
+        self.watchdog = watchdog is not None and self.notifier.enabled
+        self.interval = min(watchdog, DEFAULT_INTERVAL) if watchdog else DEFAULT_INTERVAL
+        self.is_ready = False
+        self._reloading = False
+        self._listening = ""
+        self._status = ""
+        self._healthy: bool | None = None
+
+    def _set_status(self, text: str) -> None:
+        if text != self._status:
+            self._status = text
+            self.notifier.status(text)
+
+    def connecting(self, broker: str) -> None:
+        self._set_status(f"connecting to RabbitMQ {broker}")
+
+    def ready(self, listening: str) -> None:
+        """The listener consumes: ``READY=1``, once (again after a reload)."""
+        if self.is_ready:
+            return
+        self.is_ready = True
+        self._listening = listening
+        self._status = listening
+        self.notifier.ready(listening)
+
+    def reloading(self) -> None:
+        """``RELOADING=1``, if systemd was told we are ready (else it is still starting)."""
+        self._reloading = self.is_ready
+        if self._reloading:
+            self.is_ready = False
+            self._status = "reloading"
+            self.notifier.reloading()
+
+    def reloaded(self, listening: str) -> None:
+        """``READY=1`` again, whether the new configuration was taken or rejected."""
+        if self._reloading:
+            self._reloading = False
+            self.ready(listening)
+
+    def stopping(self, drain_seconds: float) -> None:
+        self.notifier.stopping(
+            f"stopping: finishing in-flight deletions (at most {drain_seconds:.0f}s)"
+        )
+
+    def tick(self) -> liveness.Health:
+        """Look at the health: ``WATCHDOG=1`` if it is good, a status line that says it."""
+        health = liveness.check(self.listener)
+        if health.ok != self._healthy:
+            if not health.ok:
+                LOG.warning("listener unhealthy, not feeding the watchdog: %s", health.reason)
+            elif self._healthy is not None:
+                LOG.info("listener healthy again: %s", health.reason)
+            self._healthy = health.ok
+        if not health.ok:
+            self._set_status(health.reason)
+            return health
+        if self.watchdog:
+            self.notifier.watchdog()
+        if self.handler.breaker.is_open:
+            parked = self.handler.parking.count()
+            self._set_status(
+                "K2HR3 failing: deletions wait for it and are retried"
+                + (f"; {parked} parked" if parked else "")
+            )
+        else:
+            self._set_status(self._listening)
+        return health
