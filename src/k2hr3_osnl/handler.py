@@ -132,10 +132,16 @@ class Handler:
                     note, f"retry budget spent: {_describe(answer)}", attempts, first_seen
                 )
             attempts += 1
-            with logs.fields(attempt=attempts):
-                answer = self.client.delete(delete.cuk, delete.ips)
-            self.observer.answered(note, answer, attempts)
-            self.breaker.record(turn, answer.outcome is not Outcome.RETRY)
+            answer = None
+            try:
+                with logs.fields(attempt=attempts):
+                    answer = self.client.delete(delete.cuk, delete.ips)
+                self.observer.answered(note, answer, attempts)
+            finally:
+                # Report even when a bug of ours raised: a probe that never reports keeps
+                # every other delivery waiting on the breaker until its budget is spent.
+                ok = answer is not None and answer.outcome is not Outcome.RETRY
+                self.breaker.record(turn, ok)
             if answer.outcome is Outcome.DELETED:
                 self.recent.add(note.message_id)
                 return Result.DELETED

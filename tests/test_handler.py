@@ -1,0 +1,323 @@
+"""One notification from decision to acknowledgement, against a real local K2HR3.
+
+The Handler runs with the real RoleClient, CircuitBreaker, ParkingLot and RecentIds; only
+K2HR3 is a stand-in (a real HTTP server that fails on command).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from k2hr3_server import FakeK2HR3
+
+from k2hr3_osnl import handler as handler_module
+from k2hr3_osnl.breaker import CircuitBreaker, Turn
+from k2hr3_osnl.handler import Handler, Notification, Result
+from k2hr3_osnl.k2hr3 import Answer, RoleClient
+from k2hr3_osnl.parking import ParkingLot
+from k2hr3_osnl.recent import RecentIds
+
+SAMPLES = Path(__file__).parent / "samples"
+NEUTRON_CUK = "12345678-1234-5678-1234-567812345678"
+NEUTRON_IPS = ("172.16.0.1", "2001:db8::6")
+PROBE_INTERVAL = 0.2
+
+
+def _sample(relative: str) -> dict[str, Any]:
+    return json.loads((SAMPLES / relative).read_text(encoding="utf-8"))
+
+
+NEUTRON = _sample("neutron/k2hr3_osnl__notifications_neutron.json")
+LEGACY = _sample("wire/captured/odlproxy__compute.instance.delete.end.messagingv2.inner.json")
+
+
+def port_delete(message_id: str = "m-1", cuk: str = NEUTRON_CUK) -> Notification:
+    payload = copy.deepcopy(NEUTRON["payload"])
+    payload["port"]["device_id"] = cuk
+    return Notification(message_id, "port.delete.end", NEUTRON["publisher_id"], payload)
+
+
+def instance_delete(message_id: str, cuk: str) -> Notification:
+    payload = copy.deepcopy(LEGACY["payload"])
+    payload["instance_id"] = cuk
+    return Notification(message_id, LEGACY["event_type"], LEGACY["publisher_id"], payload)
+
+
+def cuk_of(i: int) -> str:
+    return f"00000000-0000-4000-8000-{i:012d}"
+
+
+MakeHandler = Callable[..., Handler]
+
+
+@pytest.fixture
+def make_handler(k2hr3: FakeK2HR3, tmp_path: Path) -> Iterator[MakeHandler]:
+    made: list[Handler] = []
+
+    def make(
+        retry_budget: float = 30.0,
+        window: float = 600.0,
+        client: RoleClient | None = None,
+        state_dir: Path = tmp_path,
+    ) -> Handler:
+        handler = Handler(
+            client=client or RoleClient(k2hr3.url, connect_timeout=2, read_timeout=5),
+            breaker=CircuitBreaker(max_interval=PROBE_INTERVAL),
+            parking=ParkingLot(state_dir),
+            recent=RecentIds(window),
+            retry_budget=retry_budget,
+        )
+        made.append(handler)
+        return handler
+
+    yield make
+    for handler in made:
+        handler.breaker.stop()
+        handler.client.close()
+
+
+def in_threads(handler: Handler, notes: list[Notification]) -> tuple[list[threading.Thread], dict]:
+    """Handle each note in its own thread, as the listener's executor does."""
+    results: dict[Any, Result] = {}
+
+    def work(note: Notification) -> None:
+        results[note.message_id] = handler.handle(note)
+
+    threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in notes]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
+def join(threads: list[threading.Thread], timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, end - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "a delivery is still running"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+# --- the good path -------------------------------------------------------------------
+
+
+def test_port_deletion_reaches_k2hr3(k2hr3: FakeK2HR3, make_handler: MakeHandler) -> None:
+    assert make_handler().handle(port_delete()) is Result.DELETED
+    assert k2hr3.deleted() == [(NEUTRON_CUK, NEUTRON_IPS)]
+
+
+def test_instance_deletion_removes_every_ip(k2hr3: FakeK2HR3, make_handler: MakeHandler) -> None:
+    note = instance_delete("m-1", cuk_of(1))
+    assert make_handler().handle(note) is Result.DELETED
+    assert k2hr3.deleted() == [(cuk_of(1), None)]
+
+
+def test_duplicate_delivery_calls_k2hr3_once(k2hr3: FakeK2HR3, make_handler: MakeHandler) -> None:
+    """RabbitMQ may deliver the same message again after a reconnect."""
+    handler = make_handler()
+    assert handler.handle(port_delete("m-1")) is Result.DELETED
+    assert handler.handle(port_delete("m-1")) is Result.DUPLICATE
+    assert handler.handle(port_delete("m-2")) is Result.DELETED
+    assert k2hr3.requests == 2
+
+
+def test_duplicate_window_zero_calls_again(k2hr3: FakeK2HR3, make_handler: MakeHandler) -> None:
+    handler = make_handler(window=0)
+    handler.handle(port_delete("m-1"))
+    handler.handle(port_delete("m-1"))
+    assert k2hr3.requests == 2
+
+
+def test_a_parked_message_delivered_again_is_tried_again(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler
+) -> None:
+    """Only a delivery that reached K2HR3 counts for duplicates."""
+    handler = make_handler()
+    k2hr3.status = 400
+    assert handler.handle(port_delete("m-1")) is Result.PARKED
+    k2hr3.status = 204
+    assert handler.handle(port_delete("m-1")) is Result.DELETED
+
+
+@pytest.mark.parametrize(
+    ("note", "result"),
+    [
+        (Notification("m-1", "port.create.end", "network.n1", NEUTRON["payload"]), Result.IGNORED),
+        (Notification("m-2", "port.delete.end", "network.n1", {"port_id": "x"}), Result.IGNORED),
+        (
+            Notification("m-3", "port.delete.end", "network.n1", ["not", "a", "dict"]),
+            Result.INVALID,
+        ),
+        (
+            Notification("m-4", "compute.instance.delete.end", "compute.h", {"instance_id": "x"}),
+            Result.INVALID,
+        ),
+    ],
+    ids=["not-a-deletion", "port_id-only", "payload-list", "bad-uuid"],
+)
+def test_ignored_and_invalid_call_nothing(
+    k2hr3: FakeK2HR3,
+    make_handler: MakeHandler,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    note: Notification,
+    result: Result,
+) -> None:
+    """Acknowledged once, never sent, never parked: there is nothing to retry."""
+    caplog.set_level(logging.DEBUG, logger="k2hr3_osnl")
+    assert make_handler().handle(note) is result
+    assert k2hr3.requests == 0
+    assert ParkingLot(tmp_path).count() == 0
+    (line,) = [r for r in caplog.records if r.name == "k2hr3_osnl.handler"]
+    assert f"message_id={note.message_id}" in line.getMessage()
+    assert line.levelno == (logging.WARNING if result is Result.INVALID else logging.DEBUG)
+
+
+# --- K2HR3 in trouble ----------------------------------------------------------------
+
+
+def test_outage_then_recovery_delivers_everything_with_few_requests(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler
+) -> None:
+    """K2HR3 answers 503 while 20 deletions wait: the breaker sends about one probe per
+    interval in all, not one request per deletion per retry, and everything goes
+    through once K2HR3 is back."""
+    handler = make_handler()
+    k2hr3.status = 503
+    count = 20
+    notes = [port_delete(f"m-{i}", cuk_of(i)) for i in range(count)]
+    started = time.monotonic()
+    threads, results = in_threads(handler, notes)
+    wait_until(lambda: k2hr3.requests >= 1)
+    time.sleep(2.0)
+    k2hr3.status = 204
+    outage = time.monotonic() - started
+    join(threads)
+
+    assert set(results.values()) == {Result.DELETED}
+    assert sorted(cuk for cuk, _ in k2hr3.deleted()) == [cuk_of(i) for i in range(count)]
+    failed = sum(1 for call in k2hr3.calls if call.status == 503)
+    # At most one first attempt per deletion (made before the breaker opened), then
+    # probes spaced at least 80 % of min_interval, then of the cap (jitter floor).
+    min_interval = handler.breaker.min_interval
+    bound = count + 2 + outage / (0.8 * min(PROBE_INTERVAL, 2 * min_interval))
+    assert failed <= bound, (failed, bound)
+    # Per deletion per retry would be count * outage / PROBE_INTERVAL = 200 and more.
+    assert failed < count * outage / PROBE_INTERVAL / 2
+
+
+def test_refused_connections_then_recovery_delivers(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler
+) -> None:
+    handler = make_handler()
+    handler.handle(port_delete("warm-up", cuk_of(99)))  # a pooled connection exists
+    k2hr3.stop()
+    notes = [port_delete(f"m-{i}", cuk_of(i)) for i in range(5)]
+    threads, results = in_threads(handler, notes)
+    wait_until(lambda: handler.breaker.is_open)
+    time.sleep(1.0)
+    assert k2hr3.deleted() == [(cuk_of(99), NEUTRON_IPS)]
+    k2hr3.start()
+    join(threads)
+    assert set(results.values()) == {Result.DELETED}
+    assert len(k2hr3.deleted()) == 6
+
+
+def test_rejected_deletion_is_parked_with_reason(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler, tmp_path: Path
+) -> None:
+    """400 means a misconfiguration: an operator must act, so keep it and stop trying."""
+    k2hr3.status = 400
+    note = port_delete("m-400")
+    before = time.time()
+    assert make_handler().handle(note) is Result.PARKED
+    assert k2hr3.requests == 1
+    (item,) = list(ParkingLot(tmp_path))
+    assert item.message_id == "m-400"
+    assert item.event_type == "port.delete.end"
+    assert item.publisher_id == NEUTRON["publisher_id"]
+    assert item.payload == note.payload
+    assert item.attempts == 1
+    assert "400" in item.reason and "rejected" in item.reason
+    assert before <= item.first_seen <= item.parked_at
+
+
+def test_spent_budget_parks_it(k2hr3: FakeK2HR3, make_handler: MakeHandler, tmp_path: Path) -> None:
+    """A deletion is not held for ever: RabbitMQ would cancel a consumer that does."""
+    k2hr3.status = 503
+    started = time.monotonic()
+    assert make_handler(retry_budget=0.8).handle(port_delete("m-503")) is Result.PARKED
+    assert time.monotonic() - started >= 0.8
+    (item,) = list(ParkingLot(tmp_path))
+    assert "retry budget spent" in item.reason and "503" in item.reason
+    assert item.attempts >= 2
+    assert item.attempts == k2hr3.requests
+
+
+def test_stop_while_waiting_requeues(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler, tmp_path: Path
+) -> None:
+    """A stopping daemon hands held deletions back to RabbitMQ instead of parking them."""
+    handler = make_handler(retry_budget=60)
+    k2hr3.status = 503
+    threads, results = in_threads(handler, [port_delete("m-1"), port_delete("m-2", cuk_of(2))])
+    wait_until(lambda: handler.breaker.is_open)
+    handler.breaker.stop()
+    join(threads, timeout=10)
+    assert results == {"m-1": Result.REQUEUED, "m-2": Result.REQUEUED}
+    assert ParkingLot(tmp_path).count() == 0
+
+
+def test_unparkable_deletion_is_requeued_after_a_pause(
+    k2hr3: FakeK2HR3,
+    make_handler: MakeHandler,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With nowhere to keep it, dropping it would leave a stale IP: hand it back, slowly."""
+    monkeypatch.setattr(handler_module, "PARK_FAILURE_PAUSE", 0.3)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "parked").write_text("a file where the spool directory should be")
+    k2hr3.status = 400
+    started = time.monotonic()
+    assert make_handler(state_dir=state).handle(port_delete("m-1")) is Result.REQUEUED
+    assert time.monotonic() - started >= 0.3
+    assert any(r.levelno == logging.CRITICAL and "m-1" in r.getMessage() for r in caplog.records)
+
+
+def test_a_crashing_probe_does_not_wedge_the_breaker(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler, tmp_path: Path
+) -> None:
+    """A bug in one call (here: the client raises) parks that deletion; the others still
+    get their probe instead of waiting out their whole budget."""
+
+    class BuggyClient(RoleClient):
+        def delete(self, cuk: str, ips: tuple[str, ...] = ()) -> Answer:
+            if cuk == cuk_of(666):
+                raise RuntimeError("a bug")
+            return super().delete(cuk, ips)
+
+    handler = make_handler(retry_budget=5, client=BuggyClient(k2hr3.url))
+    handler.breaker.wait_turn(time.monotonic())
+    handler.breaker.record(Turn.CALL, ok=False)  # K2HR3 just failed: the next call probes
+    assert handler.handle(port_delete("m-bug", cuk_of(666))) is Result.PARKED
+    (item,) = list(ParkingLot(tmp_path))
+    assert "internal error" in item.reason
+    started = time.monotonic()
+    assert handler.handle(port_delete("m-ok", cuk_of(1))) is Result.DELETED
+    assert time.monotonic() - started < 5
