@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
+import sys
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 ROLE_PATH = "/v1/role"
 
@@ -28,11 +31,19 @@ class Call:
 
 
 class FakeK2HR3:
-    """Start with :meth:`start`; ``status`` and ``latency`` may change at any time."""
+    """Start with :meth:`start`; ``status`` and ``latency`` may change at any time.
 
-    def __init__(self, status: int = 204, latency: float = 0.0) -> None:
+    With ``ssl_context`` (a server-side context) it speaks HTTPS; failed handshakes are
+    recorded in :attr:`tls_errors`.
+    """
+
+    def __init__(
+        self, status: int = 204, latency: float = 0.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.status = status
         self.latency = latency
+        self.ssl_context = ssl_context
+        self.tls_errors: list[str] = []
         self.calls: list[Call] = []
         self.requests = 0  # every request, including refused or malformed ones
         self._lock = threading.Lock()
@@ -42,7 +53,8 @@ class FakeK2HR3:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{ROLE_PATH}"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{ROLE_PATH}"
 
     def start(self) -> FakeK2HR3:
         fake = self
@@ -54,6 +66,14 @@ class FakeK2HR3:
                 fake._handle(self)
 
             def setup(self) -> None:
+                if fake.ssl_context is not None:
+                    # The handshake runs here, in this connection's thread.
+                    try:
+                        self.request = fake.ssl_context.wrap_socket(self.request, server_side=True)
+                    except (ssl.SSLError, OSError) as error:
+                        with fake._lock:
+                            fake.tls_errors.append(str(error))
+                        raise
                 super().setup()
                 with fake._lock:
                     fake._connections.add(self.connection)
@@ -66,7 +86,7 @@ class FakeK2HR3:
             def log_message(self, *args: object) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server = _QuietServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
@@ -134,3 +154,10 @@ class FakeK2HR3:
         if not cuk or query.get("extra") != ["openstack-auto-v1"]:
             return 400, cuk, host
         return self.status, cuk, host
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A refused TLS handshake is recorded in tls_errors; anything else is printed.
+        if not isinstance(sys.exc_info()[1], ssl.SSLError):
+            super().handle_error(request, client_address)

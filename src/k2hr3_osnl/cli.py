@@ -159,7 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         for problem in found:
             print(problem)
-        print(f"{len(found)} problem(s)" if found else "configuration OK")
+        # Warnings read values that problems may have found bad: only for a sound file.
+        notes = [] if found else config.warnings(conf)
+        for note in notes:
+            print(f"warning: {note}")
+        summary = f"{len(notes)} warning(s)" if notes else "no warnings"
+        print(f"{len(found)} problem(s)" if found else f"configuration OK ({summary})")
         return 1 if found else 0
     try:
         config.check(conf)

@@ -10,6 +10,7 @@ import importlib.metadata
 import logging
 import os
 import re
+import socket
 import urllib.parse
 from collections.abc import Sequence
 
@@ -17,7 +18,7 @@ import oslo_messaging
 import oslo_messaging.opts
 from oslo_config import cfg
 
-from k2hr3_osnl import opts
+from k2hr3_osnl import opts, strict, tls
 
 LOG = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ DEFAULT_CONFIG_FILES = ("/etc/k2hr3/k2hr3_osnl.conf", "/etc/k2hr3-osnl/k2hr3-osn
 DEFAULT_PREFETCH = 64
 RABBIT_GROUP = "oslo_messaging_rabbit"
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+#: RabbitMQ's default consumer_timeout, in seconds: an unacknowledged delivery older than
+#: this makes the broker close the channel.
+RABBIT_CONSUMER_TIMEOUT = 1800
 #: Entry-point group of oslo.messaging's transport drivers (rabbit, kafka, fake...).
 _DRIVERS = "oslo.messaging.drivers"
 
@@ -78,17 +82,22 @@ def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> c
 
 
 def problems(conf: cfg.ConfigOpts) -> list[str]:
-    """Every value that cannot work, as ``[section] option: what is wrong``."""
-    found: list[str] = []
-    for group, group_opts in opts.list_opts():
+    """Every value that cannot work, as ``[section] option: what is wrong``.
+
+    Unknown sections and options (misspellings) are problems too: see
+    :mod:`k2hr3_osnl.strict` for why they are fatal at daemon start.
+    """
+    found: list[str] = findings(conf).problems
+    bad_values: list[str] = []
+    for group, group_opts in [*opts.list_opts(), (RABBIT_GROUP, _rabbit_opts())]:
         section = conf if group == "DEFAULT" else conf[group]
         for opt in group_opts:
             try:
                 getattr(section, opt.dest)
             except (cfg.ConfigFileValueError, ValueError) as error:
-                found.append(f"[{group}] {opt.name}: {error}")
-    if found:
-        return found  # the checks below read these values
+                bad_values.append(f"[{group}] {opt.name}: {error}")
+    if bad_values:
+        return found + bad_values  # the checks below read these values
 
     n = conf.oslo_messaging_notifications
     for name in ("event_type", "publisher_id"):
@@ -134,6 +143,88 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
             found.append(f"[{opts.K2HR3_GROUP}] {name}: {path} is not readable")
     if k.key_file and not k.cert_file:
         found.append(f"[{opts.K2HR3_GROUP}] key_file: set, but cert_file is not")
+    elif not any(f.startswith(f"[{opts.K2HR3_GROUP}] ") for f in found):
+        found += tls.problems(opts.K2HR3_GROUP, k.ca_file, k.cert_file, k.key_file)
+
+    r = conf[RABBIT_GROUP]
+    if r.ssl:
+        if r.ssl_key_file and not r.ssl_cert_file:
+            found.append(f"[{RABBIT_GROUP}] ssl_key_file: set, but ssl_cert_file is not")
+        else:
+            found += tls.problems(
+                RABBIT_GROUP,
+                r.ssl_ca_file,
+                r.ssl_cert_file,
+                r.ssl_key_file,
+                names=("ssl_ca_file", "ssl_cert_file", "ssl_key_file"),
+            )
+        versions = tls.ssl_versions()
+        if r.ssl_version and versions and r.ssl_version.lower() not in versions:
+            found.append(
+                f"[{RABBIT_GROUP}] ssl_version: {r.ssl_version!r} is not one of "
+                f"{', '.join(sorted(versions))} (leave it empty for the best available)"
+            )
+
+    m = conf[opts.METRICS_GROUP]
+    if m.bind_address and m.port:
+        try:
+            socket.getaddrinfo(m.bind_address, m.port, type=socket.SOCK_STREAM)
+        except OSError as error:
+            found.append(
+                f"[{opts.METRICS_GROUP}] bind_address: {m.bind_address!r} is not an "
+                f"address to listen on ({error.strerror or error})"
+            )
+    return found
+
+
+def findings(conf: cfg.ConfigOpts) -> strict.Findings:
+    """Unknown sections and options in the files ``conf`` was read from."""
+    known = strict.known_options(conf, [*oslo_messaging.opts.list_opts(), *opts.list_opts()])
+    return strict.check_files(strict.files_of(conf), known)
+
+
+def warnings(conf: cfg.ConfigOpts) -> list[str]:
+    """What works, but probably not as the operator meant; assumes no :func:`problems`."""
+    found = findings(conf).warnings
+    executor = conf.oslo_messaging_notifications.executor
+    if executor != "threading":
+        found.append(
+            f"[{opts.NOTIFICATIONS_GROUP}] executor: {executor} is not supported; using 'threading'"
+        )
+    k = conf.k2hr3
+    if k.allow_self_signed_cert:
+        found.append(
+            f"[{opts.K2HR3_GROUP}] allow_self_signed_cert: true, so K2HR3's certificate "
+            "is not verified; prefer ca_file"
+        )
+    plain = urllib.parse.urlsplit(k.api_url or "").scheme == "http"
+    if plain and (k.ca_file or k.cert_file):
+        found.append(f"[{opts.K2HR3_GROUP}] ca_file, cert_file: unused, api_url is http://")
+    if k.retry_budget_seconds >= RABBIT_CONSUMER_TIMEOUT:
+        found.append(
+            f"[{opts.K2HR3_GROUP}] retry_budget_seconds: {k.retry_budget_seconds:g} is not "
+            "below RabbitMQ's default consumer_timeout (1800 s): the broker may close "
+            "the channel under a deletion that is still being retried"
+        )
+    r = conf[RABBIT_GROUP]
+    if not r.ssl:
+        unused = [n for n in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file") if r.get(n)]
+        if unused:
+            # Meant TLS, got plain AMQP (with the password) if the broker accepts it.
+            found.append(
+                f"[{RABBIT_GROUP}] {', '.join(unused)}: ignored because ssl = false; "
+                "set ssl = true to connect over TLS"
+            )
+    elif r.ssl_version and not r.ssl_ca_file:
+        found.append(
+            f"[{RABBIT_GROUP}] ssl_version: set without ssl_ca_file, so RabbitMQ's "
+            "certificate is not verified; set ssl_ca_file"
+        )
+    if r.rabbit_qos_prefetch_count == 0:
+        found.append(
+            f"[{RABBIT_GROUP}] rabbit_qos_prefetch_count: 0 is unlimited: a backlog "
+            "lands in memory instead of waiting in RabbitMQ"
+        )
     return found
 
 
@@ -142,18 +233,8 @@ def check(conf: cfg.ConfigOpts) -> None:
     found = problems(conf)
     if found:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(found))
-    executor = conf.oslo_messaging_notifications.executor
-    if executor != "threading":
-        LOG.warning(
-            "[%s] executor = %s is not supported; using 'threading'",
-            opts.NOTIFICATIONS_GROUP,
-            executor,
-        )
-    if conf.k2hr3.allow_self_signed_cert:
-        LOG.warning(
-            "[k2hr3] allow_self_signed_cert = true: K2HR3's certificate is not "
-            "verified; prefer ca_file"
-        )
+    for warning in warnings(conf):
+        LOG.warning("%s", warning)
 
 
 def _regex_problems(pattern: str | None, where: str) -> list[str]:
@@ -173,3 +254,7 @@ def _check_readable(path: str) -> None:
         raise ConfigError(f"{path}: not a regular file")
     if not os.access(path, os.R_OK):
         raise ConfigError(f"{path}: permission denied")
+
+
+def _rabbit_opts() -> list[cfg.Opt]:
+    return next(o for g, o in oslo_messaging.opts.list_opts() if g == RABBIT_GROUP)

@@ -237,23 +237,26 @@ class BrokerLogWatch(logging.Filter):
     changes the level applies at once): the log looks exactly as before.
     """
 
-    LOGGER = "oslo_messaging._drivers.impl_rabbit"
+    #: oslo.log names the driver's logger with a dot; plain logging would use the module.
+    LOGGERS = ("oslo.messaging._drivers.impl_rabbit", "oslo_messaging._drivers.impl_rabbit")
     _LOST = ("Connection failed:", "is unreachable", "closed the connection")
     _BACK = "Reconnected to AMQP server"
 
     def __init__(self, observer: Observer) -> None:
         super().__init__()
         self.observer = observer
-        self._logger = logging.getLogger(self.LOGGER)
+        self._loggers = [logging.getLogger(name) for name in self.LOGGERS]
 
     def install(self) -> BrokerLogWatch:
-        self._logger.addFilter(self)
-        self._logger.setLevel(logging.DEBUG)
+        for logger in self._loggers:
+            logger.addFilter(self)
+            logger.setLevel(logging.DEBUG)
         return self
 
     def uninstall(self) -> None:
-        self._logger.removeFilter(self)
-        self._logger.setLevel(logging.NOTSET)
+        for logger in self._loggers:
+            logger.removeFilter(self)
+            logger.setLevel(logging.NOTSET)
 
     def filter(self, record: logging.LogRecord) -> bool:
         template = str(record.msg)
@@ -261,7 +264,7 @@ class BrokerLogWatch(logging.Filter):
             self.observer.broker_back()
         elif record.levelno >= logging.ERROR and any(m in template for m in self._LOST):
             self.observer.broker_lost(_error_text(record))
-        parent = self._logger.parent
+        parent = logging.getLogger(record.name).parent
         return parent is None or record.levelno >= parent.getEffectiveLevel()
 
 

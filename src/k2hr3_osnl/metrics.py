@@ -74,6 +74,9 @@ class Metrics(Observer):
     def __init__(self, health: Health, registry: CollectorRegistry | None = None) -> None:
         self.health = health
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        # A "_created" twin of every counter series doubles the output for nothing
+        # Prometheus reads from the text format (this is process-wide, and meant so).
+        prometheus_client.disable_created_metrics()
         r = self.registry
         self.notifications = Counter(
             "notifications",
@@ -240,7 +243,7 @@ class MetricsServer:
     def __init__(self, server: WSGIServer) -> None:
         self.server = server
         self.thread = threading.Thread(
-            target=server.serve_forever, args=(0.5,), name="metrics-http", daemon=True
+            target=server.serve_forever, args=(0.1,), name="metrics-http", daemon=True
         )
         self.thread.start()
 

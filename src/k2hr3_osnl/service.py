@@ -20,11 +20,12 @@ import oslo_messaging
 from oslo_config import cfg
 from oslo_messaging.notify import listener as notify_listener
 
-from k2hr3_osnl import __version__, config, reload, signals
+from k2hr3_osnl import __version__, config, metrics, reload, signals
 from k2hr3_osnl.breaker import CircuitBreaker
-from k2hr3_osnl.dispatcher import PoisonSafeDispatcher
+from k2hr3_osnl.dispatcher import PoisonSafeDispatcher, acknowledge_redeliveries
 from k2hr3_osnl.endpoint import NotificationEndpoint
 from k2hr3_osnl.handler import Handler
+from k2hr3_osnl.health import BrokerLogWatch, Health
 from k2hr3_osnl.k2hr3 import RoleClient
 from k2hr3_osnl.lifecycle import Lifecycle
 from k2hr3_osnl.parking import ParkingLot
@@ -44,6 +45,9 @@ class Daemon:
     transport: oslo_messaging.Transport
     targets: list[oslo_messaging.Target]
     listener: oslo_messaging.MessageHandlingServer
+    health: Health | None = None
+    metrics: metrics.Metrics | None = None
+    http: metrics.MetricsServer | None = None
 
 
 def make_client(conf: cfg.ConfigOpts) -> RoleClient:
@@ -79,9 +83,14 @@ def make_handler(conf: cfg.ConfigOpts, client: RoleClient | None = None) -> Hand
 def apply_mutable(daemon: Daemon) -> None:
     """Push the options a SIGHUP may change into the running objects (see make_*)."""
     k = daemon.conf.k2hr3
-    client, handler = daemon.handler.client, daemon.handler
-    client.timeout = (k.connect_timeout_seconds, k.timeout_seconds)
-    client.dry_run = k.dry_run
+    handler = daemon.handler
+    client = handler.client
+    if client.timeout != (k.connect_timeout_seconds, k.timeout_seconds) or (
+        client.dry_run != k.dry_run
+    ):
+        # A new client rather than new attributes: its connection pool is built with the
+        # timeouts. Calls in flight finish on the old one, which goes with its last user.
+        handler.client = make_client(daemon.conf)
     handler.retry_budget = k.retry_budget_seconds
     handler.recent.window = k.duplicate_window_seconds
     breaker = handler.breaker
@@ -111,6 +120,7 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
         for topic in n.topic
     ]
     # get_notification_listener(), with a dispatcher that cannot loop on a poison message.
+    acknowledge_redeliveries()
     listener = notify_listener.NotificationServer(
         transport,
         targets,
@@ -120,7 +130,8 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
         allow_requeue=True,
         pool=n.pool or None,
     )
-    return Daemon(conf, handler, endpoint, transport, targets, listener)
+    health, stats = metrics.instrument(handler)
+    return Daemon(conf, handler, endpoint, transport, targets, listener, health, stats)
 
 
 def broker(conf: cfg.ConfigOpts) -> str:
@@ -158,6 +169,12 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
     Returns the exit status.
     """
     daemon = build(conf)
+    BrokerLogWatch(daemon.handler.observer).install()
+    daemon.http = metrics.serve(
+        conf.metrics.bind_address,
+        conf.metrics.port,
+        metrics.make_app(daemon.metrics.registry, daemon.health),
+    )
     requests = signals.Requests()
     requests.install()
     lifecycle = Lifecycle(daemon.listener, daemon.handler)
@@ -181,6 +198,7 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
             requests.request_stop()
             return
         started.set()
+        daemon.handler.observer.listening()
         LOG.info("listening")
         requests.wake()
 
@@ -214,6 +232,7 @@ def _same_files(conf: cfg.ConfigOpts) -> Callable[[], cfg.ConfigOpts]:
 
 def shutdown(daemon: Daemon, drain_seconds: float) -> int:
     """Stop taking messages, let in-flight ones finish, hand the rest back to RabbitMQ."""
+    daemon.handler.observer.stopping()
     daemon.listener.stop()
     # Deliveries waiting for K2HR3 give up now and are requeued; calls already on the
     # wire finish (their HTTP timeouts bound them).
@@ -230,6 +249,8 @@ def shutdown(daemon: Daemon, drain_seconds: float) -> int:
         _flush_and_exit(0)
     daemon.transport.cleanup()
     daemon.handler.client.close()
+    if daemon.http is not None:
+        daemon.http.close()
     LOG.info("stopped")
     return 0
 
