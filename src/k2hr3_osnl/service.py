@@ -20,7 +20,7 @@ import oslo_messaging
 from oslo_config import cfg
 from oslo_messaging.notify import listener as notify_listener
 
-from k2hr3_osnl import __version__, config, metrics, reload, signals
+from k2hr3_osnl import __version__, config, liveness, metrics, reload, signals
 from k2hr3_osnl.breaker import CircuitBreaker
 from k2hr3_osnl.dispatcher import PoisonSafeDispatcher, acknowledge_redeliveries
 from k2hr3_osnl.endpoint import NotificationEndpoint
@@ -130,7 +130,8 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
         allow_requeue=True,
         pool=n.pool or None,
     )
-    health, stats = metrics.instrument(handler)
+    # /healthz sees the consumer as the watchdog does: poll thread alive, kombu connected.
+    health, stats = metrics.instrument(handler, probe=lambda: liveness.check(listener))
     return Daemon(conf, handler, endpoint, transport, targets, listener, health, stats)
 
 
