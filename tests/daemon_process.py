@@ -286,8 +286,10 @@ class Notifiers:
     body: ``messaging`` is flat, ``messagingv2`` wraps it in ``oslo.message``.
     """
 
-    def __init__(self, transport_url: str) -> None:
+    def __init__(self, transport_url: str, durable: bool = False) -> None:
         self.transport_url = transport_url
+        #: ``[oslo_messaging_rabbit] amqp_durable_queues`` of the publishing service.
+        self.durable = durable
         self._transports: dict[str, oslo_messaging.Transport] = {}
 
     def transport(self, exchange: str) -> oslo_messaging.Transport:
@@ -297,6 +299,7 @@ class Notifiers:
                 conf.register_opts(group_opts, group=group)
             conf([], project="k2hr3-osnl-tests", default_config_files=[], use_env=False)
             conf.set_override("control_exchange", exchange)
+            conf.set_override("amqp_durable_queues", self.durable, "oslo_messaging_rabbit")
             self._transports[exchange] = oslo_messaging.get_notification_transport(
                 conf, url=self.transport_url
             )
@@ -414,8 +417,18 @@ class Harness:
     each other's messages.
     """
 
-    def __init__(self, tmp_path: Path, unique: str, api_url: str, transport_url: str) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        unique: str,
+        api_url: str,
+        transport_url: str,
+        durable: bool = False,
+    ) -> None:
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.tmp_path = tmp_path
+        #: Queues and exchanges durable on both sides (publishers and daemon).
+        self.durable = durable
         self.unique = unique
         self.api_url = api_url
         self.transport_url = transport_url
@@ -426,7 +439,7 @@ class Harness:
         self.pool = f"{unique}_pool"
         self.state_dir = tmp_path / "state"
         self.broker = Broker()
-        self.notifiers = Notifiers(transport_url)
+        self.notifiers = Notifiers(transport_url, durable)
         self.daemons: list[Daemon] = []
         self.extra_queues: list[str] = []
 
@@ -446,6 +459,12 @@ class Harness:
         pool: str | None = None,
         sections: Mapping[str, Mapping[str, object]] | None = None,
     ) -> Path:
+        if self.durable:
+            rabbit = {
+                "amqp_durable_queues": "true",
+                **(sections or {}).get("oslo_messaging_rabbit", {}),
+            }
+            sections = {**(sections or {}), "oslo_messaging_rabbit": rabbit}
         return write_config(
             self.tmp_path / f"{name}.conf",
             transport_url=transport_url or self.transport_url,

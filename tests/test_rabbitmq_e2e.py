@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 from daemon_process import (
     Daemon,
     Harness,
+    TcpProxy,
     neutron_port_delete,
     nova_legacy_delete,
     nova_versioned,
@@ -95,8 +97,166 @@ def test_deletions_from_both_services_and_both_drivers(e2e: Harness, k2hr3: Fake
     assert k2hr3.requests == len(expected)
     assert daemon.stop() == 0
 
+    # The Notifier also left a copy of each info notification in '<topic>.info' (its
+    # default queue): proof that both wire formats went out, for every kind of deletion.
+    shapes = set()
+    for queue in (f"{e2e.notifications}.info", f"{e2e.versioned}.info"):
+        for body in e2e.broker.drain(queue):
+            message = json.loads(body)
+            shape = "messagingv2" if "oslo.message" in message else "messaging"
+            if shape == "messagingv2":
+                message = json.loads(message["oslo.message"])
+            shapes.add((shape, message["event_type"]))
+    for driver in DRIVERS:
+        for event_type in ("port.delete.end", "compute.instance.delete.end", "instance.delete.end"):
+            assert (driver, event_type) in shapes
+
 
 e2e_samples = Path(__file__).parent / "samples"
+
+
+def test_config_file_of_k2hr3_osnl_1_0_8(e2e: Harness, k2hr3: FakeK2HR3, tmp_path: Path) -> None:
+    """A 1.0.8 file, every option set, starts the daemon unchanged and means the same."""
+    config = tmp_path / "k2hr3_osnl.conf"
+    config.write_text(
+        f"""[DEFAULT]
+debug_level = info
+libs_debug_level = warn
+log_file = {tmp_path / "k2hr3_osnl.log"}
+
+[oslo_messaging_notifications]
+event_type = ^port\\.delete\\.end$
+publisher_id = ^network.*$
+transport_url = {e2e.transport_url}
+topic = {e2e.notifications}
+exchange = {e2e.neutron}
+executor = threading
+pool = {e2e.pool}
+allow_requeue = True
+
+[k2hr3]
+api_url = {k2hr3.url}
+timeout_seconds = 30
+max_retries = 5
+retry_interval_seconds = 60
+allow_self_signed_cert = False
+requeue_on_error = False
+""",
+        encoding="utf-8",
+    )
+    daemon = e2e.daemon(config).start()
+    cuk = new_cuk()
+    # 1.0.8's filter: neutron only. A nova deletion on the same exchange is not acted on.
+    e2e.notify(e2e.neutron, e2e.notifications, "messagingv2", nova_legacy_delete(new_cuk()))
+    e2e.notify(e2e.neutron, e2e.notifications, "messaging", neutron_port_delete(cuk, ["10.1.2.3"]))
+    assert k2hr3.wait_for(1, timeout=20), daemon.report("the neutron deletion did not arrive")
+    wait_drained(daemon, e2e.pool)
+    assert k2hr3.deleted() == [(cuk, ("10.1.2.3",))]
+    log = daemon.log()
+    for group, option in (
+        ("oslo_messaging_notifications", "allow_requeue"),
+        ("k2hr3", "max_retries"),
+        ("k2hr3", "requeue_on_error"),
+    ):
+        assert re.search(f'"{option}" from group "{group}" is deprecated', log), daemon.report(
+            f"no deprecation warning for [{group}] {option}"
+        )
+    assert daemon.stop() == 0
+
+
+def test_without_a_pool_the_shared_topic_queues_keep_what_came_first(
+    e2e: Harness, k2hr3: FakeK2HR3
+) -> None:
+    """pool = '': the daemon consumes '<topic>.info', which a Notifier creates and fills
+    even before any listener exists, so nothing published before the start is lost."""
+    early = [new_cuk(), new_cuk()]
+    e2e.notify(
+        e2e.neutron, e2e.notifications, "messagingv2", neutron_port_delete(early[0], ["10.9.9.9"])
+    )
+    e2e.notify(e2e.nova, e2e.versioned, "messaging", nova_versioned_delete(early[1]))
+    queues = [f"{e2e.notifications}.info", f"{e2e.versioned}.info"]
+    daemon = e2e.daemon(e2e.config(pool=""), queues=queues).start()
+    late = new_cuk()
+    e2e.notify(e2e.nova, e2e.notifications, "messagingv2", nova_legacy_delete(late))
+    assert k2hr3.wait_for(3, timeout=20), daemon.report(f"K2HR3 saw {k2hr3.deleted()}")
+    assert sorted(k2hr3.deleted()) == sorted(
+        [(early[0], ("10.9.9.9",)), (early[1], None), (late, None)]
+    )
+    assert daemon.stop() == 0
+
+
+def test_sigterm_stops_an_idle_daemon_promptly(e2e: Harness) -> None:
+    daemon = e2e.start()
+    started = time.monotonic()
+    assert daemon.stop(timeout=15) == 0
+    seconds = time.monotonic() - started
+    print(f"idle daemon: SIGTERM to exit in {seconds:.2f}s")
+    assert seconds < 10, daemon.report(f"took {seconds:.1f}s to stop")
+    assert "stopped" in daemon.log()
+
+
+@pytest.mark.parametrize(
+    ("section", "option", "value", "expected"),
+    [
+        ("k2hr3", "timeout_seconds", "abc", "timeout_seconds"),
+        ("oslo_messaging_notifications", "transport_url", "rabbit//x", "transport_url"),
+        ("k2hr3", "api_url", "k2hr3.example.com", "api_url"),
+        ("DEFAULT", "debug_level", "loud", "debug_level"),
+        ("k2hr3", "this line", "", "k2hr3-osnl.conf"),  # not 'name = value'
+        (None, None, None, "no such file"),
+    ],
+)
+def test_invalid_config_exits_non_zero_with_one_line(
+    e2e: Harness, section: str | None, option: str, value: str, expected: str
+) -> None:
+    if section is None:
+        config = e2e.tmp_path / "missing.conf"
+    elif value:
+        config = e2e.config(sections={section: {option: value}})
+    else:
+        config = e2e.config()
+        text = config.read_text("utf-8").replace(f"[{section}]\n", f"[{section}]\n{option}\n")
+        config.write_text(text, "utf-8")
+    started = time.monotonic()
+    result = e2e.cli(config, timeout=30)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0, result
+    assert time.monotonic() - started < 20
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("k2hr3-osnl: "), result.stderr
+    assert expected in lines[0], result.stderr
+
+
+def test_broker_unreachable_at_start_is_retried_until_it_appears(
+    e2e: Harness, k2hr3: FakeK2HR3
+) -> None:
+    proxy = TcpProxy()  # not started yet: connections to its port are refused
+    daemon = e2e.daemon(e2e.config(transport_url=proxy.url)).start(wait=False)
+    try:
+        wait_until(
+            lambda: daemon.log().count("Connection refused") >= 2,
+            20,
+            "the daemon to log its failed connections",
+        )
+        assert daemon.alive, daemon.report("the daemon gave up on an unreachable broker")
+        proxy.start()
+        daemon.wait_listening(timeout=30)
+        cuk = new_cuk()
+        e2e.notify(e2e.nova, e2e.notifications, "messagingv2", nova_legacy_delete(cuk))
+        assert k2hr3.wait_for(1, timeout=20), daemon.report("nothing delivered")
+        assert k2hr3.deleted() == [(cuk, None)]
+        assert daemon.stop() == 0
+    finally:
+        proxy.stop()
+
+
+def test_sigterm_while_the_broker_is_unreachable(e2e: Harness) -> None:
+    closed = TcpProxy()  # never started
+    daemon = e2e.daemon(e2e.config(transport_url=closed.url)).start(wait=False)
+    wait_until(lambda: "Connection refused" in daemon.log(), 20, "a failed connection")
+    started = time.monotonic()
+    assert daemon.stop(timeout=15) == 0
+    assert time.monotonic() - started < 10
 
 
 def _poison(good_cuk: str) -> list[tuple[str, bytes]]:

@@ -150,6 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as error:
         print(f"k2hr3-osnl: {error}", file=sys.stderr)
         return 2
+    for name in ("debug_level", "libs_debug_level", "log_file", "log_format"):
+        try:
+            getattr(conf, name)
+        except ValueError as error:
+            # Before logging exists, and not "cannot log to ...": the value is wrong.
+            message = f"invalid configuration: [DEFAULT] {name}: {config.value_error(error)}"
+            print(f"k2hr3-osnl: {message}", file=sys.stderr)
+            return 2
     try:
         logs.setup(conf.debug_level, conf.libs_debug_level, conf.log_file, conf.log_format)
     except (OSError, ValueError) as error:
@@ -169,8 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config.check(conf)
     except config.ConfigError as error:
-        LOG.error("%s", error)
-        return 2
+        # On the terminal (and the journal) even when logging goes to a file.
+        return _refuse(str(error), conf.log_file in (None, "", logs.STDERR))
     if args.command == "replay":
         return _replay(args, conf)
     if args.command == "publish":

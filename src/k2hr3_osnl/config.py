@@ -95,7 +95,7 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
             try:
                 getattr(section, opt.dest)
             except (cfg.ConfigFileValueError, ValueError) as error:
-                bad_values.append(f"[{group}] {opt.name}: {error}")
+                bad_values.append(f"[{group}] {opt.name}: {value_error(error)}")
     if bad_values:
         return found + bad_values  # the checks below read these values
 
@@ -232,9 +232,20 @@ def check(conf: cfg.ConfigOpts) -> None:
     """Raise :class:`ConfigError` listing every problem; warn about ignored values."""
     found = problems(conf)
     if found:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(found))
+        # One line: one journal entry, one line on the terminal, whatever the count.
+        raise ConfigError("invalid configuration: " + "; ".join(found))
     for warning in warnings(conf):
         LOG.warning("%s", warning)
+
+
+def value_error(error: Exception) -> str:
+    """oslo.config's message without its ``LocationInfo(...)`` repr: the reason, the file."""
+    match = re.match(
+        r"Value for option \S+ from LocationInfo\(.*?detail='(.*?)'\) is not valid: (.*)",
+        str(error),
+        re.S,
+    )
+    return f"{match.group(2)} (in {match.group(1)})" if match else str(error)
 
 
 def _regex_problems(pattern: str | None, where: str) -> list[str]:
