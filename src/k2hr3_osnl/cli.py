@@ -17,7 +17,7 @@ from collections.abc import Sequence
 # oslo.messaging imports eventlet, which warns on import even though we never use it.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from k2hr3_osnl import __version__, config, logs, publish, replay, service, systemd  # noqa: E402
+from k2hr3_osnl import __version__, config, logs, publish, replay, service, supervisor, systemd  # noqa: E402
 from k2hr3_osnl.opts import LOG_LEVELS  # noqa: E402
 from k2hr3_osnl.parking import ParkingLot  # noqa: E402
 from k2hr3_osnl.pidfile import PidFile, PidFileLocked  # noqa: E402
@@ -239,10 +239,19 @@ def _serve(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     if pidfile is not None:
         pidfile.write()
     try:
+        if conf.workers > 1:
+            return supervisor.run(conf.workers, lambda index: _worker(args, conf, index))
         return service.run(conf, lambda: _load(args))
     finally:
         if pidfile is not None:
             pidfile.release()
+
+
+def _worker(args: argparse.Namespace, conf: config.cfg.ConfigOpts, index: int) -> int:
+    """One of ``workers`` consumer processes: the same service loop, its own metrics port."""
+    if index and conf.metrics.port:
+        conf.set_override("port", conf.metrics.port + index, group="metrics")
+    return service.run(conf, lambda: _load(args))
 
 
 def _refuse(message: str, to_stderr: bool, status: int = 2) -> int:

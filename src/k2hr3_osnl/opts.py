@@ -78,6 +78,17 @@ default_opts = [
         mutable=True,
         help="Format of the log lines.",
     ),
+    cfg.IntOpt(
+        "workers",
+        default=1,
+        min=1,
+        max=64,
+        help="Consumer processes. One process uses about one core at most; N workers, "
+        "each with its own broker connection on the same pool queue, drain a backlog "
+        "up to N times as fast on N cores. With more than one, a supervisor process "
+        "starts them, passes SIGTERM/SIGHUP on and restarts a worker that dies; worker "
+        "i > 0 serves metrics on [metrics] port + i. Changing it needs a restart.",
+    ),
 ]
 
 notification_opts = [
@@ -180,7 +191,11 @@ k2hr3_opts = [
         default=False,
         help="Do not verify K2HR3's TLS certificate. Prefer ca_file.",
     ),
-    cfg.StrOpt("ca_file", help="CA bundle used to verify K2HR3's TLS certificate."),
+    cfg.StrOpt(
+        "ca_file",
+        help="CA bundle used to verify K2HR3's TLS certificate (default: the system's "
+        "trust store).",
+    ),
     cfg.StrOpt("cert_file", help="Client certificate (PEM) presented to K2HR3."),
     cfg.StrOpt("key_file", secret=True, help="Private key of cert_file, if separate."),
     cfg.BoolOpt(

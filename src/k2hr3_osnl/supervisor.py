@@ -1,0 +1,234 @@
+"""``[DEFAULT] workers = N``: N consumer processes under one supervisor.
+
+One Python process spends about one core at most (the GIL), and this daemon is bound by
+CPU when a backlog drains. Each worker is the normal service loop in a forked child,
+with its own broker connection on the same pool queue: RabbitMQ hands each message to
+one of them (competing consumers), so N workers drain a backlog up to N times as fast
+on N cores. The supervisor only starts, signals and restarts them:
+
+- SIGTERM/SIGINT/SIGHUP are forwarded to every worker (stop, or reload the config);
+- a worker that dies while the supervisor is not stopping is started again, after a
+  pause that doubles on each quick death (1 s up to 60 s), so a worker that cannot
+  start does not spin;
+- once stopping, it waits for every worker and exits 0 if all of them stopped cleanly.
+
+Under systemd the supervisor is the main process: it tells systemd READY=1 once the
+workers are started, and sends the watchdog pings while it supervises; the workers do
+not talk to systemd themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+
+from k2hr3_osnl import systemd
+
+LOG = logging.getLogger(__name__)
+
+MIN_BACKOFF = 1.0
+MAX_BACKOFF = 60.0
+#: A worker that ran this long before dying gets the shortest pause again.
+STABLE_AFTER = 60.0
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
+
+@dataclass
+class _Slot:
+    index: int
+    pid: int | None = None
+    started: float = 0.0
+    backoff: float = 0.0
+    restart_at: float | None = None
+    status: int | None = None  # how the last worker in this slot ended (exit status)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        workers: int,
+        target: Callable[[int], int],
+        *,
+        min_backoff: float = MIN_BACKOFF,
+        max_backoff: float = MAX_BACKOFF,
+        notifier: systemd.Notifier | None = None,
+    ) -> None:
+        self.slots = [_Slot(i) for i in range(workers)]
+        self.target = target
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.notifier = notifier or systemd.Notifier()
+        self.stopping = False
+        self._pending: list[int] = []
+        self._read = self._write = -1
+
+    # -- signals: the handlers only note what came; the loop acts on it -------------
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._pending.append(signum)
+
+    def _install(self) -> None:
+        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        for signum in (*_FORWARDED, signal.SIGCHLD):
+            signal.signal(signum, self._on_signal)
+
+    def _sleep(self, timeout: float) -> None:
+        poller = select.poll()
+        poller.register(self._read, select.POLLIN)
+        if poller.poll(max(0.0, timeout) * 1000):
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._read, 512):
+                    pass
+
+    def _act_on_signals(self) -> None:
+        while self._pending:
+            signum = self._pending.pop(0)
+            if signum == signal.SIGCHLD:
+                continue
+            name = signal.Signals(signum).name
+            if signum != signal.SIGHUP and not self.stopping:
+                LOG.info("received %s, stopping %d worker(s)", name, self._alive())
+                self.stopping = True
+                self.notifier.stopping()
+            elif signum == signal.SIGHUP:
+                LOG.info("received SIGHUP, passing it to %d worker(s)", self._alive())
+            for slot in self.slots:
+                if slot.pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(slot.pid, signum)
+
+    # -- workers ----------------------------------------------------------------------
+
+    def _alive(self) -> int:
+        return sum(slot.pid is not None for slot in self.slots)
+
+    def _spawn(self, slot: _Slot) -> None:
+        # Signals stay blocked across fork, so none reaches the child before it has
+        # put its own handlers back.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
+        try:
+            pid = os.fork()
+            if pid == 0:  # the worker
+                self._become_worker(slot.index, blocked)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        slot.pid, slot.started, slot.restart_at = pid, time.monotonic(), None
+        LOG.info("worker %d started: pid %d", slot.index, pid)
+
+    def _become_worker(self, index: int, mask: set[signal.Signals]) -> None:
+        status = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            os.close(self._read)
+            os.close(self._write)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+                signal.signal(signum, signal.SIG_DFL)
+            # A reload asked for while this worker starts is moot: it reads the file now.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            for name in _SYSTEMD_VARIABLES:
+                os.environ.pop(name, None)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            status = self.target(index)
+        except SystemExit as exit_:
+            status = exit_.code if isinstance(exit_.code, int) else 1
+        except BaseException:
+            LOG.exception("worker %d failed", index)
+        finally:
+            for handler in logging.getLogger().handlers:
+                with contextlib.suppress(Exception):
+                    handler.flush()
+            os._exit(status)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            slot = next((s for s in self.slots if s.pid == pid), None)
+            if slot is None:
+                continue
+            slot.pid = None
+            slot.status = _exit_status(wait_status)
+            how = _describe(wait_status)
+            if self.stopping:
+                LOG.info("worker %d (pid %d) %s", slot.index, pid, how)
+                continue
+            lived = time.monotonic() - slot.started
+            slot.backoff = (
+                self.min_backoff
+                if lived >= STABLE_AFTER or not slot.backoff
+                else min(self.max_backoff, slot.backoff * 2)
+            )
+            slot.restart_at = time.monotonic() + slot.backoff
+            LOG.error(
+                "worker %d (pid %d) %s after %.0fs; starting it again in %.0fs",
+                slot.index,
+                pid,
+                how,
+                lived,
+                slot.backoff,
+            )
+
+    def run(self) -> int:
+        """Start the workers and supervise them until told to stop; the exit status."""
+        self._install()
+        for slot in self.slots:
+            self._spawn(slot)
+        self.notifier.ready(f"supervising {len(self.slots)} workers")
+        watchdog = systemd.watchdog_interval() if self.notifier.enabled else None
+        next_ping = time.monotonic()
+        while True:
+            self._act_on_signals()
+            self._reap()
+            if self.stopping and not self._alive():
+                break
+            now = time.monotonic()
+            if not self.stopping:
+                for slot in self.slots:
+                    if slot.pid is None and slot.restart_at is not None and slot.restart_at <= now:
+                        self._spawn(slot)
+            if watchdog and now >= next_ping:
+                self.notifier.watchdog()
+                next_ping = now + watchdog
+            due = [s.restart_at for s in self.slots if s.pid is None and s.restart_at]
+            wake = min([*due, next_ping if watchdog else now + 5.0])
+            self._sleep(min(5.0, wake - time.monotonic()))
+        failed = [slot.index for slot in self.slots if slot.status not in (0, None)]
+        if failed:
+            LOG.error("stopped; worker(s) %s did not stop cleanly", failed)
+            return 1
+        LOG.info("all %d workers stopped", len(self.slots))
+        return 0
+
+
+def _exit_status(wait_status: int) -> int:
+    """0 for a clean stop; a worker ended by the stop signal it was sent counts as one."""
+    if os.WIFEXITED(wait_status):
+        return os.WEXITSTATUS(wait_status)
+    signum = os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else 0
+    return 0 if signum in (signal.SIGTERM, signal.SIGINT) else 128 + signum
+
+
+def _describe(wait_status: int) -> str:
+    if os.WIFEXITED(wait_status):
+        return f"exited with status {os.WEXITSTATUS(wait_status)}"
+    if os.WIFSIGNALED(wait_status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(wait_status)).name}"
+    return f"ended ({wait_status})"
+
+
+def run(workers: int, target: Callable[[int], int]) -> int:
+    """Run ``target(index)`` in ``workers`` supervised processes; see the module doc."""
+    return Supervisor(workers, target).run()

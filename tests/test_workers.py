@@ -1,0 +1,98 @@
+"""``[DEFAULT] workers = N``: a supervisor and N consumers on one pool queue (issue 5).
+
+The real daemon, the real RabbitMQ: the workers compete for the messages of the same
+queue, a worker killed outright is started again, and SIGTERM to the supervisor stops
+every worker and exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon_process import Daemon, Harness, neutron_port_delete, wait_until
+from k2hr3_server import FakeK2HR3
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
+
+WORKERS = {"DEFAULT": {"workers": 2}, "metrics": {"port": 0}}
+
+
+@pytest.fixture
+def e2e(tmp_path: Path, rabbitmq: str, k2hr3: FakeK2HR3, unique: str) -> Iterator[Harness]:
+    with Harness(tmp_path, unique, k2hr3.url, rabbitmq) as harness:
+        yield harness
+
+
+def children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(c) for c in path.read_text().split()} if path.exists() else set()
+
+
+def consumers(e2e: Harness) -> int:
+    info = e2e.broker.queue_info(e2e.pool)
+    return info[1] if info else 0
+
+
+def deleted(k2hr3: FakeK2HR3) -> set[str]:
+    return {cuk for cuk, _ in k2hr3.deleted()}
+
+
+def publish_ports(e2e: Harness, count: int) -> set[str]:
+    cuks = {str(uuid.uuid4()) for _ in range(count)}
+    for cuk in cuks:
+        note = neutron_port_delete(cuk, ["172.16.0.1"])
+        e2e.notify(e2e.neutron, e2e.notifications, "messagingv2", note)
+    return cuks
+
+
+def call_pids(daemon: Daemon) -> set[int]:
+    """The processes that logged a K2HR3 call (the log line carries the pid)."""
+    return {
+        int(pid) for pid in re.findall(r"^\S+ \S+ (\d+) INFO \S+ k2hr3 DELETE", daemon.log(), re.M)
+    }
+
+
+def test_two_workers_share_the_queue_restart_and_stop(e2e: Harness, k2hr3: FakeK2HR3) -> None:
+    daemon = e2e.start(sections=WORKERS)
+    supervisor = daemon.pid
+    wait_until(lambda: consumers(e2e) == 2, 30, "two consumers on the pool queue", 0.2)
+    workers = children(supervisor)
+    assert len(workers) == 2, daemon.report(f"workers: {workers}")
+
+    # Both consume: every deletion arrives once, and both workers made calls.
+    first = publish_ports(e2e, 40)
+    wait_until(lambda: first <= deleted(k2hr3), 30, "40 deletions at K2HR3")
+    assert len(k2hr3.deleted()) == 40, "each notification is delivered to one worker only"
+    assert call_pids(daemon) == workers, daemon.report("both workers should have called K2HR3")
+
+    # A worker killed outright is started again, and consumes.
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    wait_until(
+        lambda: len(children(supervisor)) == 2 and victim not in children(supervisor),
+        30,
+        "a new worker in place of the killed one",
+        0.2,
+    )
+    wait_until(lambda: consumers(e2e) == 2, 30, "two consumers again", 0.2)
+    assert "was killed by SIGKILL" in daemon.log()
+    second = publish_ports(e2e, 20)
+    wait_until(lambda: second <= deleted(k2hr3), 30, "20 more deletions at K2HR3")
+
+    # SIGTERM to the supervisor reaches every worker; all stop cleanly, it exits 0.
+    survivors = children(supervisor)
+    assert daemon.stop() == 0, daemon.report("the supervisor should exit 0")
+    for pid in survivors:
+        assert (
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        ), f"worker {pid} outlived the supervisor"
+    log = daemon.log()
+    assert log.count("received SIGTERM, stopping") >= 3, daemon.report("SIGTERM not forwarded")
+    assert "all 2 workers stopped" in log
+    assert consumers(e2e) == 0
