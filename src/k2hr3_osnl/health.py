@@ -134,7 +134,7 @@ class Health(Observer):
                 if self._k2hr3_failing_since is None:
                     self._k2hr3_failing_since = now
                 status = f"status {answer.status}" if answer.status is not None else "no answer"
-                self._k2hr3_error = f"{status} {answer.detail}".strip()
+                self._k2hr3_error = f"{status}: {answer.detail}" if answer.detail else status
             else:
                 self._k2hr3_failing_since = None
                 self._k2hr3_error = None
