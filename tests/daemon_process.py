@@ -85,6 +85,8 @@ def write_config(
             "rabbit_retry_backoff": 1,
             "rabbit_interval_max": 2,
         },
+        # No /metrics server: the default port may belong to another daemon or test.
+        "metrics": {"port": 0},
         "k2hr3": {
             "api_url": api_url,
             "state_dir": state_dir,
