@@ -18,6 +18,7 @@ import pytest
 from daemon_process import (
     Daemon,
     Harness,
+    TcpProxy,
     neutron_port_delete,
     nova_legacy_delete,
     queue_counts,
@@ -292,3 +293,36 @@ def test_broker_restart_under_a_running_daemon(
         assert kept.stop() == 0
     finally:
         durable.close()
+
+
+def test_dropped_broker_connection_mid_flight(e2e: Harness, k2hr3: FakeK2HR3) -> None:
+    """The daemon's connection is cut (through a proxy, the shared broker stays up) while
+    deletions are on their way to K2HR3: it reconnects, declares its queue again, and
+    what was unacknowledged comes back and is not lost; what comes after is handled."""
+    proxy = TcpProxy().start()
+    try:
+        daemon = e2e.daemon(e2e.config(transport_url=proxy.url)).start()
+        k2hr3.latency = 0.5
+        before = new_cuks(30)
+        publish_deletions(e2e, before)
+        wait_until(lambda: k2hr3.requests >= 10, 20, "calls in flight")
+        connections = proxy.connections
+        cut = time.monotonic()
+        proxy.cut()
+        wait_until(lambda: proxy.connections > connections, 30, "a reconnection")
+        daemon.wait_listening(timeout=30)
+        after = new_cuks(20)
+        publish_deletions(e2e, after)
+        took = wait_delivered(daemon, k2hr3, before + after, timeout=60)
+        wait_drained(daemon, e2e.pool)
+        counts = Counter(cuk for cuk, _host in k2hr3.deleted())
+        print(
+            f"\nconnection cut with {len(before)} in flight or queued: all {len(counts)} "
+            f"delivered {time.monotonic() - cut:.2f}s after the cut ({took:.2f}s after "
+            f"publishing the rest); {sum(counts.values()) - len(counts)} K2HR3 calls "
+            f"repeated; {daemon.log().count('duplicate')} redeliveries recognised"
+        )
+        assert set(counts) == set(before + after)
+        assert daemon.stop() == 0
+    finally:
+        proxy.stop()
