@@ -142,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("replay needs FILE arguments or --parked")
     if args.daemonize and not args.pidfile:
         parser.error("--daemonize needs --pidfile")
+    _absolute(args)
     if args.daemonize and not systemd.under_systemd():
         # Before the log file is created, so that it is not world-readable either.
         os.umask(DAEMON_UMASK)
@@ -192,20 +193,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _serve(args, conf)
 
 
-def _load(args: argparse.Namespace) -> config.cfg.ConfigOpts:
-    """The configuration files of the command line, then its overrides; again on SIGHUP.
+def _absolute(args: argparse.Namespace) -> None:
+    """Command-line paths made absolute: a detached daemon works in /, and re-reads them."""
+    for name in ("config_files", "config_dirs"):
+        if name in args:
+            setattr(args, name, [os.path.abspath(p) for p in getattr(args, name)])
+    if "log_file" in args and args.log_file != logs.STDERR:
+        args.log_file = os.path.abspath(args.log_file)
 
-    Paths are made absolute first: a detached daemon runs in /, and re-reads them there.
-    """
-    files = [os.path.abspath(p) for p in getattr(args, "config_files", ())]
-    dirs = [os.path.abspath(p) for p in getattr(args, "config_dirs", ())]
-    conf = config.load(files, dirs)
+
+def _load(args: argparse.Namespace) -> config.cfg.ConfigOpts:
+    """The configuration files of the command line, then its overrides; again on SIGHUP."""
+    conf = config.load(getattr(args, "config_files", ()), getattr(args, "config_dirs", ()))
     for name in ("debug_level", "libs_debug_level", "log_file"):
         if name in args:
-            value = getattr(args, name)
-            if name == "log_file" and value != logs.STDERR:
-                value = os.path.abspath(value)
-            conf.set_override(name, value)
+            conf.set_override(name, getattr(args, name))
     return conf
 
 
@@ -225,7 +227,7 @@ def _serve(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     pidfile: PidFile | None = None
     if args.pidfile:
         try:
-            pidfile = PidFile(args.pidfile).acquire()
+            pidfile = PidFile(args.pidfile).acquire()  # PidFile keeps an absolute path
         except PidFileLocked as error:
             return _refuse(f"not starting: {error}", to_stderr, status=1)
         except OSError as error:

@@ -86,8 +86,6 @@ class Lifecycle:
         if not health.ok:
             self._set_status(health.reason)
             return health
-        if self.watchdog:
-            self.notifier.watchdog()
         if self.handler.breaker.is_open:
             parked = self.handler.parking.count()
             self._set_status(
@@ -96,4 +94,6 @@ class Lifecycle:
             )
         else:
             self._set_status(self._listening)
+        if self.watchdog:
+            self.notifier.watchdog()
         return health

@@ -1,0 +1,217 @@
+"""Logging: JSON lines with the notification's fields, the journal's format, no secrets."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_process import Harness, neutron_port_delete, wait_until
+from k2hr3_server import FakeK2HR3
+
+from k2hr3_osnl import logs
+from k2hr3_osnl.breaker import CircuitBreaker
+from k2hr3_osnl.handler import Handler, Notification, Result
+from k2hr3_osnl.k2hr3 import RoleClient
+from k2hr3_osnl.parking import ParkingLot
+from k2hr3_osnl.recent import RecentIds
+
+LOG = logging.getLogger("k2hr3_osnl.test")
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """logs.setup() replaces the root's handlers; give pytest its own back afterwards."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    levels = {name: logging.getLogger(name).level for name in ("", "k2hr3_osnl", *logs.LIBRARIES)}
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+
+
+def test_json_lines_carry_the_notification_fields(
+    tmp_path: Path, k2hr3: FakeK2HR3, restore_logging: None
+) -> None:
+    log_file = tmp_path / "k2hr3-osnl.log"
+    logs.setup("debug", "warn", str(log_file), "json")
+    handler = Handler(
+        client=RoleClient(k2hr3.url),
+        breaker=CircuitBreaker(max_interval=0.05),
+        parking=ParkingLot(tmp_path),
+        recent=RecentIds(0),
+        retry_budget=10,
+    )
+    cuk = str(uuid.uuid4())
+    event_type, publisher_id, payload = neutron_port_delete(cuk, ["192.0.2.1", "2001:db8::1"])
+    # K2HR3 fails first, so that the deletion takes more than one attempt.
+    k2hr3.status = 503
+    threading.Timer(0.2, setattr, (k2hr3, "status", 204)).start()
+    result = handler.handle(Notification("m-1", event_type, publisher_id, payload))
+    assert result is Result.DELETED
+    dhcp = neutron_port_delete(str(uuid.uuid4()), ["192.0.2.2"])[2]
+    dhcp["port"]["device_owner"] = "network:dhcp"
+    assert handler.handle(Notification("m-2", event_type, publisher_id, dhcp)) is Result.IGNORED
+
+    lines = _json_lines(log_file)
+    calls = [line for line in lines if line["logger"] == "k2hr3_osnl.k2hr3"]
+    assert len(calls) >= 2, lines
+    for attempt, line in enumerate(calls, 1):
+        assert line["message_id"] == "m-1"
+        assert line["event_type"] == "port.delete.end"
+        assert line["publisher_id"] == publisher_id
+        assert line["cuk"] == cuk
+        assert line["ips"] == ["192.0.2.1", "2001:db8::1"]
+        assert line["attempt"] == attempt
+        assert isinstance(line["duration"], float) and line["duration"] >= 0
+        assert line["level"] == "INFO" and line["pid"] == os.getpid()
+    assert [c["outcome"] for c in calls] == ["retry"] * (len(calls) - 1) + ["deleted"]
+    assert calls[-1]["status"] == 204
+    (ignored,) = [line for line in lines if line.get("message_id") == "m-2"]
+    assert ignored["outcome"] == "ignored" and ignored["level"] == "DEBUG"
+    assert "attempt" not in ignored and "cuk" not in ignored
+
+
+def test_a_traceback_stays_inside_its_json_line(tmp_path: Path, restore_logging: None) -> None:
+    log_file = tmp_path / "k2hr3-osnl.log"
+    logs.setup("info", "warn", str(log_file), "json")
+    try:
+        raise ValueError("boom\nsecond line")
+    except ValueError:
+        LOG.exception("it failed")
+    (line,) = _json_lines(log_file)
+    assert line["message"] == "it failed"
+    assert "ValueError: boom\nsecond line" in line["exception"]
+
+
+def test_url_passwords_are_masked_in_messages_arguments_and_tracebacks(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    log_file = tmp_path / "k2hr3-osnl.log"
+    logs.setup("debug", "debug", str(log_file))
+    LOG.info("connecting to %s", "rabbit://osnl:p4ss-w0rd@rabbit1:5672,osnl:p4ss-w0rd@rabbit2/")
+    logging.getLogger("kombu").debug("url=amqp://guest:p4ss-w0rd@127.0.0.1:5672//")
+    try:
+        raise ConnectionError("cannot reach https://k2:p4ss-w0rd@k2hr3.example/v1/role")
+    except ConnectionError:
+        LOG.exception("K2HR3 call failed")
+    text = log_file.read_text()
+    assert "p4ss-w0rd" not in text
+    assert "rabbit://osnl:***@rabbit1:5672,osnl:***@rabbit2/" in text
+    assert "amqp://guest:***@127.0.0.1:5672//" in text
+    assert "https://k2:***@k2hr3.example/v1/role" in text
+    # Nothing else is touched.
+    LOG.info("https://k2hr3.example:8443/v1/role?cuk=a@b")
+    assert "https://k2hr3.example:8443/v1/role?cuk=a@b" in log_file.read_text()
+
+
+def test_journal_lines_have_a_priority_prefix_and_no_timestamp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_logging: None
+) -> None:
+    with open(tmp_path / "journal", "w+", encoding="utf-8") as stream:
+        st = os.fstat(stream.fileno())
+        monkeypatch.setattr(sys, "stderr", stream)
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        logs.setup("debug", "warn", logs.STDERR)
+        LOG.info("listening")
+        LOG.warning("first\nsecond")
+        LOG.debug("detail")
+        stream.seek(0)
+        assert stream.read().splitlines() == [
+            "<6>k2hr3_osnl.test: listening",
+            "<4>k2hr3_osnl.test: first",
+            "<4>second",
+            "<7>k2hr3_osnl.test: detail",
+        ]
+
+
+def test_an_inherited_journal_stream_is_not_ours(
+    monkeypatch: pytest.MonkeyPatch, restore_logging: None
+) -> None:
+    """JOURNAL_STREAM names another stream (stderr was redirected): keep timestamps."""
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    logs.setup("info", "warn", logs.STDERR)
+    LOG.info("listening")
+    assert stream.getvalue().endswith(f" {os.getpid()} INFO k2hr3_osnl.test listening\n")
+
+
+def test_a_log_file_that_cannot_be_opened_leaves_logging_alone(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    log_file = tmp_path / "k2hr3-osnl.log"
+    logs.setup("info", "warn", str(log_file))
+    with pytest.raises(OSError):
+        logs.setup("debug", "warn", str(tmp_path / "missing" / "dir" / "x.log"))
+    LOG.info("still here")
+    assert "still here" in log_file.read_text()
+
+
+# The real daemon, everything at debug.
+
+
+@pytest.fixture
+def e2e(tmp_path: Path, rabbitmq: str, k2hr3: FakeK2HR3, unique: str) -> Iterator[Harness]:
+    with Harness(tmp_path, unique, k2hr3.url, rabbitmq) as harness:
+        yield harness
+
+
+DEBUG_EVERYWHERE = {"debug_level": "debug", "libs_debug_level": "debug", "log_format": "json"}
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.timeout(60)
+def test_the_daemon_logs_json_and_no_password_at_debug(e2e: Harness, k2hr3: FakeK2HR3) -> None:
+    daemon = e2e.daemon(e2e.config(sections={"DEFAULT": DEBUG_EVERYWHERE}))
+    daemon.start(wait=False)
+    wait_until(lambda: '"message": "listening"' in daemon.log(), 30, "listening")
+    wait_until(lambda: e2e.broker.queue_info(e2e.pool)[1] > 0, 20, "a consumer")
+    cuk = str(uuid.uuid4())
+    e2e.notify(
+        e2e.nova,
+        e2e.notifications,
+        "messagingv2",
+        neutron_port_delete(cuk, ["203.0.113.5"]),
+    )
+    assert k2hr3.wait_for(1)
+    assert daemon.stop() == 0
+
+    lines = [json.loads(line) for line in daemon.log().splitlines()]  # every line parses
+    assert {line["logger"].split(".")[0] for line in lines} >= {"k2hr3_osnl", "oslo", "amqp"}
+    (call,) = [line for line in lines if line.get("cuk") == cuk]
+    assert call["outcome"] == "deleted" and call["attempt"] == 1
+    assert call["message_id"] and call["event_type"] == "port.delete.end"
+    everything = daemon.log() + daemon.output.read_text()
+    assert "guest:guest" not in everything and ":guest@" not in everything
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.timeout(60)
+def test_a_refused_password_is_not_logged_at_debug(e2e: Harness) -> None:
+    secret = f"S3cr3t-{uuid.uuid4().hex[:8]}"
+    url = e2e.transport_url.replace("guest:guest@", f"guest:{secret}@")
+    daemon = e2e.daemon(e2e.config(transport_url=url, sections={"DEFAULT": DEBUG_EVERYWHERE}))
+    daemon.start(wait=False)
+    wait_until(lambda: "ACCESS_REFUSED" in daemon.log(), 30, "the broker to refuse the login")
+    daemon.stop()  # whether it gave up by itself or keeps retrying
+    assert secret not in daemon.log() + daemon.output.read_text()
