@@ -239,3 +239,39 @@ def test_no_watchdog_while_the_broker_is_unreachable(
         assert daemon.stop() == 0
     finally:
         proxy.stop()
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.timeout(60)
+def test_k2hr3_failing_shows_in_status_but_does_not_stop_the_watchdog(
+    e2e: Harness, k2hr3: FakeK2HR3, notify: NotifySocket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart would not mend K2HR3: the daemon says so and keeps pinging."""
+    _under_fake_systemd(monkeypatch, notify)
+    daemon = e2e.start()
+    ready = notify.wait_for("READY", "1")
+    k2hr3.status = 503
+    e2e.notify(
+        e2e.neutron,
+        e2e.notifications,
+        "messagingv2",
+        neutron_port_delete(str(uuid.uuid4()), ["192.0.2.8"]),
+    )
+    failing = wait_until(
+        lambda: next(
+            (
+                i
+                for i, m in enumerate(notify.snapshot())
+                if m.fields.get("STATUS", "").startswith("K2HR3 failing: status 503")
+            ),
+            None,
+        ),
+        20,
+        "a K2HR3 failing status",
+    )
+    notify.wait_for("WATCHDOG", "1", failing + 1)
+    k2hr3.status = 204
+    assert k2hr3.wait_for(1, timeout=20)
+    back = notify.wait_for("STATUS", notify.snapshot()[ready].fields["STATUS"], failing + 1)
+    notify.wait_for("WATCHDOG", "1", back + 1)
+    assert daemon.stop() == 0

@@ -11,6 +11,7 @@ breaker or the parking lot meanwhile; it shows in the status line instead.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from k2hr3_osnl import liveness, systemd
@@ -24,11 +25,17 @@ DEFAULT_INTERVAL = 5.0
 
 class Lifecycle:
     def __init__(
-        self, listener: Any, handler: Handler, notifier: systemd.Notifier | None = None
+        self,
+        listener: Any,
+        handler: Handler,
+        notifier: systemd.Notifier | None = None,
+        k2hr3_error: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.listener = listener
         self.handler = handler
         self.notifier = notifier or systemd.Notifier()
+        #: The last K2HR3 failure, for the status line while the breaker is open.
+        self.k2hr3_error = k2hr3_error
         watchdog = systemd.watchdog_interval()
         self.watchdog = watchdog is not None and self.notifier.enabled
         self.interval = min(watchdog, DEFAULT_INTERVAL) if watchdog else DEFAULT_INTERVAL
@@ -89,7 +96,7 @@ class Lifecycle:
         if self.handler.breaker.is_open:
             parked = self.handler.parking.count()
             self._set_status(
-                "K2HR3 failing: deletions wait for it and are retried"
+                f"K2HR3 failing: {self.k2hr3_error() or 'deletions wait and are retried'}"
                 + (f"; {parked} parked" if parked else "")
             )
         else:

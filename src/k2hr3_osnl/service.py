@@ -178,7 +178,7 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
     )
     requests = signals.Requests()
     requests.install()
-    lifecycle = Lifecycle(daemon.listener, daemon.handler)
+    lifecycle = Lifecycle(daemon.listener, daemon.handler, k2hr3_error=lambda: _k2hr3_error(daemon))
     # Under systemd's watchdog a hung daemon gets SIGABRT: dump every thread's stack first.
     if not faulthandler.is_enabled():
         faulthandler.enable()
@@ -225,6 +225,12 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
         LOG.info("stopped before RabbitMQ could be reached")
         _flush_and_exit(0)
     return shutdown(daemon, daemon.conf.k2hr3.drain_seconds)
+
+
+def _k2hr3_error(daemon: Daemon) -> str | None:
+    if daemon.health is None:
+        return None
+    return daemon.health.status().details["k2hr3"]["last_error"]
 
 
 def _same_files(conf: cfg.ConfigOpts) -> Callable[[], cfg.ConfigOpts]:
