@@ -108,7 +108,7 @@ def reload(
         if change.mutable:
             LOG.info("reload: applied %s", change)
         else:
-            LOG.warning("reload: %s changed, but takes effect only after a restart", change)
+            LOG.warning("reload: needs a restart, the old value stays in use: %s", change)
     if not found_changes:
         LOG.info("reload: configuration unchanged; log file reopened")
     return True
