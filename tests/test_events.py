@@ -410,6 +410,7 @@ def test_wrong_types_are_invalid(event_type: str, break_it: Any, field: str) -> 
         "2001:db8:::6",
         "localhost",
         "172.016.000.001",
+        "fe80::1%eth0",
     ],
 )
 def test_invalid_ip_is_invalid(ip: str) -> None:

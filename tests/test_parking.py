@@ -127,6 +127,25 @@ def test_count(tmp_path: Path) -> None:
     assert lot.count() == 3
 
 
+def test_count_sees_removals_by_another_process(tmp_path: Path) -> None:
+    """The daemon's count must drop when ``replay --parked`` empties the spool."""
+    daemon, replayer = ParkingLot(tmp_path), ParkingLot(tmp_path)
+    daemon.park(parked("m-1"))
+    assert daemon.count() == 1
+    for item in replayer:
+        replayer.remove(item)
+    assert daemon.count() == 0
+
+
+def test_same_id_in_the_same_millisecond_is_kept_twice(tmp_path: Path) -> None:
+    """Notifications without a message_id all park as 'None'; none may overwrite another."""
+    lot = ParkingLot(tmp_path)
+    at = time.time()
+    lot.park(parked("None", parked_at=at))
+    lot.park(parked("None", parked_at=at))
+    assert lot.count() == 2
+
+
 def test_message_id_cannot_escape_the_directory(tmp_path: Path) -> None:
     """The message_id comes from the broker: it must not choose where we write."""
     lot = ParkingLot(tmp_path / "state")

@@ -65,6 +65,8 @@ def _ip(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise _Reject(f"{where} is {type(value).__name__}, not an IP address")
     try:
+        if "%" in value:  # fe80::1%eth0: a zone only means something on one host
+            raise ValueError(value)
         return str(ipaddress.ip_address(value))
     except ValueError:
         raise _Reject(f"{where} is not an IP address: {_short(value)}") from None

@@ -49,6 +49,14 @@ class Result(enum.Enum):
     REQUEUED = "requeued"
 
 
+_WHY = {
+    Result.DELETED: None,
+    Result.PARKED: None,
+    Result.DUPLICATE: "already delivered within the duplicate window",
+    Result.REQUEUED: "handed back to RabbitMQ: the daemon is stopping",
+}
+
+
 class Handler:
     def __init__(
         self,
@@ -92,15 +100,16 @@ class Handler:
             # A bug of ours: keep the deletion for an operator rather than drop it.
             LOG.exception("message_id=%s failed", note.message_id)
             return self._park(note, f"internal error: {error!r}", 0, time.time())
-        if result is not Result.DELETED:
-            level = logging.WARNING if result in (Result.INVALID, Result.PARKED) else logging.DEBUG
+        # DELETED and PARKED have their own lines (the K2HR3 call, the parking place).
+        why = _WHY.get(result) or getattr(decision, "reason", None)
+        if why is not None:
             LOG.log(
-                level,
+                logging.WARNING if result is Result.INVALID else logging.DEBUG,
                 "message_id=%s event_type=%s %s: %s",
                 note.message_id,
                 note.event_type,
                 result.value,
-                getattr(decision, "reason", decision),
+                why,
                 extra={"outcome": result.value},
             )
         return result

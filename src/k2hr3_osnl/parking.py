@@ -14,8 +14,8 @@ import logging
 import os
 import re
 import tempfile
-import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,12 +49,13 @@ class Parked:
 class ParkingLot:
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self.directory = Path(state_dir) / "parked"
-        self._lock = threading.Lock()
-        self._count: int | None = None
 
     def park(self, item: Parked) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"{int(item.parked_at * 1000):015d}-{_UNSAFE.sub('_', item.message_id)[:80]}.json"
+        # Time first so that a listing is in parking order; the random part keeps two
+        # notifications without a message_id, parked in the same millisecond, apart.
+        safe_id = _UNSAFE.sub("_", item.message_id)[:80]
+        name = f"{int(item.parked_at * 1000):015d}-{safe_id}-{uuid.uuid4().hex[:8]}.json"
         target = self.directory / name
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
         try:
@@ -68,8 +69,6 @@ class ParkingLot:
             raise
         _fsync_dir(self.directory)
         item.path = target
-        with self._lock:
-            self._count = None
         return target
 
     def __iter__(self) -> Iterator[Parked]:
@@ -85,16 +84,12 @@ class ParkingLot:
     def remove(self, item: Parked) -> None:
         if item.path is not None:
             item.path.unlink(missing_ok=True)
-            with self._lock:
-                self._count = None
 
     def count(self) -> int:
-        with self._lock:
-            if self._count is None:
-                self._count = (
-                    sum(1 for _ in self.directory.glob("*.json")) if self.directory.is_dir() else 0
-                )
-            return self._count
+        """Read from disk each time: ``replay --parked`` empties it from another process."""
+        if not self.directory.is_dir():
+            return 0
+        return sum(1 for _ in self.directory.glob("*.json"))
 
 
 def _fsync_dir(directory: Path) -> None:
