@@ -122,6 +122,7 @@ def test_each_hook_lands_in_its_metric(
     stats.handled(retried, Result.DELETED)
     stats.handling(ignored)
     stats.handled(ignored, Result.IGNORED)
+    stats.unreadable("not a readable message (JSONDecodeError)")
     ParkingLot(tmp_path).park(Parked("m", PORT_DELETE, "network.x", {}, "test", 1, 0.0))
 
     s = scrape(port)
@@ -130,6 +131,8 @@ def test_each_hook_lands_in_its_metric(
     assert value(s, count, event_type="instance.delete.end", outcome="deleted") == 1
     # Event types beyond the deletions share one label value: bounded series.
     assert value(s, count, event_type="other", outcome="ignored") == 1
+    # A body that is no notification at all counts as an invalid one.
+    assert value(s, count, event_type="other", outcome="invalid") == 1
     retries = "k2hr3_osnl_notification_retries_total"
     assert value(s, retries, event_type="instance.delete.end") == 2
     calls = "k2hr3_osnl_k2hr3_requests_total"

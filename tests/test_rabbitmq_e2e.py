@@ -371,4 +371,7 @@ def test_poison_is_acknowledged_once_and_good_ones_still_delivered(
         f"rejected more than once: {Counter(rejected).most_common(3)}"
     )
     assert "payload.instance_id is not a UUID: 'not-a-uuid'" in daemon.log()
+    # Bodies the driver cannot decode are one warning line each, not a traceback.
+    assert "invalid message rejected: not a readable message" in daemon.log()
+    assert "Traceback" not in daemon.log(), daemon.report("a traceback was logged")
     assert daemon.stop() == 0

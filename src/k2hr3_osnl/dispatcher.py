@@ -8,6 +8,7 @@ object), its dispatcher raises and the listener answers REQUEUE. The daemon must
 requeueing (a stopping daemon hands back what it did not finish), so such a message
 would come straight back, forever, at full speed. :class:`PoisonSafeDispatcher`
 acknowledges it once instead, and says so. :func:`acknowledge_redeliveries` is the other.
+:class:`UndecodableWatch` reports what never reaches a dispatcher.
 """
 
 from __future__ import annotations
@@ -18,23 +19,59 @@ from typing import Any
 from oslo_messaging import NotificationResult
 from oslo_messaging.notify import dispatcher as _oslo_dispatcher
 
+from k2hr3_osnl.observer import Observer
+
 LOG = logging.getLogger(__name__)
 
 
 class PoisonSafeDispatcher(_oslo_dispatcher.NotificationDispatcher):
+    def __init__(self, endpoints: list[Any], observer: Observer | None = None) -> None:
+        super().__init__(endpoints, None)
+        self.observer = observer or Observer()
+
     def dispatch(self, incoming: Any) -> str | None:
         try:
             return super().dispatch(incoming)
         except Exception as error:
             message = getattr(incoming, "message", None)
             message_id = message.get("message_id") if isinstance(message, dict) else None
-            LOG.warning(
-                "message_id=%s invalid: oslo.messaging cannot read it (%s: %s); acknowledged",
-                message_id,
-                type(error).__name__,
-                error,
-            )
+            reason = f"oslo.messaging cannot read it ({type(error).__name__}: {error})"
+            LOG.warning("message_id=%s invalid: %s; acknowledged", message_id, reason)
+            self.observer.unreadable(reason)
             return NotificationResult.HANDLED
+
+
+class UndecodableWatch(logging.Filter):
+    """One warning line, and a count, for a body the rabbit driver cannot even decode.
+
+    Not JSON, not UTF-8, nested too deep: the driver fails before any dispatcher runs,
+    logs ``Failed to process message ... skipping it.`` with a full traceback at ERROR,
+    and rejects the message (RabbitMQ drops it, or dead-letters it if the queue has a
+    dead-letter exchange). Nothing is lost that could have been acted on; the operator
+    only needs to know it happened, in one line.
+    """
+
+    LOGGERS = ("oslo.messaging._drivers.impl_rabbit", "oslo_messaging._drivers.impl_rabbit")
+    _SKIPPED = "Failed to process message"
+
+    def __init__(self, observer: Observer) -> None:
+        super().__init__()
+        self.observer = observer
+
+    def install(self) -> UndecodableWatch:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+        return self
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._SKIPPED in str(record.msg) and record.exc_info:
+            error = record.exc_info[1]
+            reason = f"not a readable message ({type(error).__name__}: {str(error)[:200]})"
+            record.msg, record.args = "invalid message rejected: %s", (reason,)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            self.observer.unreadable(reason)
+        return True
 
 
 def acknowledge_redeliveries() -> None:

@@ -151,6 +151,9 @@ class Metrics(Observer):
         outcome = result.value if result is not None else "error"
         self.notifications.labels(event_label(note.event_type), outcome).inc()
 
+    def unreadable(self, reason: str) -> None:
+        self.notifications.labels(OTHER, Result.INVALID.value).inc()
+
     def answered(self, note: Notification, answer: Answer, attempt: int) -> None:
         status = status_label(answer)
         self.requests.labels(status, answer.outcome.value).inc()

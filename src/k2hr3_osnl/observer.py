@@ -40,6 +40,9 @@ class Observer:
     def answered(self, note: Notification, answer: Answer, attempt: int) -> None:
         """K2HR3 answered attempt number ``attempt`` (1 for the first) of a deletion."""
 
+    def unreadable(self, reason: str) -> None:
+        """A message that is no notification at all was acknowledged before our endpoint."""
+
 
 class Observers(Observer):
     """Several observers as one, called in order."""
@@ -74,3 +77,7 @@ class Observers(Observer):
     def answered(self, note: Notification, answer: Answer, attempt: int) -> None:
         for observer in self.observers:
             observer.answered(note, answer, attempt)
+
+    def unreadable(self, reason: str) -> None:
+        for observer in self.observers:
+            observer.unreadable(reason)

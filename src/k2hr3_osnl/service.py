@@ -22,7 +22,11 @@ from oslo_messaging.notify import listener as notify_listener
 
 from k2hr3_osnl import __version__, config, liveness, metrics, reload, signals
 from k2hr3_osnl.breaker import CircuitBreaker
-from k2hr3_osnl.dispatcher import PoisonSafeDispatcher, acknowledge_redeliveries
+from k2hr3_osnl.dispatcher import (
+    PoisonSafeDispatcher,
+    UndecodableWatch,
+    acknowledge_redeliveries,
+)
 from k2hr3_osnl.endpoint import NotificationEndpoint
 from k2hr3_osnl.handler import Handler
 from k2hr3_osnl.health import BrokerLogWatch, Health
@@ -121,10 +125,11 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
     ]
     # get_notification_listener(), with a dispatcher that cannot loop on a poison message.
     acknowledge_redeliveries()
+    dispatcher = PoisonSafeDispatcher([endpoint])
     listener = notify_listener.NotificationServer(
         transport,
         targets,
-        PoisonSafeDispatcher([endpoint], None),
+        dispatcher,
         executor="threading",
         # Requeueing is used only by a stopping daemon, for messages it did not start.
         allow_requeue=True,
@@ -132,6 +137,7 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
     )
     # /healthz sees the consumer as the watchdog does: poll thread alive, kombu connected.
     health, stats = metrics.instrument(handler, probe=lambda: liveness.check(listener))
+    dispatcher.observer = handler.observer
     return Daemon(conf, handler, endpoint, transport, targets, listener, health, stats)
 
 
@@ -171,6 +177,7 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
     """
     daemon = build(conf)
     BrokerLogWatch(daemon.handler.observer).install()
+    UndecodableWatch(daemon.handler.observer).install()
     daemon.http = metrics.serve(
         conf.metrics.bind_address,
         conf.metrics.port,
