@@ -10,8 +10,8 @@ the same stand-in URL. What differs is what each can be told:
   worker threads. It listens on one exchange and one topic only, and retries
   (``max_retries``, ``retry_interval_seconds``) only on socket timeouts, which a
   stand-in answering 204 never causes.
-- k2hr3-osnl reads the same file for oslo.messaging's options; it gets its defaults
-  (prefetch 64, the thread pool it chooses) unless the benchmark overrides them.
+- k2hr3-osnl reads the same file for oslo.messaging's options; it runs with its own
+  defaults (prefetch and worker threads, see config.py), as an operator would.
 """
 
 from __future__ import annotations
@@ -75,7 +75,6 @@ class DaemonSpec:
             if self.workers != 1:
                 sections["DEFAULT"]["workers"] = str(self.workers)
             sections["k2hr3"]["state_dir"] = str(directory / "state")
-            sections["oslo_messaging_rabbit"] = {"rabbit_qos_prefetch_count": "64"}
         else:
             sections["k2hr3"]["max_retries"] = "3"
         for section, values in self.extra.items():

@@ -18,7 +18,7 @@ from typing import Any
 
 from backlog import Broker, parse_cuk, wait_until
 from daemons import DaemonSpec
-from procstat import Sampler
+from procstat import Sampler, cpu_of, machine_ticks, pids_named
 from standin import StandIn, query
 
 _runs = itertools.count(int(time.time()) % 100_000 * 100)
@@ -83,6 +83,9 @@ def drain(
     started = time.time()
     process = spec.start(config, directory / "stderr.log")
     sampler = Sampler(process.pid).start()
+    others = {"broker": pids_named("beam.smp"), "standin": standin.pids()}
+    others_before = {name: cpu_of(pids) for name, pids in others.items()}
+    machine_before = machine_ticks()
     if attach is not None:
         attach(process.pid)  # a profiler
     try:
@@ -97,6 +100,8 @@ def drain(
             if time.monotonic() - last_progress > 60 or time.time() - started > timeout:
                 raise RuntimeError(f"{spec.label} stalled at {len(calls)}/{count}")
         final = sampler.stop()
+        machine_after = machine_ticks()
+        others_used = {n: cpu_of(p) - others_before[n] for n, p in others.items()}
     finally:
         status = spec.stop(process)
         broker.delete(pool)
@@ -123,6 +128,12 @@ def drain(
         "exit_status": status,
         "bad_calls": len(bad),
         "duplicate_calls": len(dup),
+        # Over the whole drain: what the rest of the stack spent per notification, and
+        # how busy the two cores were (the daemon, the broker, nginx, and anyone else).
+        "broker_cpu_ms": 1000 * others_used["broker"] / count,
+        "standin_cpu_ms": 1000 * others_used["standin"] / count,
+        "machine_busy": (machine_after[0] - machine_before[0])
+        / max(1, machine_after[1] - machine_before[1]),
     }
     if rss_at:
         at = times[min(rss_at, count) - 1]

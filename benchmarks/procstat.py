@@ -108,3 +108,34 @@ class Sampler:
                 a, b = getattr(before, attr), getattr(after, attr)
                 return a + (b - a) * share
         return getattr(samples[-1], attr)
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def pids_named(name: str) -> list[int]:
+    """Processes whose command name is ``name`` (e.g. RabbitMQ's ``beam.smp``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += sum(cpu_seconds(pid))
+        except (OSError, IndexError, ValueError):
+            continue
+    return total

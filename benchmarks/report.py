@@ -1,0 +1,266 @@
+"""From raw results to the summary, the targets of issue 5, and the table in the docs."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+OLD = "k2hr3_osnl 1.0.8"
+OURS = "k2hr3-osnl"
+OURS2 = "k2hr3-osnl, 2 workers"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def line(found: dict[str, Any]) -> str:
+    return (
+        f"{found['daemon']} at {found['latency_ms']} ms: {found['per_second']:.0f}/s, "
+        f"{found['cpu_ms']:.3f} CPU-ms, peak RSS {found['peak_rss_mb']:.1f} MB"
+        + (f", growth {found['rss_growth_mb']:.1f} MB" if "rss_growth_mb" in found else "")
+        + (f", {found['bad_calls']} bad calls" if found["bad_calls"] else "")
+    )
+
+
+def _median(rows: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    by: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for row in results.get("drain", []):
+        by[(row["daemon"], row["latency_ms"])].append(row)
+    throughput: dict[str, dict[int, float]] = defaultdict(dict)
+    cpu: dict[str, dict[int, float]] = defaultdict(dict)
+    for (daemon, latency), rows in sorted(by.items(), key=lambda kv: kv[0][1]):
+        throughput[daemon][latency] = _median(rows, "per_second")
+        cpu[daemon][latency] = _median(rows, "cpu_ms")
+
+    threads = results["settings"]["ours_threads"]
+    ceil = results.get("ceilings", {})
+    a = _median(ceil["listener"], "per_second") if ceil.get("listener") else None
+    http: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in ceil.get("http", []):
+        key = f"{row['library']} x{row['threads']}"
+        http[key][str(row["latency_ms"])] = row["per_second"]
+        http[key + " cpu_ms"][str(row["latency_ms"])] = row["cpu_ms"]
+    combined: dict[str, dict[str, float]] = defaultdict(dict)
+    if a:
+        for key, per_latency in list(http.items()):
+            if key.endswith("cpu_ms"):
+                continue
+            for latency, b in per_latency.items():
+                combined[key][latency] = 1 / (1 / a + 1 / b)
+
+    summary: dict[str, Any] = {
+        "throughput": throughput,
+        "cpu_ms": cpu,
+        "ceilings": {
+            "bare_listener_per_second": a,
+            "bare_listener_cpu_ms": _median(ceil["listener"], "cpu_ms") if a else None,
+            "bare_http": http,
+            "combined": combined,
+        },
+        "memory": {
+            row["daemon"]: {
+                "count": row["count"],
+                "peak_rss_mb": row["peak_rss_mb"],
+                "rss_mb_at": row.get("rss_mb_at"),
+                "growth_mb": row.get("rss_growth_mb"),
+                "per_second": row["per_second"],
+            }
+            for row in results.get("memory", [])
+        },
+        "steady": defaultdict(dict),
+    }
+    for row in results.get("steady", []):
+        summary["steady"][row["daemon"]][row["latency_ms"]] = {
+            "p50_ms": row["p50_ms"],
+            "p99_ms": row["p99_ms"],
+            "max_ms": row["max_ms"],
+        }
+    summary["targets"] = _targets(summary, threads, results)
+    return _plain(summary)
+
+
+def _plain(value: Any) -> Any:
+    """defaultdicts and int keys into what json writes back the same way."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _targets(summary: dict[str, Any], threads: int, results: dict[str, Any]) -> list[dict]:
+    t, c = summary["throughput"], summary["cpu_ms"]
+    out: list[dict[str, Any]] = []
+
+    def target(what: str, goal: str, measured: str, met: bool | None) -> None:
+        out.append({"target": what, "goal": goal, "measured": measured, "met": met})
+
+    for latency in (0, 50):
+        if OLD in t and OURS in t and latency in t[OLD] and latency in t[OURS]:
+            ratio = c[OURS][latency] / c[OLD][latency]
+            target(
+                f"CPU per notification, {latency} ms",
+                "<= 0.75x 1.0.8",
+                f"{c[OURS][latency]:.3f} vs {c[OLD][latency]:.3f} ms = {ratio:.2f}x",
+                ratio <= 0.75,
+            )
+    for latency in (0, 50):
+        if OLD in t and OURS in t and latency in t[OLD] and latency in t[OURS]:
+            ratio = t[OURS][latency] / t[OLD][latency]
+            target(
+                f"Throughput, 1 process, {latency} ms",
+                ">= 1.3x 1.0.8",
+                f"{t[OURS][latency]:.0f} vs {t[OLD][latency]:.0f}/s = {ratio:.2f}x",
+                ratio >= 1.3,
+            )
+    combined = summary["ceilings"]["combined"]
+    for library in ("requests", "urllib3"):
+        key = f"{library} x{threads}"
+        if OURS in t and 0 in t[OURS] and "0" in combined.get(key, {}):
+            share = t[OURS][0] / combined[key]["0"]
+            target(
+                f"Throughput vs ceiling 1/(1/a+1/b), b = bare {library} x{threads}, 0 ms",
+                ">= 90%" if library == "requests" else "(stricter: our client is urllib3)",
+                f"{t[OURS][0]:.0f} / {combined[key]['0']:.0f} = {100 * share:.0f}%",
+                share >= 0.9 if library == "requests" else None,
+            )
+    if OLD in t and OURS2 in t and 0 in t[OURS2]:
+        ratio = t[OURS2][0] / t[OLD][0]
+        target(
+            "Throughput, workers = 2, 0 ms",
+            ">= 1.8x 1.0.8",
+            f"{t[OURS2][0]:.0f} vs {t[OLD][0]:.0f}/s = {ratio:.2f}x",
+            ratio >= 1.8,
+        )
+    memory = summary["memory"].get(OURS)
+    if memory:
+        target(
+            f"Peak RSS draining {memory['count']:,}",
+            "<= 80 MB",
+            f"{memory['peak_rss_mb']:.1f} MB",
+            memory["peak_rss_mb"] <= 80,
+        )
+        if memory["growth_mb"] is not None:
+            target(
+                f"RSS growth 10,000 -> {memory['count']:,}",
+                "< 10 MB",
+                f"{memory['growth_mb']:.1f} MB",
+                memory["growth_mb"] < 10,
+            )
+    rate = results["settings"]["rate"]
+    for latency, steady in sorted(summary["steady"].get(OURS, {}).items()):
+        goal = 20 + latency
+        target(
+            f"p99 publish -> K2HR3 answered, {rate:.0f}/s, {latency} ms",
+            f"< {goal} ms",
+            f"{steady['p99_ms']:.1f} ms",
+            steady["p99_ms"] < goal,
+        )
+    return out
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(results: dict[str, Any], summary: dict[str, Any]) -> str:
+    m = results["machine"]
+    s = results["settings"]
+    lines = [
+        f"Measured {m['date']} with `{results['command'].strip()}`.",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux "
+        f"{m['kernel']}, Python {m['python']}, RabbitMQ {m['rabbitmq']}, {m['nginx']}. "
+        f"Load average before/after: {' '.join(results['load_before'])} / "
+        f"{' '.join(results.get('load_after', []))}.",
+        "",
+        f"Versions: k2hr3-osnl {m['k2hr3-osnl']}; k2hr3_osnl {m['k2hr3_osnl (old)']} "
+        f"(oslo.messaging {m['oslo.messaging (old venv)']} in its venv); oslo.messaging "
+        f"{m['oslo.messaging']}, kombu {m['kombu']}, urllib3 {m['urllib3']}, "
+        f"requests {m['requests']}.",
+        "",
+        f"Backlog {s['count']:,} per drain; k2hr3-osnl prefetch {s['ours_prefetch']}, "
+        f"{s['ours_threads']} worker threads; 1.0.8 prefetch {s['old_prefetch']}, "
+        f"{s['old_threads']} threads.",
+        "",
+        "### Drain of a preloaded backlog",
+        "",
+        "| daemon | K2HR3 latency | deletions/s | CPU ms / notification | peak RSS MB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in results.get("drain", []):
+        lines.append(
+            f"| {row['daemon']} | {row['latency_ms']} ms | {row['per_second']:.0f} | "
+            f"{row['cpu_ms']:.3f} | {row['peak_rss_mb']:.1f} |"
+        )
+    ceil = summary["ceilings"]
+    lines += [
+        "",
+        "### Ceilings of this machine (same run)",
+        "",
+        f"a = bare oslo.messaging listener: {_fmt(ceil['bare_listener_per_second'])}/s, "
+        f"{_fmt(ceil['bare_listener_cpu_ms'], 3)} CPU-ms per message.",
+        "",
+        "| bare HTTP loop b | latency | calls/s | CPU ms / call | 1/(1/a+1/b) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, per_latency in ceil["bare_http"].items():
+        if key.endswith("cpu_ms"):
+            continue
+        for latency, b in per_latency.items():
+            lines.append(
+                f"| {key} threads | {latency} ms | {b:.0f} | "
+                f"{ceil['bare_http'][key + ' cpu_ms'][latency]:.3f} | "
+                f"{_fmt(ceil['combined'].get(key, {}).get(latency))} |"
+            )
+    lines += [
+        "",
+        "### Memory and latency",
+        "",
+        "| daemon | backlog | peak RSS MB | RSS at 10,000 | RSS at the end | deletions/s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for daemon, mem in summary["memory"].items():
+        at = mem.get("rss_mb_at") or {}
+        values = list(at.values())
+        lines.append(
+            f"| {daemon} | {mem['count']:,} | {mem['peak_rss_mb']:.1f} | "
+            f"{_fmt(values[0] if values else None, 1)} | "
+            f"{_fmt(values[-1] if values else None, 1)} | {mem['per_second']:.0f} |"
+        )
+    lines += [
+        "",
+        f"Publish -> K2HR3 answered, {s['rate']:.0f} notifications/s for "
+        f"{s['rate_seconds']:.0f} s:",
+        "",
+        "| daemon | K2HR3 latency | p50 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for daemon, per_latency in summary["steady"].items():
+        for latency, st in per_latency.items():
+            lines.append(
+                f"| {daemon} | {latency} ms | {st['p50_ms']:.1f} | {st['p99_ms']:.1f} | "
+                f"{st['max_ms']:.1f} |"
+            )
+    lines += ["", "### Targets (issue 5)", "", "| target | goal | measured | met |"]
+    lines.append("|---|---|---|---|")
+    for row in summary["targets"]:
+        met = {True: "yes", False: "**no**", None: "-"}[row["met"]]
+        lines.append(f"| {row['target']} | {row['goal']} | {row['measured']} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_doc(path: Path, table: str) -> None:
+    """Put ``table`` between the result markers of ``path`` (appended if there are none)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    block = f"{BEGIN}\n{table}{END}"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
