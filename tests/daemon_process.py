@@ -552,6 +552,9 @@ class TcpProxy:
     def stop(self) -> None:
         """Refuse new connections and cut the open ones, as a dying broker would."""
         if self._server is not None:
+            # close() alone leaves a thread blocked in accept() still accepting.
+            with contextlib.suppress(OSError):
+                self._server.shutdown(socket.SHUT_RDWR)
             self._server.close()
             self._server = None
         self.cut()

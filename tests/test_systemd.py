@@ -7,7 +7,6 @@ every half second.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import signal
@@ -142,17 +141,6 @@ def e2e(tmp_path: Path, rabbitmq: str, k2hr3: FakeK2HR3, unique: str) -> Iterato
         yield harness
 
 
-class _Proxy(TcpProxy):
-    """TcpProxy whose stop() really refuses: closing a listening socket that another
-    thread is blocked in accept() on leaves it accepting on Linux; shutdown() wakes it."""
-
-    def stop(self) -> None:
-        if self._server is not None:
-            with contextlib.suppress(OSError):
-                self._server.shutdown(socket.SHUT_RDWR)
-        super().stop()
-
-
 def _under_fake_systemd(monkeypatch: pytest.MonkeyPatch, notify: NotifySocket) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", notify.path)
     monkeypatch.setenv("WATCHDOG_USEC", str(WATCHDOG_USEC))
@@ -218,7 +206,7 @@ def test_no_watchdog_while_the_broker_is_unreachable(
     """The connection drops: the pings stop and STATUS says why; it comes back: they
     resume, and the daemon consumes again."""
     _under_fake_systemd(monkeypatch, notify)
-    proxy = _Proxy().start()
+    proxy = TcpProxy().start()
     try:
         daemon = e2e.start(transport_url=proxy.url)
         ready = notify.wait_for("READY", "1")
