@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -20,6 +21,27 @@ from k2hr3_server import FakeK2HR3  # noqa: E402
 SAMPLES = Path(__file__).parent / "samples"
 RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
 RABBITMQ_URL = f"rabbit://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/"
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The daemon's logging set-up replaces the root's handlers and levels: undo it."""
+    from k2hr3_osnl import logs
+
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    names = ["", "k2hr3_osnl", *logs.LIBRARIES]
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture
@@ -43,8 +65,10 @@ def rabbitmq() -> str:
     if not _rabbitmq_up():
         if os.environ.get("K2HR3_OSNL_SKIP_RABBITMQ"):
             pytest.skip("RabbitMQ not running and K2HR3_OSNL_SKIP_RABBITMQ is set")
-        pytest.fail(f"RabbitMQ is not reachable on {RABBITMQ_HOST}:{RABBITMQ_PORT}; "
-                    "start it with 'rabbitmq-server -detached'")
+        pytest.fail(
+            f"RabbitMQ is not reachable on {RABBITMQ_HOST}:{RABBITMQ_PORT}; "
+            "start it with 'rabbitmq-server -detached'"
+        )
     return RABBITMQ_URL
 
 

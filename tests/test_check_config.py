@@ -7,17 +7,16 @@ that cannot be used, values out of range. The daemon runs the same checks at sta
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from tls_certs import Pki, make_pki
 
-from k2hr3_osnl import cli, config, logs
+from k2hr3_osnl import cli, config
 
 ROOT = Path(__file__).parent.parent
 #: ``check(text)``: ``--check-config`` on that file, in process: (exit status, stdout lines).
@@ -42,29 +41,13 @@ def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def check(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Iterator[Check]:
-    """cli.main() replaces the root logger's handlers: put pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    names = ["k2hr3_osnl", *logs.LIBRARIES]
-    levels = {name: logging.getLogger(name).level for name in names}
-
+def check(capsys: pytest.CaptureFixture[str], tmp_path: Path, restore_logging: None) -> Check:
     def run_check(text: str) -> tuple[int, list[str]]:
         path = write(tmp_path, text)
         status = cli.main(["-c", str(path), "--check-config", "-f", str(tmp_path / "log")])
         return status, capsys.readouterr().out.splitlines()
 
-    yield run_check
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
-    for name, saved in levels.items():
-        logging.getLogger(name).setLevel(saved)
+    return run_check
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import logging
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from oslo_log import versionutils
 
-from k2hr3_osnl import cli, config, logs, opts, service
+from k2hr3_osnl import cli, config, opts, service
 from k2hr3_osnl.k2hr3 import RoleClient
 
 NEUTRON_CONTEXT = {"project_id": "project_string", "is_admin": True}
@@ -74,26 +73,6 @@ def write(tmp_path: Path, text: str, name: str = "k2hr3-osnl.conf") -> str:
 @pytest.fixture
 def old_config(tmp_path: Path) -> str:
     return write(tmp_path, OLD_CONFIG.format(log_file=tmp_path / "k2hr3_osnl.log"))
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """cli.main() installs its own root handlers and levels; put pytest's back."""
-    root = logging.getLogger()
-    handlers, root_level = list(root.handlers), root.level
-    names = ["k2hr3_osnl", *logs.LIBRARIES]
-    levels = {name: logging.getLogger(name).level for name in names}
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(root_level)
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture

@@ -27,24 +27,6 @@ from k2hr3_osnl.recent import RecentIds
 LOG = logging.getLogger("k2hr3_osnl.test")
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """logs.setup() replaces the root's handlers; give pytest its own back afterwards."""
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    levels = {name: logging.getLogger(name).level for name in ("", "k2hr3_osnl", *logs.LIBRARIES)}
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
-
-
 def _json_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
 

@@ -21,26 +21,6 @@ from k2hr3_server import FakeK2HR3
 from k2hr3_osnl import config, reload, service
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """reload() sets up logging anew; give pytest its handlers back afterwards."""
-    root = logging.getLogger()
-    handlers, levels = (
-        list(root.handlers),
-        {name: logging.getLogger(name).level for name in ("", "k2hr3_osnl", "kombu", "amqp")},
-    )
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
-
-
 def _write(path: Path, k2hr3: dict[str, str] | None = None, **default: str) -> Path:
     lines = ["[DEFAULT]", f"log_file = {path.with_suffix('.log')}"]
     lines += [f"{key} = {value}" for key, value in default.items()]

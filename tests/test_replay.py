@@ -6,15 +6,13 @@ Run through the real command-line entry point, against the local K2HR3 stand-in.
 from __future__ import annotations
 
 import json
-import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from k2hr3_server import FakeK2HR3
 
-from k2hr3_osnl import cli, logs
+from k2hr3_osnl import cli
 from k2hr3_osnl.parking import Parked, ParkingLot
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -31,25 +29,8 @@ NEUTRON_IPS = ("172.16.0.1", "2001:db8::6")
 VERSIONED_CUK = "178b0921-8f85-4257-88b6-2e743b5a975c"
 CAPTURED_CUK = "d2e4fa5d-e93a-473a-ab43-af56f19d2af2"
 
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """cli.main() installs its own root handlers and levels; put pytest's back."""
-    root = logging.getLogger()
-    handlers, root_level = list(root.handlers), root.level
-    names = ["k2hr3_osnl", *logs.LIBRARIES]
-    levels = {name: logging.getLogger(name).level for name in names}
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(root_level)
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
+# cli.main() installs its own logging.
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 @pytest.fixture
