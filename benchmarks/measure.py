@@ -97,7 +97,7 @@ def drain(
                 last_progress, last_count = time.monotonic(), len(calls)
             if process.poll() is not None:
                 raise RuntimeError(f"{spec.label} exited with {process.returncode}")
-            if time.monotonic() - last_progress > 60 or time.time() - started > timeout:
+            if time.monotonic() - last_progress > 30 or time.time() - started > timeout:
                 raise RuntimeError(f"{spec.label} stalled at {len(calls)}/{count}")
         final = sampler.stop()
         machine_after = machine_ticks()

@@ -124,6 +124,20 @@ def _json_line(command: list[str]) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
+def again(what: str, measure_once: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """A measurement, tried again (up to 3 times) if something disturbed it: the shared
+    broker restarted by someone else's test, say, which loses a transient queue."""
+    for attempt in range(3):
+        try:
+            return measure_once(*args, **kwargs)
+        except (RuntimeError, TimeoutError) as error:
+            print(f"  {what}: disturbed ({error}); again", flush=True)
+            if attempt == 2:
+                raise
+            time.sleep(10)
+    raise AssertionError("unreachable")
+
+
 def ceilings(
     broker: Broker, stand: standin.StandIn, args: argparse.Namespace, prefetch: int, threads: int
 ) -> dict[str, Any]:
@@ -227,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         for latency in args.latencies:
             for _ in range(args.repeat):
                 for spec in specs:
-                    found = measure.drain(spec, broker, stand, latency, args.count, workdir)
+                    found = again(
+                        "drain", measure.drain, spec, broker, stand, latency, args.count, workdir
+                    )
                     print(f"  drain {report.line(found)}", flush=True)
                     results["drain"].append(found)
         results["memory"] = []
@@ -238,8 +254,16 @@ def main(argv: list[str] | None = None) -> int:
         results["steady"] = []
         for latency in args.latencies:
             for spec in specs[:2]:
-                found = measure.steady(
-                    spec, broker, stand, latency, args.rate, args.rate_seconds, workdir
+                found = again(
+                    "steady",
+                    measure.steady,
+                    spec,
+                    broker,
+                    stand,
+                    latency,
+                    args.rate,
+                    args.rate_seconds,
+                    workdir,
                 )
                 print(
                     f"  steady {spec.label} at {latency} ms: p50 {found['p50_ms']:.1f} ms, "
