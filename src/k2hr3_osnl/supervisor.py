@@ -75,11 +75,18 @@ class Supervisor:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._pending.append(signum)
 
-    def _install(self) -> None:
+    def _install(self) -> dict[int, object]:
+        """Take over the signals; returns what to put back."""
         self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
-        for signum in (*_FORWARDED, signal.SIGCHLD):
-            signal.signal(signum, self._on_signal)
+        return {s: signal.signal(s, self._on_signal) for s in (*_FORWARDED, signal.SIGCHLD)}
+
+    def _uninstall(self, previous: dict[int, object]) -> None:
+        signal.set_wakeup_fd(-1)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        os.close(self._read)
+        os.close(self._write)
 
     def _sleep(self, timeout: float) -> None:
         poller = select.poll()
@@ -183,7 +190,13 @@ class Supervisor:
 
     def run(self) -> int:
         """Start the workers and supervise them until told to stop; the exit status."""
-        self._install()
+        previous = self._install()
+        try:
+            return self._supervise()
+        finally:
+            self._uninstall(previous)
+
+    def _supervise(self) -> int:
         for slot in self.slots:
             self._spawn(slot)
         self.notifier.ready(f"supervising {len(self.slots)} workers")

@@ -1,0 +1,87 @@
+"""The supervisor of ``workers = N`` on its own: forked workers, restarts, stop (issue 5).
+
+The workers here are small functions, not daemons, so what is tested is the supervision
+itself; tests/test_workers.py runs real workers on the real broker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from k2hr3_osnl.supervisor import Supervisor
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def later(seconds: float, signum: int = signal.SIGTERM) -> threading.Timer:
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signum))
+    timer.start()
+    return timer
+
+
+def starts(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def test_a_dying_worker_is_started_again_and_sigterm_stops_all(tmp_path: Path) -> None:
+    log = tmp_path / "starts"
+
+    def worker(index: int) -> int:
+        with open(log, "a") as out:
+            out.write(f"{index}\n")
+        if index == 0 and starts(log).count("0") <= 2:
+            return 3  # dies twice, quickly
+        signal.pause()  # until the supervisor passes SIGTERM on
+        return 0
+
+    timer = later(2.0)
+    try:
+        status = Supervisor(2, worker, min_backoff=0.1, max_backoff=0.2).run()
+    finally:
+        timer.cancel()
+    assert status == 0, "every worker ended by the SIGTERM it was passed"
+    assert starts(log).count("0") == 3, "worker 0 died twice and was started again twice"
+    assert starts(log).count("1") == 1
+
+
+def test_a_worker_that_does_not_stop_cleanly_makes_the_exit_status_1(tmp_path: Path) -> None:
+    def worker(index: int) -> int:
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        while not stop.wait(0.05):
+            pass
+        return 0 if index == 0 else 7
+
+    timer = later(1.0)
+    try:
+        assert Supervisor(2, worker).run() == 1
+    finally:
+        timer.cancel()
+
+
+def test_sighup_reaches_every_worker(tmp_path: Path) -> None:
+    log = tmp_path / "hups"
+
+    def worker(index: int) -> int:
+        def on_hup(*_: object) -> None:
+            with open(log, "a") as out:
+                out.write(f"{index}\n")
+
+        signal.signal(signal.SIGHUP, on_hup)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        while True:
+            time.sleep(0.05)
+
+    hup, term = later(1.0, signal.SIGHUP), later(2.0)
+    try:
+        assert Supervisor(3, worker).run() == 0
+    finally:
+        hup.cancel()
+        term.cancel()
+    assert sorted(starts(log)) == ["0", "1", "2"]
