@@ -12,12 +12,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+#: Each remembered message_id costs about 200 bytes (the string, its time, the ordered
+#: dict's links): 20,000 of them are 4 MB. Duplicates come within seconds (a redelivery
+#: after a reconnect is at most one prefetch, 128, per consumer; a publisher's retry is
+#: immediate), which 20,000 covers many times over even while a backlog drains at
+#: 2,000/s; 100,000 cost 20 MB of growth on a long drain (docs/benchmarks.md).
+DEFAULT_CAPACITY = 20_000
+
 
 class RecentIds:
     def __init__(
         self,
         window_seconds: float,
-        capacity: int = 100_000,
+        capacity: int = DEFAULT_CAPACITY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.window = window_seconds
