@@ -100,7 +100,13 @@ class Broker:
         for worker in workers:
             worker.join()
         wait_until(lambda: self.depth(pool)[0] >= count, 60, f"{count} messages in {pool}")
+        self.drop_notifier_queue()
         return time.monotonic() - started
+
+    def drop_notifier_queue(self) -> None:
+        """Delete ``<topic>.info``: the Notifier declares it, so that notifications nobody
+        listens to are kept, and it would otherwise hold a copy of every one we publish."""
+        self.delete(f"{self.topic}.info")
 
     def depth(self, pool: str) -> tuple[int, int]:
         """(messages ready, consumers) of the pool queue."""
@@ -117,6 +123,7 @@ class Broker:
             connection.default_channel.queue_delete(pool)
 
     def close(self) -> None:
+        self.drop_notifier_queue()
         url = self.url.replace("rabbit://", "amqp://")
         with kombu.Connection(url) as connection, contextlib.suppress(Exception):
             connection.default_channel.exchange_delete(self.exchange)

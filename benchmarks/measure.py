@@ -81,14 +81,14 @@ def drain(
     bad: list[str] = []
     dup: list[int] = []
     started = time.time()
-    process = spec.start(config, directory / "stderr.log")
-    sampler = Sampler(process.pid).start()
     others = {"broker": pids_named("beam.smp"), "standin": standin.pids()}
     others_before = {name: cpu_of(pids) for name, pids in others.items()}
     machine_before = machine_ticks()
-    if attach is not None:
-        attach(process.pid)  # a profiler
+    process = spec.start(config, directory / "stderr.log")
+    sampler = Sampler(process.pid).start()
     try:
+        if attach is not None:
+            attach(process.pid)  # a profiler
         last_progress, last_count = time.monotonic(), 0
         while len(calls) < count:
             time.sleep(0.25)
@@ -188,6 +188,7 @@ def steady(
     finally:
         status = spec.stop(process)
         broker.delete(pool)
+        broker.drop_notifier_queue()
     delays = sorted(1000 * (calls[i] - published[i]) for i in calls)
 
     def pct(p: float) -> float:

@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             results["memory"].append(found)
         results["steady"] = []
         for latency in args.latencies:
-            for spec in specs[:2]:
+            for spec in [*specs[:2]] * args.repeat:
                 found = again(
                     "steady",
                     measure.steady,
