@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from daemon_process import Daemon, Harness, neutron_port_delete, wait_until
 from k2hr3_server import FakeK2HR3
+from notify_socket import NotifySocket
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 
@@ -96,3 +98,46 @@ def test_two_workers_share_the_queue_restart_and_stop(e2e: Harness, k2hr3: FakeK
     assert log.count("received SIGTERM, stopping") >= 3, daemon.report("SIGTERM not forwarded")
     assert "all 2 workers stopped" in log
     assert consumers(e2e) == 0
+
+
+def test_under_systemd_the_supervisor_speaks_for_every_worker(
+    e2e: Harness, k2hr3: FakeK2HR3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """READY=1 once both workers consume, pings only while both do, reload and stop."""
+    notify = NotifySocket(tmp_path / "notify.sock")
+    monkeypatch.setenv("NOTIFY_SOCKET", notify.path)
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    daemon = e2e.start(sections=WORKERS)
+    supervisor = daemon.pid
+
+    wait_until(lambda: notify.find("READY", "1") is not None, 30, "READY=1", 0.1)
+    ready = notify.find("READY", "1")
+    assert ready is not None
+    status = notify.snapshot()[ready].fields["STATUS"]
+    assert "worker 0: listening" in status and "worker 1: listening" in status, status
+    wait_until(lambda: consumers(e2e) == 2, 5, "both workers consuming at READY=1", 0.1)
+    wait_until(lambda: notify.find("WATCHDOG", "1", ready) is not None, 10, "a ping", 0.1)
+    # A worker killed outright: no pings until its replacement consumes again.
+    victim = min(children(supervisor))
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: victim not in children(supervisor), 10, "the victim reaped", 0.05)
+    # The replacement starts after a 1 s pause; the supervisor pings every 0.5 s.
+    gap_start, reaped = len(notify.snapshot()), time.monotonic()
+    time.sleep(0.9)
+    pings = [m for m in notify.snapshot()[gap_start:] if "WATCHDOG" in m and m.at < reaped + 0.9]
+    assert not pings, "pinged systemd while a worker was down"
+    wait_until(lambda: consumers(e2e) == 2, 30, "two consumers again", 0.2)
+    wait_until(lambda: notify.find("WATCHDOG", "1", gap_start) is not None, 10, "pings again")
+
+    # SIGHUP: RELOADING=1 with MONOTONIC_USEC, then READY=1 once both workers reloaded.
+    mark = len(notify.snapshot())
+    os.kill(supervisor, signal.SIGHUP)
+    wait_until(lambda: notify.find("RELOADING", "1", mark) is not None, 10, "RELOADING=1")
+    reloading = notify.find("RELOADING", "1", mark)
+    assert reloading is not None
+    assert "MONOTONIC_USEC" in notify.snapshot()[reloading]
+    wait_until(lambda: notify.find("READY", "1", reloading) is not None, 15, "READY after it")
+
+    assert daemon.stop() == 0, daemon.report("the supervisor should exit 0")
+    assert notify.find("STOPPING", "1") is not None

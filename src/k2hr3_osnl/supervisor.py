@@ -12,9 +12,12 @@ on N cores. The supervisor only starts, signals and restarts them:
   start does not spin;
 - once stopping, it waits for every worker and exits 0 if all of them stopped cleanly.
 
-Under systemd the supervisor is the main process: it tells systemd READY=1 once the
-workers are started, and sends the watchdog pings while it supervises; the workers do
-not talk to systemd themselves.
+Under systemd the supervisor is the main process, and the only one systemd hears. Each
+worker runs the same notify code as a single daemon, but its ``$NOTIFY_SOCKET`` is a
+socket of the supervisor's (:class:`_Relay`), which knows each sender by its pid. So the
+supervisor says READY=1 only once every worker consumes, WATCHDOG=1 only while every
+worker has pinged within the watchdog period, RELOADING=1 then READY=1 around a SIGHUP
+that every worker has finished, and a STATUS= that sums up theirs.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ import logging
 import os
 import select
 import signal
+import socket
+import struct
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 
@@ -49,6 +55,54 @@ class _Slot:
     backoff: float = 0.0
     restart_at: float | None = None
     status: int | None = None  # how the last worker in this slot ended (exit status)
+    # What the worker told its notify socket (under systemd only):
+    ready: bool = False
+    last_ping: float = 0.0
+    text: str = "starting"
+
+
+class _Relay:
+    """The notify socket the workers talk to, in place of systemd's.
+
+    An abstract AF_UNIX datagram socket: nothing on disk to clean up. ``SO_PASSCRED``
+    makes the kernel attach each sender's pid, which tells the workers apart.
+    """
+
+    def __init__(self, watchdog: float | None) -> None:
+        self.watchdog = watchdog
+        self.name = f"k2hr3-osnl-supervisor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.sock = socket.socket(
+            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+        )
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.bind("\0" + self.name)
+
+    def environ(self) -> dict[str, str]:
+        """What a worker's environment says instead of systemd's variables."""
+        variables = {"NOTIFY_SOCKET": "@" + self.name}
+        if self.watchdog:
+            # The worker pings every half period, as it would for systemd.
+            variables["WATCHDOG_USEC"] = str(int(self.watchdog * 2_000_000))
+        return variables
+
+    def receive(self) -> Iterator[tuple[int | None, dict[str, str]]]:
+        """Every datagram waiting: (sender pid, its fields)."""
+        while True:
+            try:
+                data, ancillary, _flags, _address = self.sock.recvmsg(
+                    65536, socket.CMSG_SPACE(struct.calcsize("3i"))
+                )
+            except BlockingIOError:
+                return
+            pid = None
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("3i", payload[: struct.calcsize("3i")])[0]
+            text = data.decode("utf-8", "replace")
+            yield pid, dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class Supervisor:
@@ -69,6 +123,9 @@ class Supervisor:
         self.stopping = False
         self._pending: list[int] = []
         self._read = self._write = -1
+        self._relay: _Relay | None = None
+        self._announced = False  # READY=1 sent, and no reload under way since
+        self._status = ""
 
     # -- signals: the handlers only note what came; the loop acts on it -------------
 
@@ -91,6 +148,8 @@ class Supervisor:
     def _sleep(self, timeout: float) -> None:
         poller = select.poll()
         poller.register(self._read, select.POLLIN)
+        if self._relay is not None:
+            poller.register(self._relay.sock, select.POLLIN)
         if poller.poll(max(0.0, timeout) * 1000):
             with contextlib.suppress(BlockingIOError):
                 while os.read(self._read, 512):
@@ -108,6 +167,11 @@ class Supervisor:
                 self.notifier.stopping()
             elif signum == signal.SIGHUP:
                 LOG.info("received SIGHUP, passing it to %d worker(s)", self._alive())
+                if self._relay is not None:
+                    self.notifier.reloading()
+                    self._announced = False
+                    for slot in self.slots:
+                        slot.ready = False
             for slot in self.slots:
                 if slot.pid is not None:
                     with contextlib.suppress(ProcessLookupError):
@@ -129,6 +193,7 @@ class Supervisor:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         slot.pid, slot.started, slot.restart_at = pid, time.monotonic(), None
+        slot.ready, slot.last_ping, slot.text = False, 0.0, "starting"
         LOG.info("worker %d started: pid %d", slot.index, pid)
 
     def _become_worker(self, index: int, mask: set[signal.Signals]) -> None:
@@ -143,6 +208,9 @@ class Supervisor:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             for name in _SYSTEMD_VARIABLES:
                 os.environ.pop(name, None)
+            if self._relay is not None:
+                self._relay.sock.close()
+                os.environ.update(self._relay.environ())
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             status = self.target(index)
         except SystemExit as exit_:
@@ -188,23 +256,66 @@ class Supervisor:
                 slot.backoff,
             )
 
+    # -- what the workers tell systemd, through the supervisor --------------------------
+
+    def _listen_to_workers(self) -> None:
+        if self._relay is None:
+            return
+        now = time.monotonic()
+        for pid, fields in self._relay.receive():
+            slot = next((s for s in self.slots if s.pid is not None and s.pid == pid), None)
+            if slot is None:
+                continue
+            if fields.get("READY") == "1":
+                slot.ready = True
+            if fields.get("RELOADING") == "1":
+                slot.ready = False
+            if fields.get("WATCHDOG") == "1" or fields.get("READY") == "1":
+                slot.last_ping = now
+            if "STATUS" in fields:
+                slot.text = fields["STATUS"]
+        if self.stopping:
+            return
+        summary = "; ".join(f"worker {slot.index}: {slot.text}" for slot in self.slots)
+        if not self._announced and all(slot.ready for slot in self.slots):
+            self.notifier.ready(summary)
+            self._announced = True
+        elif summary != self._status:
+            self.notifier.status(summary)
+        self._status = summary
+
+    def _healthy(self, now: float) -> bool:
+        """Every worker alive and pinging: what a WATCHDOG=1 to systemd vouches for."""
+        if self._relay is None:
+            return True
+        period = 2 * (self._relay.watchdog or 0)
+        return all(
+            slot.pid is not None and slot.ready and now - slot.last_ping <= period
+            for slot in self.slots
+        )
+
     def run(self) -> int:
         """Start the workers and supervise them until told to stop; the exit status."""
         previous = self._install()
+        if self.notifier.enabled:
+            self._relay = _Relay(systemd.watchdog_interval())
         try:
             return self._supervise()
         finally:
             self._uninstall(previous)
+            if self._relay is not None:
+                self._relay.close()
+                self._relay = None
 
     def _supervise(self) -> int:
         for slot in self.slots:
             self._spawn(slot)
-        self.notifier.ready(f"supervising {len(self.slots)} workers")
-        watchdog = systemd.watchdog_interval() if self.notifier.enabled else None
+        watchdog = self._relay.watchdog if self._relay is not None else None
         next_ping = time.monotonic()
         while True:
             self._act_on_signals()
             self._reap()
+            self._listen_to_workers()
             if self.stopping and not self._alive():
                 break
             now = time.monotonic()
@@ -213,7 +324,8 @@ class Supervisor:
                     if slot.pid is None and slot.restart_at is not None and slot.restart_at <= now:
                         self._spawn(slot)
             if watchdog and now >= next_ping:
-                self.notifier.watchdog()
+                if self._healthy(now):
+                    self.notifier.watchdog()
                 next_ping = now + watchdog
             due = [s.restart_at for s in self.slots if s.pid is None and s.restart_at]
             wake = min([*due, next_ping if watchdog else now + 5.0])
