@@ -173,6 +173,8 @@ def steady(
     try:
         _settle(broker, pool, spec.workers)
         time.sleep(1.0)  # let it finish starting up
+        sampler = Sampler(process.pid)
+        cpu_before = sampler.take().cpu
         begin = time.monotonic()
         for index in range(count):
             pause = begin + index / rate - time.monotonic()
@@ -185,6 +187,9 @@ def steady(
             60,
             f"{count} calls",
         )
+        # At a moderate rate, what the gateway node pays per notification (idle
+        # threads, heartbeats and timers included), rather than at full speed.
+        cpu_ms = 1000 * (sampler.take().cpu - cpu_before) / count
     finally:
         status = spec.stop(process)
         broker.delete(pool)
@@ -205,6 +210,7 @@ def steady(
         "p99_ms": pct(0.99),
         "max_ms": delays[-1],
         "mean_ms": statistics.fmean(delays),
+        "cpu_ms": cpu_ms,
         "exit_status": status,
         "bad_calls": len(bad),
         "duplicate_calls": len(dup),

@@ -82,6 +82,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             "p50_ms": _median(rows, "p50_ms"),
             "p99_ms": _median(rows, "p99_ms"),
             "max_ms": _median(rows, "max_ms"),
+            "cpu_ms": _median(rows, "cpu_ms") if all("cpu_ms" in r for r in rows) else None,
             "runs": len(rows),
         }
     summary["targets"] = _targets(summary, threads, results)
@@ -157,6 +158,17 @@ def _targets(summary: dict[str, Any], threads: int, results: dict[str, Any]) -> 
                 memory["growth_mb"] < 10,
             )
     rate = results["settings"]["rate"]
+    steady = summary["steady"]
+    for latency in (0, 50):
+        ours_cpu = steady.get(OURS, {}).get(latency, {}).get("cpu_ms")
+        old_cpu = steady.get(OLD, {}).get(latency, {}).get("cpu_ms")
+        if ours_cpu and old_cpu:
+            target(
+                f"CPU per notification at {rate:.0f}/s (not saturated), {latency} ms",
+                "(for comparison)",
+                f"{ours_cpu:.3f} vs {old_cpu:.3f} ms = {ours_cpu / old_cpu:.2f}x",
+                None,
+            )
     for latency, steady in sorted(summary["steady"].get(OURS, {}).items()):
         goal = 20 + latency
         target(
@@ -242,14 +254,14 @@ def markdown(results: dict[str, Any], summary: dict[str, Any]) -> str:
         f"Publish -> K2HR3 answered, {s['rate']:.0f} notifications/s for "
         f"{s['rate_seconds']:.0f} s (the median of the runs):",
         "",
-        "| daemon | K2HR3 latency | p50 ms | p99 ms | max ms |",
-        "|---|---:|---:|---:|---:|",
+        "| daemon | K2HR3 latency | p50 ms | p99 ms | max ms | CPU ms / notification |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for daemon, per_latency in summary["steady"].items():
         for latency, st in per_latency.items():
             lines.append(
                 f"| {daemon} | {latency} ms | {st['p50_ms']:.1f} | {st['p99_ms']:.1f} | "
-                f"{st['max_ms']:.1f} |"
+                f"{st['max_ms']:.1f} | {_fmt(st.get('cpu_ms'), 3)} |"
             )
     lines += ["", "### Targets (issue 5)", "", "| target | goal | measured | met |"]
     lines.append("|---|---|---|---|")
