@@ -1,7 +1,8 @@
 """The whole benchmark in one command: k2hr3-osnl against k2hr3_osnl 1.0.8, same run.
 
-    /work/venv/bin/python benchmarks/run.py            # ~20 minutes on 2 cores
-    /work/venv/bin/python benchmarks/run.py --quick    # a smoke run, ~3 minutes
+    /work/venv/bin/python benchmarks/run.py            # ~13 minutes on 2 cores
+    /work/venv/bin/python benchmarks/run.py --count 20000 --repeat 2   # docs: ~22 min
+    /work/venv/bin/python benchmarks/run.py --quick    # a smoke run, ~4 minutes
 
 Run it with a Python that has k2hr3-osnl installed (``pip install -e .``); it is never
 run by CI or pytest. It needs the local RabbitMQ (guest/guest on 127.0.0.1:5672) and
