@@ -85,3 +85,47 @@ def test_sighup_reaches_every_worker(tmp_path: Path) -> None:
         hup.cancel()
         term.cancel()
     assert sorted(starts(log)) == ["0", "1", "2"]
+
+
+_ORPHAN_SCRIPT = """
+import sys, time
+from pathlib import Path
+from k2hr3_osnl.supervisor import Supervisor
+
+def worker(index):
+    Path(sys.argv[1], str(index)).write_text(str(__import__("os").getpid()))
+    while True:
+        time.sleep(1)
+
+Supervisor(2, worker).run()
+"""
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
+    """SIGKILL leaves the supervisor no time to stop them: the kernel tells them instead."""
+    import subprocess
+    import sys
+
+    supervisor = subprocess.Popen([sys.executable, "-c", _ORPHAN_SCRIPT, str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 20
+        while len(list(tmp_path.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = [int(p.read_text()) for p in tmp_path.iterdir() if p.read_text()]
+        assert len(workers) == 2
+        supervisor.kill()
+        supervisor.wait()
+        deadline = time.monotonic() + 10
+        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_running(pid) for pid in workers), "a worker outlived its supervisor"
+    finally:
+        supervisor.kill()
+
+
+def _running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "zombie" not in status

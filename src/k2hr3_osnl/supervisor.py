@@ -23,6 +23,7 @@ that every worker has finished, and a STATUS= that sums up theirs.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import select
@@ -43,6 +44,7 @@ MIN_BACKOFF = 1.0
 MAX_BACKOFF = 60.0
 #: A worker that ran this long before dying gets the shortest pause again.
 STABLE_AFTER = 60.0
+_PR_SET_PDEATHSIG = 1
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
@@ -124,6 +126,7 @@ class Supervisor:
         self._pending: list[int] = []
         self._read = self._write = -1
         self._relay: _Relay | None = None
+        self._pid = os.getpid()
         self._announced = False  # READY=1 sent, and no reload under way since
         self._status = ""
 
@@ -204,6 +207,7 @@ class Supervisor:
             os.close(self._write)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
                 signal.signal(signum, signal.SIG_DFL)
+            _stop_with_parent(self._pid)
             # A reload asked for while this worker starts is moot: it reads the file now.
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             for name in _SYSTEMD_VARIABLES:
@@ -336,6 +340,21 @@ class Supervisor:
             return 1
         LOG.info("all %d workers stopped", len(self.slots))
         return 0
+
+
+def _stop_with_parent(parent: int) -> None:
+    """SIGTERM this worker when the supervisor dies, even by SIGKILL (Linux prctl).
+
+    Otherwise an orphaned worker would go on consuming, unsupervised and unseen by
+    systemd, and a restarted service would run beside it.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _exit_status(wait_status: int) -> int:
