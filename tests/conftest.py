@@ -16,6 +16,7 @@ import pytest
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 sys.path.insert(0, str(Path(__file__).parent))
 
+from daemon_process import Harness  # noqa: E402
 from k2hr3_server import FakeK2HR3  # noqa: E402
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -70,6 +71,13 @@ def rabbitmq() -> str:
             "start it with 'rabbitmq-server -detached'"
         )
     return RABBITMQ_URL
+
+
+@pytest.fixture
+def e2e(tmp_path: Path, rabbitmq: str, k2hr3: FakeK2HR3, unique: str) -> Iterator[Harness]:
+    """A real daemon's surroundings: its config, exchanges and pool queue on the broker."""
+    with Harness(tmp_path, unique, k2hr3.url, rabbitmq) as harness:
+        yield harness
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,12 +67,6 @@ def _gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return state in ("Z", "X")
-
-
-@pytest.fixture
-def e2e(tmp_path: Path, rabbitmq: str, k2hr3: FakeK2HR3, unique: str) -> Iterator[Harness]:
-    with Harness(tmp_path, unique, k2hr3.url, rabbitmq) as harness:
-        yield harness
 
 
 @pytest.mark.rabbitmq

@@ -9,7 +9,6 @@ import os
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +149,6 @@ def test_a_log_file_that_cannot_be_opened_leaves_logging_alone(
 
 
 # The real daemon, everything at debug.
-
-
-@pytest.fixture
-def e2e(tmp_path: Path, rabbitmq: str, k2hr3: FakeK2HR3, unique: str) -> Iterator[Harness]:
-    with Harness(tmp_path, unique, k2hr3.url, rabbitmq) as harness:
-        yield harness
 
 
 DEBUG_EVERYWHERE = {"debug_level": "debug", "libs_debug_level": "debug", "log_format": "json"}

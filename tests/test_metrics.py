@@ -315,12 +315,6 @@ def test_broker_log_watch_reads_the_driver_lines_and_keeps_the_log_as_it_was(
 # --- the real daemon on the real RabbitMQ ----------------------------------------------
 
 
-@pytest.fixture
-def e2e(tmp_path: Path, rabbitmq: str, k2hr3: FakeK2HR3, unique: str) -> Iterator[Harness]:
-    with Harness(tmp_path, unique, k2hr3.url, rabbitmq) as harness:
-        yield harness
-
-
 def start(e2e: Harness, port: int, **config: Any) -> Daemon:
     sections = {"metrics": {"port": port}, "DEFAULT": {"debug_level": "info"}}
     return e2e.daemon(e2e.config(sections=sections, **config)).start()

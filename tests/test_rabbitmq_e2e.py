@@ -12,7 +12,6 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,12 +32,6 @@ from k2hr3_server import FakeK2HR3
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 
 DRIVERS = ("messaging", "messagingv2")
-
-
-@pytest.fixture
-def e2e(tmp_path: Path, rabbitmq: str, k2hr3: FakeK2HR3, unique: str) -> Iterator[Harness]:
-    with Harness(tmp_path, unique, k2hr3.url, rabbitmq) as harness:
-        yield harness
 
 
 def new_cuk() -> str:

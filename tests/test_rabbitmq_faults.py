@@ -11,7 +11,6 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,12 +32,6 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(150)]
 OUTAGE = 20.0
 #: The daemon's executor threads: at most this many calls are in flight at once.
 WORKERS = 64
-
-
-@pytest.fixture
-def e2e(tmp_path: Path, rabbitmq: str, k2hr3: FakeK2HR3, unique: str) -> Iterator[Harness]:
-    with Harness(tmp_path, unique, k2hr3.url, rabbitmq) as harness:
-        yield harness
 
 
 def new_cuks(count: int) -> list[str]:

@@ -142,12 +142,6 @@ class _ListHandler(logging.Handler):
 
 
 @pytest.fixture
-def e2e(tmp_path: Path, rabbitmq: str, k2hr3: FakeK2HR3, unique: str) -> Iterator[Harness]:
-    with Harness(tmp_path, unique, k2hr3.url, rabbitmq) as harness:
-        yield harness
-
-
-@pytest.fixture
 def proxy() -> Iterator[TcpProxy]:
     proxy = TcpProxy().start()
     yield proxy

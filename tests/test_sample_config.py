@@ -12,8 +12,7 @@ SAMPLE = ROOT / "etc" / "k2hr3-osnl.conf.sample"
 
 def test_sample_config_is_generated_from_the_options(tmp_path: Path) -> None:
     fresh = tmp_path / "sample.conf"
-    generator.main(["--namespace", "k2hr3_osnl", "--wrap-width", "79",
-                    "--output-file", str(fresh)])
+    generator.main(["--namespace", "k2hr3_osnl", "--wrap-width", "79", "--output-file", str(fresh)])
     assert fresh.read_text() == SAMPLE.read_text(), (
         "etc/k2hr3-osnl.conf.sample is stale: run "
         "'oslo-config-generator --config-file etc/oslo-config-generator/k2hr3-osnl.conf'"

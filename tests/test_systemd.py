@@ -135,12 +135,6 @@ def test_liveness_follows_the_listener_on_the_fake_driver() -> None:
 # The real daemon under a fake systemd.
 
 
-@pytest.fixture
-def e2e(tmp_path: Path, rabbitmq: str, k2hr3: FakeK2HR3, unique: str) -> Iterator[Harness]:
-    with Harness(tmp_path, unique, k2hr3.url, rabbitmq) as harness:
-        yield harness
-
-
 def _under_fake_systemd(monkeypatch: pytest.MonkeyPatch, notify: NotifySocket) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", notify.path)
     monkeypatch.setenv("WATCHDOG_USEC", str(WATCHDOG_USEC))

@@ -101,12 +101,6 @@ class TlsTerminator:
                 sock.close()
 
 
-@pytest.fixture
-def e2e(tmp_path: Path, rabbitmq: str, k2hr3: FakeK2HR3, unique: str) -> Iterator[Harness]:
-    with Harness(tmp_path, unique, k2hr3.url, rabbitmq) as harness:
-        yield harness
-
-
 @pytest.mark.rabbitmq
 @pytest.mark.timeout(120)
 def test_rabbitmq_over_tls_with_a_client_certificate(

@@ -12,7 +12,6 @@ import re
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,12 +22,6 @@ from notify_socket import NotifySocket
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 
 WORKERS = {"DEFAULT": {"workers": 2}, "metrics": {"port": 0}}
-
-
-@pytest.fixture
-def e2e(tmp_path: Path, rabbitmq: str, k2hr3: FakeK2HR3, unique: str) -> Iterator[Harness]:
-    with Harness(tmp_path, unique, k2hr3.url, rabbitmq) as harness:
-        yield harness
 
 
 def children(pid: int) -> set[int]:
