@@ -1,32 +1,32 @@
 """The K2HR3 Role API delete call, and what each answer means.
 
-K2HR3 authorises this call by the caller's source address, so there is no token. One
-urllib3 connection pool is shared by every worker thread: it is thread-safe and keeps
-connections to K2HR3 open between deletions. urllib3 is used directly, not through
-``requests``: the call is the same, and ``requests`` added about 0.2 ms of CPU to each
-(a third of the daemon's whole cost per notification; see docs/benchmarks.md).
+K2HR3 authorises this call by the caller's source address, so there is no token. The
+calls go through one aiohttp session, which keeps connections to K2HR3 open between
+deletions, on one event loop in a background thread (eventloop.py): the handler's
+worker threads wait for the answer while the loop does every call's I/O. Through
+``requests``, or urllib3 from each thread, a call cost three to four times the CPU
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import logging
+import ssl
 import time
 import urllib.parse
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import urllib3
-from urllib3.exceptions import (
-    HTTPError,
-    LocationParseError,
-    NewConnectionError,
-    ProtocolError,
-    SSLError,
-    TimeoutError,
-)
+import aiohttp
+import yarl
 
-from k2hr3_osnl import __version__
+from k2hr3_osnl import __version__, logs
+from k2hr3_osnl.eventloop import EventLoopThread
 
 LOG = logging.getLogger(__name__)
 
@@ -81,39 +81,44 @@ class RoleClient:
         self.verify = verify
         self.cert = cert
         self.dry_run = dry_run
-        self._headers = {"User-Agent": f"k2hr3-osnl/{__version__}"}
-        self._pool: urllib3.HTTPConnectionPool | None = None
+        self.pool_size = pool_size
+        self._loop = EventLoopThread("k2hr3-client")
+        self._session = _Session(self._session_options)
+        # A client replaced on reload is dropped, not closed: stop its thread then.
+        self._finalizer = weakref.finalize(self, self._loop.close, self._session.close)
         self._invalid = ""
         try:
-            self._path = urllib3.util.parse_url(api_url).request_uri
-            self._pool = urllib3.connection_from_url(api_url, **self._pool_options(pool_size))
-        except (LocationParseError, ValueError) as error:
+            self._url = yarl.URL(api_url)
+            if self._url.scheme not in ("http", "https") or not self._url.host:
+                raise ValueError("not an http:// or https:// URL")
+            self._base = str(self._url.with_query(None).with_fragment(None))
+        except (ValueError, TypeError) as error:
             self._invalid = f"invalid api_url: {error}"
 
-    def _pool_options(self, pool_size: int) -> dict[str, object]:
-        # No proxy from the environment between us and K2HR3: a pool is always direct.
-        options: dict[str, object] = {
-            "maxsize": pool_size,
-            "block": False,
-            "retries": False,  # the handler retries, through the circuit breaker
-            "timeout": urllib3.Timeout(connect=self.timeout[0], read=self.timeout[1]),
-            "headers": self._headers,
+    def _ssl(self) -> ssl.SSLContext:
+        # Without ca_file: the system's trust store.
+        cafile = self.verify if isinstance(self.verify, str) else None
+        context = ssl.create_default_context(cafile=cafile)
+        if self.verify is False:  # allow_self_signed_cert
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if isinstance(self.cert, tuple):
+            context.load_cert_chain(*self.cert)
+        elif self.cert:
+            context.load_cert_chain(self.cert)
+        return context
+
+    def _session_options(self) -> dict[str, Any]:
+        return {
+            "connector": aiohttp.TCPConnector(limit=self.pool_size, ssl=self._ssl()),
+            "timeout": aiohttp.ClientTimeout(
+                total=None, sock_connect=self.timeout[0], sock_read=self.timeout[1]
+            ),
+            "headers": {"User-Agent": f"k2hr3-osnl/{__version__}"},
+            # No proxy from the environment between us and K2HR3: always direct.
+            "trust_env": False,
+            "auto_decompress": False,
         }
-        if self.api_url.lower().startswith("https:"):
-            if self.verify is False:
-                options["cert_reqs"] = "CERT_NONE"
-                # Said once at start-up (config.check), not on every call.
-                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-            else:
-                # Without ca_file: the system's trust store.
-                options["cert_reqs"] = "CERT_REQUIRED"
-                if isinstance(self.verify, str):
-                    options["ca_certs"] = self.verify
-            if isinstance(self.cert, tuple):
-                options["cert_file"], options["key_file"] = self.cert
-            elif self.cert:
-                options["cert_file"] = self.cert
-        return options
 
     def params(self, cuk: str, ips: tuple[str, ...]) -> dict[str, str]:
         params = {"cuk": cuk}
@@ -123,72 +128,104 @@ class RoleClient:
         return params
 
     def delete(self, cuk: str, ips: tuple[str, ...] = ()) -> Answer:
-        params = self.params(cuk, ips)
+        return self.delete_many([(cuk, ips)])[0]
+
+    def delete_many(
+        self,
+        calls: Sequence[tuple[str, tuple[str, ...]]],
+        fields: Sequence[Mapping[str, Any]] = (),
+    ) -> list[Answer]:
+        """Send every ``(cuk, ips)`` deletion at once and wait for all the answers.
+
+        One hand-off to the event loop for the lot, then one log line per call, with
+        that call's ``fields`` (which notification, which attempt) attached.
+        """
         started = time.monotonic()
         if self.dry_run:
-            answer = Answer(Outcome.DELETED, None, "dry run: not sent", 0.0)
+            answers = [Answer(Outcome.DELETED, None, "dry run: not sent", 0.0)] * len(calls)
+        elif self._invalid:
+            answers = [Answer(Outcome.REJECTED, None, self._invalid, 0.0)] * len(calls)
         else:
-            answer = self._send(params, started)
-        LOG.info(
-            "k2hr3 DELETE cuk=%s host=%s status=%s %.3fs %s%s",
-            cuk,
-            list(ips) or "all",
-            answer.status if answer.status is not None else "-",
-            answer.seconds,
-            answer.outcome.value,
-            f" ({answer.detail})" if answer.detail else "",
-            extra={
-                "cuk": cuk,
-                "ips": list(ips),
-                "status": answer.status,
-                "outcome": answer.outcome.value,
-                "duration": answer.seconds,
-            },
-        )
-        return answer
+            queries = [urllib.parse.urlencode(self.params(cuk, ips)) for cuk, ips in calls]
+            answers = self._loop.run(self._send_all(queries, started))
+        for index, ((cuk, ips), answer) in enumerate(zip(calls, answers, strict=True)):
+            with logs.fields(**(fields[index] if index < len(fields) else {})):
+                _log(cuk, ips, answer)
+        return answers
 
-    def _send(self, params: dict[str, str], started: float) -> Answer:
-        if self._pool is None:
-            return Answer(Outcome.REJECTED, None, self._invalid, _since(started))
-        url = f"{self._path}?{urllib.parse.urlencode(params)}"
+    async def _send_all(self, queries: list[str], started: float) -> list[Answer]:
+        if len(queries) == 1:
+            return [await self._send(queries[0], started)]
+        return list(await asyncio.gather(*(self._send(query, started) for query in queries)))
+
+    async def _send(self, query: str, started: float) -> Answer:
+        url = yarl.URL(f"{self._base}?{query}", encoded=True)
         try:
-            response = self._pool.urlopen(
-                "DELETE", url, redirect=False, assert_same_host=False, preload_content=True
-            )
-        except SSLError as error:
+            session = self._session.get()
+            async with session.delete(url, allow_redirects=False) as response:
+                status = response.status
+                body = "" if status in (200, 204) else (await response.read())[:200]
+        except (aiohttp.ClientSSLError, ssl.SSLError) as error:
             # A certificate problem does not fix itself, but K2HR3 being mid-restart looks
             # the same on the wire; retrying is the safe side.
             return Answer(Outcome.RETRY, None, f"TLS error: {error}", _since(started))
-        except (NewConnectionError, ProtocolError) as error:
-            # Before TimeoutError: urllib3 makes NewConnectionError a kind of timeout.
-            detail = f"connection failed: {_reason(error)}"
+        except aiohttp.ClientConnectorError as error:
+            detail = f"connection failed: {error.os_error.strerror or error.os_error}"
             return Answer(Outcome.RETRY, None, detail, _since(started))
-        except TimeoutError:
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             return Answer(Outcome.RETRY, None, "timed out", _since(started))
-        except OSError as error:
-            detail = f"connection failed: {_reason(error)}"
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, OSError) as error:
+            detail = f"connection failed: {error or type(error).__name__}"
             return Answer(Outcome.RETRY, None, detail, _since(started))
-        except LocationParseError as error:
+        except aiohttp.InvalidURL as error:
             return Answer(Outcome.REJECTED, None, f"invalid api_url: {error}", _since(started))
-        except HTTPError as error:
+        except aiohttp.ClientError as error:
             return Answer(Outcome.RETRY, None, f"request failed: {error}", _since(started))
-        status = response.status
-        body = "" if status in (200, 204) else response.data[:200].decode("utf-8", "replace")
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", "replace")
         return Answer(classify(status), status, body, _since(started))
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
+        self._finalizer()
+
+
+class _Session:
+    """The client's aiohttp session, made on the loop's thread on first use (aiohttp
+    binds a session to the loop it was made on)."""
+
+    def __init__(self, options: Callable[[], dict[str, Any]]) -> None:
+        self._options = options
+        self._session: aiohttp.ClientSession | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(**self._options())
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _log(cuk: str, ips: tuple[str, ...], answer: Answer) -> None:
+    LOG.info(
+        "k2hr3 DELETE cuk=%s host=%s status=%s %.3fs %s%s",
+        cuk,
+        list(ips) or "all",
+        answer.status if answer.status is not None else "-",
+        answer.seconds,
+        answer.outcome.value,
+        f" ({answer.detail})" if answer.detail else "",
+        extra={
+            "cuk": cuk,
+            "ips": list(ips),
+            "status": answer.status,
+            "outcome": answer.outcome.value,
+            "duration": answer.seconds,
+        },
+    )
 
 
 def _since(started: float) -> float:
     return time.monotonic() - started
-
-
-def _reason(error: Exception) -> str:
-    # urllib3 wraps the socket error several levels deep; the innermost says most.
-    inner: BaseException = error
-    while inner.args and isinstance(inner.args[0], BaseException):
-        inner = inner.args[0]
-    reason = getattr(inner, "reason", None)
-    return str(reason or inner)

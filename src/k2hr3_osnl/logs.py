@@ -37,6 +37,7 @@ LIBRARIES = (
     "kombu",
     "amqp",
     "urllib3",
+    "aiohttp",
     "stevedore",
     "requests",
 )

@@ -55,7 +55,7 @@ default_opts = [
         default="warn",
         choices=_LIBS_LEVEL_CHOICES,
         mutable=True,
-        help="Log level of the libraries underneath (oslo.messaging, kombu, amqp, urllib3).",
+        help="Log level of the libraries underneath (oslo.messaging, kombu, amqp, aiohttp).",
     ),
     cfg.StrOpt(
         "log_file",
