@@ -28,11 +28,11 @@ DEFAULT_CONFIG_FILES = ("/etc/k2hr3/k2hr3_osnl.conf", "/etc/k2hr3-osnl/k2hr3-osn
 #: Unacknowledged messages RabbitMQ may hand us at once. oslo.messaging's default is
 #: unlimited, which lets a backlog of 100,000 deletions land in our memory.
 DEFAULT_PREFETCH = 128
-#: Deliveries handled at once. With K2HR3 answering in 50 ms, 64 (oslo.messaging's
-#: default) caps a drain at 1,280/s; 128 lets one process reach its CPU limit there
-#: (docs/benchmarks.md). Equal to the prefetch, so that every delivered message is being
-#: worked on and none waits, unacknowledged, towards RabbitMQ's consumer_timeout.
-DEFAULT_THREADS = 128
+#: Worker threads, each settling one batch of notifications at a time (the K2HR3 calls of
+#: a batch go out together from one event loop, so a thread is not a call in flight).
+#: With the default batch_size of 64, two threads hold a full prefetch; the rest serve
+#: the small batches of a low rate while some wait on a slow K2HR3.
+DEFAULT_THREADS = 16
 RABBIT_GROUP = "oslo_messaging_rabbit"
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 #: RabbitMQ's default consumer_timeout, in seconds: an unacknowledged delivery older than

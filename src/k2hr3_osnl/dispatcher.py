@@ -4,10 +4,11 @@ Both were found by the end-to-end tests on the real broker (tests/test_rabbitmq_
 
 When oslo.messaging cannot unpack a delivered message (a ``priority`` that is null or a
 number, for instance, or a ``payload`` filter applied to a payload that is not an
-object), its dispatcher raises and the listener answers REQUEUE. The daemon must allow
+object), its dispatcher raises and the listener requeues the whole batch. The daemon must allow
 requeueing (a stopping daemon hands back what it did not finish), so such a message
-would come straight back, forever, at full speed. :class:`PoisonSafeDispatcher`
-acknowledges it once instead, and says so. :func:`acknowledge_redeliveries` is the other.
+would come straight back, forever, at full speed, and take its batch with it.
+:class:`PoisonSafeDispatcher` acknowledges it once instead, and says so.
+:func:`acknowledge_redeliveries` is the other.
 :class:`UndecodableWatch` reports what never reaches a dispatcher.
 """
 
@@ -16,29 +17,77 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from oslo_messaging import NotificationResult
 from oslo_messaging.notify import dispatcher as _oslo_dispatcher
 
+from k2hr3_osnl.handler import Result
 from k2hr3_osnl.observer import Observer
 
 LOG = logging.getLogger(__name__)
 
 
-class PoisonSafeDispatcher(_oslo_dispatcher.NotificationDispatcher):
-    def __init__(self, endpoints: list[Any], observer: Observer | None = None) -> None:
-        super().__init__(endpoints, None)
+class PoisonSafeDispatcher(_oslo_dispatcher.BatchNotificationDispatcher):
+    """Hands a batch to the endpoint; says which of its messages go back to RabbitMQ.
+
+    oslo.messaging's own batch dispatcher requeues the whole batch when one message
+    cannot be read, or when the endpoint asks for it: here each message is judged alone.
+    """
+
+    def __init__(self, endpoint: Any, observer: Observer | None = None) -> None:
+        super().__init__([endpoint], None)
+        self.endpoint = endpoint
         self.observer = observer or Observer()
 
-    def dispatch(self, incoming: Any) -> str | None:
+    def dispatch(self, incoming: list[Any]) -> set[Any]:
+        infos: list[tuple[Any, dict[str, Any]]] = []
+        for raw in incoming:
+            read = self._read(raw)
+            if read is None:
+                continue
+            priority, message = read
+            if priority == "info":
+                infos.append((raw, message))
+            else:
+                getattr(self.endpoint, priority)([message])
+        if not infos:
+            return set()
         try:
-            return super().dispatch(incoming)
+            results = self.endpoint.info([message for _, message in infos])
+            pairs = zip(infos, results, strict=True)
+            return {raw for (raw, _), result in pairs if result is Result.REQUEUED}
+        except Exception:
+            # A bug of ours must not stop the daemon, nor loop the batch on the broker.
+            LOG.exception("a batch of %d notifications failed; acknowledged", len(infos))
+            return set()
+
+    def _read(self, raw: Any) -> tuple[str, dict[str, Any]] | None:
+        """``(priority, message)`` for the endpoint, or None: acknowledge and forget it."""
+        try:
+            priority, _, message = self._extract_user_message(raw)
+            if priority not in _oslo_dispatcher.PRIORITIES:
+                LOG.warning(
+                    'message_id=%s: unknown priority "%s"; acknowledged', _id(raw), priority
+                )
+                return None
+            screen = getattr(self.endpoint, "filter_rule", None)
+            if screen is not None and not screen.match(
+                message["ctxt"],
+                message["publisher_id"],
+                message["event_type"],
+                message["metadata"],
+                message["payload"],
+            ):
+                return None
         except Exception as error:
-            message = getattr(incoming, "message", None)
-            message_id = message.get("message_id") if isinstance(message, dict) else None
             reason = f"oslo.messaging cannot read it ({type(error).__name__}: {error})"
-            LOG.warning("message_id=%s invalid: %s; acknowledged", message_id, reason)
+            LOG.warning("message_id=%s invalid: %s; acknowledged", _id(raw), reason)
             self.observer.unreadable(reason)
-            return NotificationResult.HANDLED
+            return None
+        return priority, message
+
+
+def _id(raw: Any) -> Any:
+    message = getattr(raw, "message", None)
+    return message.get("message_id") if isinstance(message, dict) else None
 
 
 class UndecodableWatch(logging.Filter):

@@ -1,7 +1,9 @@
-"""The oslo.messaging endpoint: priority-named methods the notification listener calls.
+"""The oslo.messaging endpoint: priority-named methods the batch listener calls.
 
-Deletions arrive at ``info``. The other priorities are subscribed only so that nothing
-sent there piles up in our queue: they are counted, logged at debug and acknowledged.
+Deletions arrive at ``info``, a batch at a time: their K2HR3 calls go out together and
+the batch is acknowledged once each of them is settled. The other priorities are
+subscribed only so that nothing sent there piles up in our queue: they are counted,
+logged at debug and acknowledged.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import logging
 from collections import Counter
 from typing import Any
 
-from oslo_messaging import NotificationFilter, NotificationResult
+from oslo_messaging import NotificationFilter
 
 from k2hr3_osnl.handler import Handler, Notification, Result
 
 LOG = logging.getLogger(__name__)
+
+#: What oslo.messaging hands an endpoint for each notification of a batch.
+Message = dict[str, Any]
 
 
 class NotificationEndpoint:
@@ -25,58 +30,44 @@ class NotificationEndpoint:
             self.filter_rule = filter_rule
         self.other_priorities: Counter[str] = Counter()
 
-    def info(
-        self,
-        ctxt: dict[str, Any],
-        publisher_id: str,
-        event_type: str,
-        payload: Any,
-        metadata: dict[str, Any],
-    ) -> str | None:
-        note = Notification(
-            message_id=(metadata or {}).get("message_id"),
-            event_type=event_type,
-            publisher_id=publisher_id,
-            payload=payload,
-        )
-        try:
-            result = self.handler.handle(note)
-        except Exception:
-            # A bug of ours must not stop the daemon, nor loop the message on the broker.
-            LOG.exception(
-                "message_id=%s event_type=%s failed; acknowledged", note.message_id, event_type
+    def info(self, messages: list[Message]) -> list[Result]:
+        """One result per message, in order; REQUEUED ones go back to RabbitMQ."""
+        notes = [
+            Notification(
+                message_id=(message.get("metadata") or {}).get("message_id"),
+                event_type=message.get("event_type"),
+                publisher_id=message.get("publisher_id"),
+                payload=message.get("payload"),
             )
-            return NotificationResult.HANDLED
-        if result is Result.REQUEUED:
-            return NotificationResult.REQUEUE
-        return NotificationResult.HANDLED
+            for message in messages
+        ]
+        return self.handler.handle_batch(notes)
 
-    def _other(
-        self, priority: str, publisher_id: str, event_type: str, metadata: dict[str, Any]
-    ) -> None:
-        self.other_priorities[priority] += 1
-        LOG.debug(
-            "message_id=%s %s %s from %s: acknowledged",
-            (metadata or {}).get("message_id"),
-            priority,
-            event_type,
-            publisher_id,
-        )
+    def _other(self, priority: str, messages: list[Message]) -> None:
+        self.other_priorities[priority] += len(messages)
+        for message in messages:
+            LOG.debug(
+                "message_id=%s %s %s from %s: acknowledged",
+                (message.get("metadata") or {}).get("message_id"),
+                priority,
+                message.get("event_type"),
+                message.get("publisher_id"),
+            )
 
-    def audit(self, ctxt, publisher_id, event_type, payload, metadata) -> None:
-        self._other("audit", publisher_id, event_type, metadata)
+    def audit(self, messages: list[Message]) -> None:
+        self._other("audit", messages)
 
-    def debug(self, ctxt, publisher_id, event_type, payload, metadata) -> None:
-        self._other("debug", publisher_id, event_type, metadata)
+    def debug(self, messages: list[Message]) -> None:
+        self._other("debug", messages)
 
-    def warn(self, ctxt, publisher_id, event_type, payload, metadata) -> None:
-        self._other("warn", publisher_id, event_type, metadata)
+    def warn(self, messages: list[Message]) -> None:
+        self._other("warn", messages)
 
-    def error(self, ctxt, publisher_id, event_type, payload, metadata) -> None:
-        self._other("error", publisher_id, event_type, metadata)
+    def error(self, messages: list[Message]) -> None:
+        self._other("error", messages)
 
-    def critical(self, ctxt, publisher_id, event_type, payload, metadata) -> None:
-        self._other("critical", publisher_id, event_type, metadata)
+    def critical(self, messages: list[Message]) -> None:
+        self._other("critical", messages)
 
-    def sample(self, ctxt, publisher_id, event_type, payload, metadata) -> None:
-        self._other("sample", publisher_id, event_type, metadata)
+    def sample(self, messages: list[Message]) -> None:
+        self._other("sample", messages)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from k2hr3_osnl import logs
 from k2hr3_osnl.breaker import CircuitBreaker, Turn
-from k2hr3_osnl.events import Decision, Delete, Ignore, Invalid, decide
+from k2hr3_osnl.events import Delete, Ignore, decide
 from k2hr3_osnl.k2hr3 import Answer, Outcome, RoleClient
 from k2hr3_osnl.observer import Observer
 from k2hr3_osnl.parking import Parked, ParkingLot
@@ -49,12 +49,32 @@ class Result(enum.Enum):
     REQUEUED = "requeued"
 
 
-_WHY = {
-    Result.DELETED: None,
-    Result.PARKED: None,
-    Result.DUPLICATE: "already delivered within the duplicate window",
-    Result.REQUEUED: "handed back to RabbitMQ: the daemon is stopping",
-}
+_DUPLICATE = "already delivered within the duplicate window"
+_HANDED_BACK = "handed back to RabbitMQ: the daemon is stopping"
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    """One notification of a batch on its way to a result."""
+
+    note: Notification
+    delete: Delete | None = None
+    attempts: int = 0
+    answer: Answer | None = None
+    result: Result | None = None
+    first_seen: float | None = None
+    #: This batch holds the message_id's claim in the duplicate window.
+    claimed: bool = False
+    #: Parking failed: the batch pauses before it is handed back.
+    unparkable: bool = False
+
+    def fields(self) -> dict[str, Any]:
+        note = self.note
+        return {
+            "message_id": note.message_id,
+            "event_type": note.event_type,
+            "publisher_id": note.publisher_id,
+        }
 
 
 class Handler:
@@ -78,99 +98,155 @@ class Handler:
         self.observer = observer or Observer()
 
     def handle(self, note: Notification) -> Result:
-        self.observer.handling(note)
-        result: Result | None = None
-        try:
-            # Every line logged while handling it says which notification it is about.
-            with logs.fields(
-                message_id=note.message_id,
-                event_type=note.event_type,
-                publisher_id=note.publisher_id,
-            ):
-                result = self._handle(note)
-            return result
-        finally:
-            self.observer.handled(note, result)
+        return self.handle_batch([note])[0]
 
-    def _handle(self, note: Notification) -> Result:
-        decision = decide(note.event_type, note.payload)
+    def handle_batch(self, notes: Sequence[Notification]) -> list[Result]:
+        """Settle every notification of a batch; their K2HR3 calls go out together.
+
+        Returns one result per notification, in order, once all are settled: the
+        listener acknowledges a batch when this returns.
+        """
+        items = [_Item(note) for note in notes]
         try:
-            result = self._act(note, decision)
+            for item in items:
+                self.observer.handling(item.note)
+                # Every line logged about it says which notification it is about.
+                with logs.fields(**item.fields()):
+                    self._triage(item, self.recent.try_begin)
+            self._deliver_claimed([item for item in items if item.delete and item.claimed])
+            # Copies of a message that was being delivered (by another batch, or earlier
+            # in this one): now that this batch holds no claim, wait for that delivery,
+            # and call K2HR3 only if it did not deliver.
+            waiting = [item for item in items if item.delete and not item.claimed]
+            for item in waiting:
+                with logs.fields(**item.fields()):
+                    self._claim(item, self.recent.begin)
+            self._deliver_claimed([item for item in waiting if item.claimed])
+            if any(item.unparkable for item in items):
+                time.sleep(PARK_FAILURE_PAUSE)
+            return [item.result or Result.REQUEUED for item in items]
+        finally:
+            for item in items:
+                self.observer.handled(item.note, item.result)
+
+    def _deliver_claimed(self, items: list[_Item]) -> None:
+        if not items:
+            return
+        try:
+            self._deliver(items)
+        finally:
+            for item in items:
+                self.recent.end(item.note.message_id)
+
+    def _triage(self, item: _Item, begin: Callable[[object], bool | None]) -> None:
+        """Decide; settle at once what needs no call, or claim the delivery."""
+        note = item.note
+        try:
+            decision = decide(note.event_type, note.payload)
         except Exception as error:
             # A bug of ours: keep the deletion for an operator rather than drop it.
             LOG.exception("message_id=%s failed", note.message_id)
-            return self._park(note, f"internal error: {error!r}", 0, time.time())
-        # DELETED and PARKED have their own lines (the K2HR3 call, the parking place).
-        why = _WHY.get(result) or getattr(decision, "reason", None)
-        if why is not None:
-            LOG.log(
-                logging.WARNING if result is Result.INVALID else logging.DEBUG,
-                "message_id=%s event_type=%s %s: %s",
-                note.message_id,
-                note.event_type,
-                result.value,
-                why,
-                extra={"outcome": result.value},
-            )
-        return result
+            item.result = self._park(item, f"internal error: {error!r}")
+            return
+        if isinstance(decision, Delete):
+            item.delete = decision
+            self._claim(item, begin)
+            return
+        item.result = Result.IGNORED if isinstance(decision, Ignore) else Result.INVALID
+        self._report(item, decision.reason)
 
-    def _act(self, note: Notification, decision: Decision) -> Result:
-        if isinstance(decision, Ignore):
-            return Result.IGNORED
-        if isinstance(decision, Invalid):
-            return Result.INVALID
-        if not self.recent.begin(note.message_id):
-            return Result.DUPLICATE
-        try:
-            return self.deliver(note, decision)
-        finally:
-            self.recent.end(note.message_id)
+    def _claim(self, item: _Item, begin: Callable[[object], bool | None]) -> None:
+        claimed = begin(item.note.message_id)
+        if claimed is False:
+            item.result = Result.DUPLICATE
+            self._report(item, _DUPLICATE)
+        item.claimed = bool(claimed)
 
-    def deliver(self, note: Notification, delete: Delete) -> Result:
-        """Call K2HR3 until it answers for good, the budget is spent, or we stop."""
+    def _report(self, item: _Item, why: str) -> None:
+        """The log line of an outcome that has no line of its own (a call, a parking)."""
+        assert item.result is not None
+        LOG.log(
+            logging.WARNING if item.result is Result.INVALID else logging.DEBUG,
+            "message_id=%s event_type=%s %s: %s",
+            item.note.message_id,
+            item.note.event_type,
+            item.result.value,
+            why,
+            extra={"outcome": item.result.value},
+        )
+
+    def _deliver(self, items: list[_Item]) -> None:
+        """Call K2HR3 until each answered for good, the budget is spent, or we stop."""
         first_seen = time.time()
+        for item in items:
+            item.first_seen = first_seen
         deadline = self._clock() + self.retry_budget
-        attempts = 0
-        answer: Answer | None = None
-        while True:
-            turn = self.breaker.wait_turn(deadline)
-            if turn is Turn.GIVE_UP:
-                if self._clock() < deadline:
-                    return Result.REQUEUED
-                return self._park(
-                    note, f"retry budget spent: {_describe(answer)}", attempts, first_seen
-                )
-            attempts += 1
-            answer = None
-            try:
-                with logs.fields(attempt=attempts):
-                    answer = self.client.delete(delete.cuk, delete.ips)
-                self.observer.answered(note, answer, attempts)
-            finally:
-                # Report even when a bug of ours raised: a probe that never reports keeps
-                # every other delivery waiting on the breaker until its budget is spent.
-                ok = answer is not None and answer.outcome is not Outcome.RETRY
-                self.breaker.record(turn, ok)
-            if answer.outcome is Outcome.DELETED:
-                self.recent.add(note.message_id)
-                return Result.DELETED
-            if answer.outcome is Outcome.REJECTED:
-                return self._park(
-                    note, f"K2HR3 rejected it: {_describe(answer)}", attempts, first_seen
-                )
+        pending = items
+        try:
+            while pending:
+                turn = self.breaker.wait_turn(deadline)
+                if turn is Turn.GIVE_UP:
+                    stopping = self._clock() < deadline
+                    for item in pending:
+                        with logs.fields(**item.fields()):
+                            if stopping:
+                                item.result = Result.REQUEUED
+                                self._report(item, _HANDED_BACK)
+                            else:
+                                why = f"retry budget spent: {_describe(item.answer)}"
+                                item.result = self._park(item, why)
+                    return
+                # While K2HR3 is failing, one deletion probes; the rest follow it.
+                sending = pending[:1] if turn is Turn.PROBE else pending
+                pending = self._attempt(turn, sending) + pending[len(sending) :]
+        except Exception as error:
+            LOG.exception("delivering %d deletions failed", len(items))
+            for item in items:
+                if item.result is None:
+                    item.result = self._park(item, f"internal error: {error!r}")
 
-    def _park(self, note: Notification, reason: str, attempts: int, first_seen: float) -> Result:
-        item = Parked(
+    def _attempt(self, turn: Turn, items: list[_Item]) -> list[_Item]:
+        """One call for each of ``items``, together; returns those to try again."""
+        answers: list[Answer] | None = None
+        try:
+            for item in items:
+                item.attempts += 1
+            answers = self.client.delete_many(
+                [_call(item.delete) for item in items],
+                [{**item.fields(), "attempt": item.attempts} for item in items],
+            )
+        finally:
+            # Report even when a bug of ours raised: a probe that never reports keeps
+            # every other delivery waiting on the breaker until its budget is spent.
+            ok = answers is not None and all(a.outcome is not Outcome.RETRY for a in answers)
+            self.breaker.record(turn, ok)
+        again: list[_Item] = []
+        for item, answer in zip(items, answers, strict=True):
+            item.answer = answer
+            self.observer.answered(item.note, answer, item.attempts)
+            if answer.outcome is Outcome.DELETED:
+                self.recent.add(item.note.message_id)
+                item.result = Result.DELETED
+            elif answer.outcome is Outcome.REJECTED:
+                with logs.fields(**item.fields()):
+                    item.result = self._park(item, f"K2HR3 rejected it: {_describe(answer)}")
+            else:
+                again.append(item)
+        return again
+
+    def _park(self, item: _Item, reason: str) -> Result:
+        note = item.note
+        parked = Parked(
             message_id=str(note.message_id),
             event_type=str(note.event_type),
             publisher_id=str(note.publisher_id),
             payload=note.payload,
             reason=reason,
-            attempts=attempts,
-            first_seen=first_seen,
+            attempts=item.attempts,
+            first_seen=item.first_seen or time.time(),
         )
         try:
-            path = self.parking.park(item)
+            path = self.parking.park(parked)
         except OSError as error:
             # Dropping it would leave a stale IP behind; hand it back, slowly, instead.
             LOG.critical(
@@ -179,16 +255,21 @@ class Handler:
                 error,
                 reason,
             )
-            time.sleep(PARK_FAILURE_PAUSE)
+            item.unparkable = True
             return Result.REQUEUED
         LOG.error(
             "message_id=%s parked in %s: %s",
             note.message_id,
             path,
             reason,
-            extra={"outcome": Result.PARKED.value, "attempt": attempts},
+            extra={"outcome": Result.PARKED.value, "attempt": item.attempts},
         )
         return Result.PARKED
+
+
+def _call(delete: Delete | None) -> tuple[str, tuple[str, ...]]:
+    assert delete is not None, "only claimed deliveries are sent"
+    return delete.cuk, delete.ips
 
 
 def _describe(answer: Answer | None) -> str:

@@ -89,6 +89,25 @@ default_opts = [
         "starts them, passes SIGTERM/SIGHUP on and restarts a worker that dies; worker "
         "i > 0 serves metrics on [metrics] port + i. Changing it needs a restart.",
     ),
+    cfg.IntOpt(
+        "batch_size",
+        default=64,
+        min=1,
+        max=1024,
+        help="Notifications taken from RabbitMQ together. Their K2HR3 calls go out at "
+        "once, and each is acknowledged when all of the batch are settled (delivered, "
+        "found unusable or parked). At most [oslo_messaging_rabbit] "
+        "rabbit_qos_prefetch_count. Changing it needs a restart.",
+    ),
+    cfg.FloatOpt(
+        "batch_timeout_seconds",
+        default=0.005,
+        min=0.001,
+        max=1.0,
+        help="Longest wait for a batch to fill before the notifications already received "
+        "are handled: at a low rate, the most a batch adds to a deletion's delay. "
+        "Changing it needs a restart.",
+    ),
 ]
 
 notification_opts = [

@@ -64,6 +64,24 @@ class RecentIds:
                     return True
             busy.wait()
 
+    def try_begin(self, message_id: object) -> bool | None:
+        """:meth:`begin` without waiting: None if a delivery of it is under way now.
+
+        A batch claims all its deliveries before it sends any, so it must not wait for a
+        copy that another batch (or itself) holds: two batches each holding what the
+        other waits for would wait forever. It retries those with :meth:`begin` once it
+        holds nothing.
+        """
+        if not self.window or not isinstance(message_id, str):
+            return True
+        with self._lock:
+            if self._recent(message_id):
+                return False
+            if message_id in self._busy:
+                return None
+            self._busy[message_id] = threading.Event()
+            return True
+
     def end(self, message_id: object) -> None:
         """The delivery claimed by :meth:`begin` is over (:meth:`add` it first if it worked)."""
         if not isinstance(message_id, str):
