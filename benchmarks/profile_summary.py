@@ -15,12 +15,13 @@ import sys
 #: Parts of the hot path, by a pattern on a frame ("function (file:line)").
 PARTS = {
     "oslo.messaging poll + kombu/amqp receive": r"_runner|poll \(oslo_messaging|drain_events",
-    "oslo.messaging dispatch (filter, deserialise)": r"NotificationDispatcher\.dispatch ",
-    "our endpoint (info)": r"NotificationEndpoint\.info",
-    "  decide (parse + validate)": r"events\.py|\bdecide \(k2hr3_osnl",
-    "  K2HR3 call (HTTP client)": r"RoleClient\._send|RoleClient\._request|RoleClient\.delete",
+    "dispatch of a batch (read, filter)": r"PoisonSafeDispatcher\.dispatch ",
+    "our endpoint (info, a whole batch)": r"NotificationEndpoint\.info",
+    "  decide (parse + validate)": r"k2hr3_osnl/events\.py",
+    "  K2HR3 calls: hand-off to the loop and back, log lines": r"RoleClient\.delete_many",
     "  logging": r"Logger\._log|Logger\.info|Logger\.log|Handler\.handle \(logging",
     "  breaker / dedup": r"breaker\.py|recent\.py",
+    "K2HR3 calls on the event loop thread (aiohttp)": r"BaseEventLoop\.run_forever",
     "ack / requeue on the connection thread": r"acknowledge|_do_ack|message_operations",
     "futurist executor / thread pool": r"futurist",
 }

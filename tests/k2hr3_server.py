@@ -42,6 +42,8 @@ class FakeK2HR3:
     ) -> None:
         self.status = status
         self.latency = latency
+        #: Per-cuk answers that override ``status``: mixed outcomes within one batch.
+        self.status_for: dict[str, int] = {}
         self.ssl_context = ssl_context
         self.tls_errors: list[str] = []
         self.calls: list[Call] = []
@@ -153,7 +155,7 @@ class FakeK2HR3:
             host = tuple(parsed)
         if not cuk or query.get("extra") != ["openstack-auto-v1"]:
             return 400, cuk, host
-        return self.status, cuk, host
+        return self.status_for.get(cuk, self.status), cuk, host
 
 
 class _QuietServer(ThreadingHTTPServer):

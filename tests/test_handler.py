@@ -321,3 +321,103 @@ def test_a_crashing_probe_does_not_wedge_the_breaker(
     started = time.monotonic()
     assert handler.handle(port_delete("m-ok", cuk_of(1))) is Result.DELETED
     assert time.monotonic() - started < 5
+
+
+# --- batches -------------------------------------------------------------------------
+
+
+def test_a_batch_sends_its_calls_together(k2hr3: FakeK2HR3, make_handler: MakeHandler) -> None:
+    """Eight deletions against a K2HR3 that takes 0.5 s each: one round, not eight."""
+    k2hr3.latency = 0.5
+    notes = [port_delete(f"m-{i}", cuk_of(i)) for i in range(8)]
+    started = time.monotonic()
+    assert make_handler().handle_batch(notes) == [Result.DELETED] * 8
+    assert time.monotonic() - started < 2.0  # one at a time would take 4 s
+    assert sorted(cuk for cuk, _ in k2hr3.deleted()) == [cuk_of(i) for i in range(8)]
+
+
+def test_a_batch_gives_each_notification_its_own_result(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler, tmp_path: Path
+) -> None:
+    """Results come back in order, one per notification, whatever became of the others."""
+    k2hr3.status_for[cuk_of(2)] = 400
+    notes = [
+        port_delete("m-1", cuk_of(1)),
+        port_delete("m-2", cuk_of(2)),
+        Notification("m-3", "port.create.end", "network.n1", NEUTRON["payload"]),
+        Notification("m-4", "port.delete.end", "network.n1", ["not", "a", "dict"]),
+        instance_delete("m-5", cuk_of(5)),
+    ]
+    results = make_handler().handle_batch(notes)
+    assert results == [
+        Result.DELETED,
+        Result.PARKED,
+        Result.IGNORED,
+        Result.INVALID,
+        Result.DELETED,
+    ]
+    (parked,) = list(ParkingLot(tmp_path))
+    assert parked.message_id == "m-2" and "400" in parked.reason
+    assert sorted(k2hr3.deleted()) == [(cuk_of(1), NEUTRON_IPS), (cuk_of(5), None)]
+
+
+def test_two_copies_in_one_batch_call_k2hr3_once(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler
+) -> None:
+    """A publisher's retry can land both copies in one batch: the second must neither
+    wait for itself nor call again."""
+    results = make_handler().handle_batch([port_delete("m-1"), port_delete("m-1")])
+    assert results == [Result.DELETED, Result.DUPLICATE]
+    assert k2hr3.requests == 1
+
+
+def test_a_copy_after_a_rejected_first_is_tried_itself(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler, tmp_path: Path
+) -> None:
+    """Only a delivery that reached K2HR3 makes a later copy a duplicate."""
+    k2hr3.status = 400
+    results = make_handler().handle_batch([port_delete("m-1"), port_delete("m-1")])
+    assert results == [Result.PARKED, Result.PARKED]
+    assert k2hr3.requests == 2
+
+
+def test_batches_holding_each_others_copies_do_not_wait_forever(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler
+) -> None:
+    """Batch A has X then Y, batch B has Y then X (a redelivery split differently): each
+    claims one and finds the other claimed. Neither may wait while it holds a claim."""
+    k2hr3.latency = 0.3
+    handler = make_handler()
+    x, y = port_delete("m-x", cuk_of(1)), port_delete("m-y", cuk_of(2))
+    results: dict[str, list[Result]] = {}
+    threads = [
+        threading.Thread(target=lambda: results.__setitem__("a", handler.handle_batch([x, y]))),
+        threading.Thread(target=lambda: results.__setitem__("b", handler.handle_batch([y, x]))),
+    ]
+    for thread in threads:
+        thread.start()
+    join(threads, timeout=10)
+    assert sorted(results["a"] + results["b"], key=str) == sorted(
+        [Result.DELETED, Result.DELETED, Result.DUPLICATE, Result.DUPLICATE], key=str
+    )
+    assert sorted(cuk for cuk, _ in k2hr3.deleted()) == [cuk_of(1), cuk_of(2)]
+
+
+def test_an_outage_holds_the_batch_and_one_probe_goes_out(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler
+) -> None:
+    """While K2HR3 fails, a batch probes with one deletion; once that succeeds, the rest
+    of the batch goes out together."""
+    k2hr3.status = 503
+    handler = make_handler()
+    notes = [port_delete(f"m-{i}", cuk_of(i)) for i in range(10)]
+    done: list[list[Result]] = []
+    thread = threading.Thread(target=lambda: done.append(handler.handle_batch(notes)))
+    thread.start()
+    time.sleep(1.0)
+    failed = k2hr3.requests
+    assert 10 <= failed <= 10 + 1.0 / (0.8 * PROBE_INTERVAL) + 1  # first round, then probes
+    k2hr3.status = 204
+    join([thread], timeout=10)
+    assert done == [[Result.DELETED] * 10]
+    assert len(k2hr3.deleted()) == 10

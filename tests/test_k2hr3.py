@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -17,6 +18,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 from k2hr3_server import FakeK2HR3
 
+from k2hr3_osnl import logs
 from k2hr3_osnl.k2hr3 import EXTRA, Outcome, RoleClient
 
 CUK = "12345678-1234-5678-1234-567812345678"
@@ -252,3 +254,33 @@ def test_invalid_api_url_is_rejected_not_retried() -> None:
     finally:
         broken.close()
     assert answer.outcome is Outcome.REJECTED
+
+
+def test_delete_many_answers_in_order_and_logs_each_call_with_its_fields(
+    server: FakeK2HR3, client: RoleClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    others = [f"00000000-0000-4000-8000-{i:012d}" for i in range(3)]
+    server.status_for[others[1]] = 503
+    caplog.set_level(logging.INFO, logger="k2hr3_osnl.k2hr3")
+    caplog.handler.addFilter(logs.FieldsFilter())  # as the daemon's log handlers have
+    answers = client.delete_many(
+        [(cuk, IPS) for cuk in others], [{"message_id": f"m-{i}"} for i in range(3)]
+    )
+    assert [a.status for a in answers] == [204, 503, 204]
+    lines = {r.message_id: r.getMessage() for r in caplog.records}  # type: ignore[attr-defined]
+    assert all(f"cuk={others[i]}" in lines[f"m-{i}"] for i in range(3))
+
+
+def test_a_dropped_client_stops_its_event_loop_thread(server: FakeK2HR3) -> None:
+    """A reload replaces the client without closing it: its thread must not linger."""
+    import gc
+
+    dropped = RoleClient(server.url)
+    assert dropped.delete(CUK).status == 204
+    assert any(t.name == "k2hr3-client" for t in threading.enumerate())
+    del dropped
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while any(t.name == "k2hr3-client" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the event loop thread outlived its client"
+        time.sleep(0.05)

@@ -30,7 +30,7 @@ DEFAULT_CONFIG_FILES = ("/etc/k2hr3/k2hr3_osnl.conf", "/etc/k2hr3-osnl/k2hr3-osn
 DEFAULT_PREFETCH = 128
 #: Worker threads, each settling one batch of notifications at a time (the K2HR3 calls of
 #: a batch go out together from one event loop, so a thread is not a call in flight).
-#: With the default batch_size of 64, two threads hold a full prefetch; the rest serve
+#: With the default batch_size of 32, four threads hold a full prefetch; the rest serve
 #: the small batches of a low rate while some wait on a slow K2HR3.
 DEFAULT_THREADS = 16
 RABBIT_GROUP = "oslo_messaging_rabbit"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import json
 import logging
 import ssl
@@ -83,7 +84,10 @@ class RoleClient:
         self.dry_run = dry_run
         self.pool_size = pool_size
         self._loop = EventLoopThread("k2hr3-client")
-        self._session = _Session(self._session_options)
+        # Built from values, not from self: the finaliser below must not keep self alive.
+        self._session = _Session(
+            functools.partial(_session_options, pool_size, self.timeout, verify, cert)
+        )
         # A client replaced on reload is dropped, not closed: stop its thread then.
         self._finalizer = weakref.finalize(self, self._loop.close, self._session.close)
         self._invalid = ""
@@ -94,31 +98,6 @@ class RoleClient:
             self._base = str(self._url.with_query(None).with_fragment(None))
         except (ValueError, TypeError) as error:
             self._invalid = f"invalid api_url: {error}"
-
-    def _ssl(self) -> ssl.SSLContext:
-        # Without ca_file: the system's trust store.
-        cafile = self.verify if isinstance(self.verify, str) else None
-        context = ssl.create_default_context(cafile=cafile)
-        if self.verify is False:  # allow_self_signed_cert
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if isinstance(self.cert, tuple):
-            context.load_cert_chain(*self.cert)
-        elif self.cert:
-            context.load_cert_chain(self.cert)
-        return context
-
-    def _session_options(self) -> dict[str, Any]:
-        return {
-            "connector": aiohttp.TCPConnector(limit=self.pool_size, ssl=self._ssl()),
-            "timeout": aiohttp.ClientTimeout(
-                total=None, sock_connect=self.timeout[0], sock_read=self.timeout[1]
-            ),
-            "headers": {"User-Agent": f"k2hr3-osnl/{__version__}"},
-            # No proxy from the environment between us and K2HR3: always direct.
-            "trust_env": False,
-            "auto_decompress": False,
-        }
 
     def params(self, cuk: str, ips: tuple[str, ...]) -> dict[str, str]:
         params = {"cuk": cuk}
@@ -206,6 +185,35 @@ class _Session:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _ssl(verify: bool | str, cert: str | tuple[str, str] | None) -> ssl.SSLContext:
+    # Without ca_file: the system's trust store.
+    context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+    if verify is False:  # allow_self_signed_cert
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if isinstance(cert, tuple):
+        context.load_cert_chain(*cert)
+    elif cert:
+        context.load_cert_chain(cert)
+    return context
+
+
+def _session_options(
+    pool_size: int,
+    timeout: tuple[float, float],
+    verify: bool | str,
+    cert: str | tuple[str, str] | None,
+) -> dict[str, Any]:
+    return {
+        "connector": aiohttp.TCPConnector(limit=pool_size, ssl=_ssl(verify, cert)),
+        "timeout": aiohttp.ClientTimeout(total=None, sock_connect=timeout[0], sock_read=timeout[1]),
+        "headers": {"User-Agent": f"k2hr3-osnl/{__version__}"},
+        # No proxy from the environment between us and K2HR3: always direct.
+        "trust_env": False,
+        "auto_decompress": False,
+    }
 
 
 def _log(cuk: str, ips: tuple[str, ...], answer: Answer) -> None:

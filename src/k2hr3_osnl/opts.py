@@ -91,7 +91,7 @@ default_opts = [
     ),
     cfg.IntOpt(
         "batch_size",
-        default=64,
+        default=32,
         min=1,
         max=1024,
         help="Notifications taken from RabbitMQ together. Their K2HR3 calls go out at "
