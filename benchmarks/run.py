@@ -60,13 +60,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _ours_defaults() -> tuple[int, int]:
-    """(prefetch, worker threads) k2hr3-osnl runs with when not told otherwise."""
+def _ours_defaults() -> tuple[int, int, int]:
+    """(prefetch, worker threads, batch size) k2hr3-osnl runs with when not told otherwise."""
     from k2hr3_osnl import config
 
     conf = config.new_conf()
     conf([], default_config_files=[], use_env=False)
-    return conf.oslo_messaging_rabbit.rabbit_qos_prefetch_count, conf.executor_thread_pool_size
+    return (
+        conf.oslo_messaging_rabbit.rabbit_qos_prefetch_count,
+        conf.executor_thread_pool_size,
+        conf.batch_size,
+    )
 
 
 def _version(distribution: str, python: str = sys.executable) -> str:
@@ -113,6 +117,7 @@ def machine(old_python: Path) -> dict[str, Any]:
         "oslo.messaging (old venv)": _version("oslo.messaging", str(old_python)),
         "kombu": _version("kombu"),
         "urllib3": _version("urllib3"),
+        "aiohttp": _version("aiohttp"),
         "requests": _version("requests"),
     }
 
@@ -140,35 +145,54 @@ def again(what: str, measure_once: Any, *args: Any, **kwargs: Any) -> dict[str, 
 
 
 def ceilings(
-    broker: Broker, stand: standin.StandIn, args: argparse.Namespace, prefetch: int, threads: int
+    broker: Broker,
+    stand: standin.StandIn,
+    args: argparse.Namespace,
+    prefetch: int,
+    threads: int,
+    batch: int,
 ) -> dict[str, Any]:
-    found: dict[str, Any] = {"listener": [], "http": []}
+    """a: bare listeners, one message per hand-off and in batches; b: bare HTTP loops.
+
+    The threaded HTTP loops run as many threads as calls can be in flight (the
+    prefetch), as a daemon with a thread per message would; aiohttp runs as many tasks.
+    """
+    found: dict[str, Any] = {"listener": [], "batch_listener": [], "http": []}
     for _ in range(args.repeat):
-        run = measure.next_run()
-        pool = f"bench_pool_{run}"
-        broker.declare(pool)
-        broker.preload(pool, run, args.count)
-        try:
-            bare = _json_line(
-                [
-                    sys.executable,
-                    str(HERE / "bare_listener.py"),
-                    broker.url,
-                    broker.exchange,
-                    broker.topic,
-                    pool,
-                    str(args.count),
-                    str(prefetch),
-                    str(threads),
-                ]
+        for key, size, pool_threads in (
+            ("listener", 0, prefetch),
+            ("batch_listener", batch, threads),
+        ):
+            run = measure.next_run()
+            pool = f"bench_pool_{run}"
+            broker.declare(pool)
+            broker.preload(pool, run, args.count)
+            try:
+                bare = _json_line(
+                    [
+                        sys.executable,
+                        str(HERE / "bare_listener.py"),
+                        broker.url,
+                        broker.exchange,
+                        broker.topic,
+                        pool,
+                        str(args.count),
+                        str(prefetch),
+                        str(pool_threads),
+                        str(size),
+                    ]
+                )
+            finally:
+                broker.delete(pool)
+            print(
+                f"  bare {key} (batch {size}): {bare['per_second']:.0f}/s, {bare['cpu_ms']:.3f} ms",
+                flush=True,
             )
-        finally:
-            broker.delete(pool)
-        print(f"  bare listener: {bare['per_second']:.0f}/s, {bare['cpu_ms']:.3f} ms", flush=True)
-        found["listener"].append(bare)
+            found[key].append(bare)
     for latency in args.latencies:
-        for library in ("requests", "urllib3"):
-            for workers in (1, threads) if latency == 0 else (threads,):
+        for library in ("requests", "urllib3", "aiohttp"):
+            counts = (1, prefetch) if latency == 0 and library != "aiohttp" else (prefetch,)
+            for workers in counts:
                 http = _json_line(
                     [
                         sys.executable,
@@ -212,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     standin.ensure_installed()
     old = daemons.old(args.venvs)
     plot_python = daemons.ensure_venv(args.venvs / "plot", ["matplotlib"])
-    prefetch, threads = _ours_defaults()
+    prefetch, threads, batch = _ours_defaults()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     workdir = HERE / "results" / stamp
     workdir.mkdir(parents=True, exist_ok=True)
@@ -226,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             "rate_seconds": args.rate_seconds,
             "ours_prefetch": prefetch,
             "ours_threads": threads,
+            "ours_batch": batch,
             "old_prefetch": "unlimited (oslo.messaging default; 1.0.8 cannot set it)",
             "old_threads": 64,
         },
@@ -237,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = [old] + [daemons.ours(workers=w) for w in args.workers]
     try:
         print("ceilings", flush=True)
-        results["ceilings"] = ceilings(broker, stand, args, prefetch, threads)
+        results["ceilings"] = ceilings(broker, stand, args, prefetch, threads, batch)
         results["drain"] = []
         for latency in args.latencies:
             for _ in range(args.repeat):

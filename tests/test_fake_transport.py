@@ -296,3 +296,34 @@ def test_stop_hands_held_deletions_back_and_a_restart_delivers_them(
     assert k2hr3.wait_for(1, timeout=20)
     drain(second)
     assert k2hr3.deleted() == [(CAPTURED_CUK, None)]
+
+
+def test_a_backlog_is_taken_in_batches_and_a_trickle_one_by_one(
+    k2hr3: FakeK2HR3,
+    publisher: Publisher,
+    make_conf: Callable[..., cfg.ConfigOpts],
+    daemons: list[service.Daemon],
+) -> None:
+    """Messages already queued are handled many at a time (cheap per message); a lone
+    one later is handled on its own at once, not held back for company."""
+    notifier = publisher.notifier("neutron", NEUTRON_PUBLISHER, "messaging", "notifications")
+    cuks = [f"00000000-0000-4000-8000-{i:012d}" for i in range(40)]
+    for cuk in cuks:
+        payload = json.loads(json.dumps(NEUTRON_DELETE))
+        payload["port"]["device_id"] = cuk
+        notifier.info({}, "port.delete.end", payload)
+    daemon = service.build(make_conf())
+    daemons.append(daemon)
+    sizes: list[int] = []
+    info = daemon.endpoint.info
+    daemon.endpoint.info = lambda messages: sizes.append(len(messages)) or info(messages)  # type: ignore[method-assign]
+    daemon.listener.start()
+    # Batches are formed by batching.greedy: a newer oslo.messaging must not lose it.
+    assert getattr(daemon.listener.listener._poll_style_listener.poll, "greedy", False)
+    assert k2hr3.wait_for(40, timeout=20)
+    assert max(sizes) > 1, sizes
+    assert sorted(cuk for cuk, _ in k2hr3.deleted()) == cuks
+    sizes.clear()
+    notifier.info({}, "port.delete.end", NEUTRON_DELETE)
+    assert k2hr3.wait_for(41, timeout=20)
+    assert sizes == [1]

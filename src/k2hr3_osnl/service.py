@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import oslo_messaging
 from oslo_config import cfg
-from oslo_messaging.notify import listener as notify_listener
 
 from k2hr3_osnl import __version__, config, liveness, metrics, reload, signals
+from k2hr3_osnl.batching import GreedyBatchServer
 from k2hr3_osnl.breaker import CircuitBreaker
 from k2hr3_osnl.dispatcher import (
     PoisonSafeDispatcher,
@@ -129,7 +129,7 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
     # calls carry: per message, that halves oslo.messaging's cost (docs/benchmarks.md).
     acknowledge_redeliveries()
     dispatcher = PoisonSafeDispatcher(endpoint)
-    listener = notify_listener.BatchNotificationServer(
+    listener = GreedyBatchServer(
         transport,
         targets,
         dispatcher,
