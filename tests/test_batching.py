@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from k2hr3_osnl import batching
@@ -21,14 +22,18 @@ class DriverPoll:
         self.asked.append((batch_size, batch_timeout))
         if len(self.asked) == 1:
             time.sleep(self.first_after)
-            return ["first"]
-        return ["more"] * batch_size
+            return [SimpleNamespace(name="first")]
+        return [SimpleNamespace(name="more") for _ in range(batch_size)]
 
 
 def test_a_message_that_was_already_waiting_opens_a_full_batch() -> None:
     poll = DriverPoll(first_after=0)
-    assert batching.greedy(poll)(batch_size=32, batch_timeout=0.05) == ["first"] + ["more"] * 31
+    before = time.monotonic()
+    batch = batching.greedy(poll)(batch_size=32, batch_timeout=0.05)
+    assert [m.name for m in batch] == ["first"] + ["more"] * 31
     assert poll.asked == [(1, None), (31, 0.05)]
+    # Each is stamped with when it was taken: its retry budget counts from then.
+    assert all(before <= m.k2hr3_osnl_received <= time.monotonic() for m in batch)
 
 
 def test_a_message_that_had_to_be_awaited_takes_only_what_is_there() -> None:

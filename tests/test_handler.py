@@ -125,13 +125,20 @@ def test_instance_deletion_removes_every_ip(k2hr3: FakeK2HR3, make_handler: Make
     assert k2hr3.deleted() == [(cuk_of(1), None)]
 
 
-def test_duplicate_delivery_calls_k2hr3_once(k2hr3: FakeK2HR3, make_handler: MakeHandler) -> None:
-    """RabbitMQ may deliver the same message again after a reconnect."""
+def test_duplicate_delivery_calls_k2hr3_once(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RabbitMQ may deliver the same message again after a reconnect: one line says so."""
+    caplog.set_level(logging.DEBUG, logger="k2hr3_osnl.handler")
     handler = make_handler()
     assert handler.handle(port_delete("m-1")) is Result.DELETED
     assert handler.handle(port_delete("m-1")) is Result.DUPLICATE
     assert handler.handle(port_delete("m-2")) is Result.DELETED
     assert k2hr3.requests == 2
+    assert [r.getMessage() for r in caplog.records if "duplicate" in r.getMessage()] == [
+        "message_id=m-1 event_type=port.delete.end duplicate: "
+        "already delivered within the duplicate window"
+    ]
 
 
 def test_duplicate_window_zero_calls_again(k2hr3: FakeK2HR3, make_handler: MakeHandler) -> None:
@@ -421,3 +428,28 @@ def test_an_outage_holds_the_batch_and_one_probe_goes_out(
     join([thread], timeout=10)
     assert done == [[Result.DELETED] * 10]
     assert len(k2hr3.deleted()) == 10
+
+
+def test_the_retry_budget_counts_from_receipt_not_from_a_free_thread(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler, tmp_path: Path
+) -> None:
+    """A deletion that waited for a worker thread while K2HR3 was failing has spent that
+    time of its budget: it must settle before RabbitMQ's consumer_timeout, not start a
+    fresh budget."""
+    k2hr3.status = 503
+    handler = make_handler(retry_budget=5)
+    handler.breaker.wait_turn(time.monotonic())
+    handler.breaker.record(Turn.CALL, ok=False)  # K2HR3 is failing: calls wait for a probe
+    note = port_delete("m-old", cuk_of(1))
+    waited = Notification(
+        note.message_id,
+        note.event_type,
+        note.publisher_id,
+        note.payload,
+        received=time.monotonic() - 6,
+    )
+    started = time.monotonic()
+    assert handler.handle(waited) is Result.PARKED
+    assert time.monotonic() - started < 1
+    (item,) = list(ParkingLot(tmp_path))
+    assert "retry budget spent" in item.reason

@@ -37,13 +37,18 @@ def greedy(poll: Poll) -> Poll:
     ) -> list[Any]:
         started = time.monotonic()
         first = poll(timeout=timeout, batch_size=1)
-        if not first or batch_size <= 1:
+        if not first:
             return first
-        queueing = time.monotonic() - started < (batch_timeout or 0)
-        rest = poll(
-            batch_size=batch_size - 1, batch_timeout=batch_timeout if queueing else _NO_WAIT
-        )
-        return first + rest
+        batch = first
+        if batch_size > 1:
+            queueing = time.monotonic() - started < (batch_timeout or 0)
+            wait = batch_timeout if queueing else _NO_WAIT
+            batch = first + poll(batch_size=batch_size - 1, batch_timeout=wait)
+        received = time.monotonic()
+        for message in batch:
+            # Its retry budget counts from here, not from when a worker thread is free.
+            message.k2hr3_osnl_received = received
+        return batch
 
     poll_batch.greedy = True  # type: ignore[attr-defined]
     return poll_batch

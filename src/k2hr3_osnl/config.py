@@ -31,7 +31,9 @@ DEFAULT_PREFETCH = 128
 #: Worker threads, each settling one batch of notifications at a time (the K2HR3 calls of
 #: a batch go out together from one event loop, so a thread is not a call in flight).
 #: With the default batch_size of 32, four threads hold a full prefetch; the rest serve
-#: the small batches of a low rate while some wait on a slow K2HR3.
+#: the small batches of a low rate while some wait on a slow K2HR3. A message that waits
+#: for a free thread still settles within retry_budget_seconds of its receipt (the
+#: budget counts from then), so before RabbitMQ's consumer_timeout.
 DEFAULT_THREADS = 16
 RABBIT_GROUP = "oslo_messaging_rabbit"
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")

@@ -82,6 +82,7 @@ class PoisonSafeDispatcher(_oslo_dispatcher.BatchNotificationDispatcher):
             LOG.warning("message_id=%s invalid: %s; acknowledged", _id(raw), reason)
             self.observer.unreadable(reason)
             return None
+        message["received"] = getattr(raw, "k2hr3_osnl_received", None)
         return priority, message
 
 

@@ -38,6 +38,7 @@ class NotificationEndpoint:
                 event_type=message.get("event_type"),
                 publisher_id=message.get("publisher_id"),
                 payload=message.get("payload"),
+                received=message.get("received"),
             )
             for message in messages
         ]

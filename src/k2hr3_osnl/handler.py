@@ -1,4 +1,4 @@
-"""What happens to one notification, from decision to acknowledgement.
+"""What happens to notifications, a batch at a time, from decision to acknowledgement.
 
 The rule that makes the daemon lose nothing: a notification is acknowledged only once
 its deletion reached K2HR3, or it was found unusable, or it was parked on disk. Only a
@@ -35,6 +35,9 @@ class Notification:
     event_type: Any
     publisher_id: Any
     payload: Any
+    #: time.monotonic() when the listener took it from RabbitMQ, if known: its retry
+    #: budget counts from then, however long it waited for a free worker thread.
+    received: float | None = None
 
 
 class Result(enum.Enum):
@@ -117,7 +120,7 @@ class Handler:
             # Copies of a message that was being delivered (by another batch, or earlier
             # in this one): now that this batch holds no claim, wait for that delivery,
             # and call K2HR3 only if it did not deliver.
-            waiting = [item for item in items if item.delete and not item.claimed]
+            waiting = [i for i in items if i.delete and i.result is None and not i.claimed]
             for item in waiting:
                 with logs.fields(**item.fields()):
                     self._claim(item, self.recent.begin)
@@ -180,7 +183,8 @@ class Handler:
         first_seen = time.time()
         for item in items:
             item.first_seen = first_seen
-        deadline = self._clock() + self.retry_budget
+        now = self._clock()
+        deadline = min(item.note.received or now for item in items) + self.retry_budget
         pending = items
         try:
             while pending:

@@ -202,8 +202,9 @@ k2hr3_opts = [
         mutable=True,
         default=1200,
         min=0,
-        help="How long one deletion is retried before it is parked. Keep it below "
-        "RabbitMQ's consumer_timeout (30 minutes by default).",
+        help="How long one deletion is retried before it is parked, counted from when "
+        "the daemon took it from RabbitMQ. Keep it below RabbitMQ's consumer_timeout "
+        "(30 minutes by default).",
     ),
     cfg.BoolOpt(
         "allow_self_signed_cert",
