@@ -34,7 +34,7 @@ class NotificationEndpoint:
         """One result per message, in order; REQUEUED ones go back to RabbitMQ."""
         notes = [
             Notification(
-                message_id=(message.get("metadata") or {}).get("message_id"),
+                message_id=_message_id(message),
                 event_type=message.get("event_type"),
                 publisher_id=message.get("publisher_id"),
                 payload=message.get("payload"),
@@ -49,7 +49,7 @@ class NotificationEndpoint:
         for message in messages:
             LOG.debug(
                 "message_id=%s %s %s from %s: acknowledged",
-                (message.get("metadata") or {}).get("message_id"),
+                _message_id(message),
                 priority,
                 message.get("event_type"),
                 message.get("publisher_id"),
@@ -72,3 +72,7 @@ class NotificationEndpoint:
 
     def sample(self, messages: list[Message]) -> None:
         self._other("sample", messages)
+
+
+def _message_id(message: Message) -> Any:
+    return (message.get("metadata") or {}).get("message_id")

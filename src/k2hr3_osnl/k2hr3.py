@@ -82,7 +82,6 @@ class RoleClient:
         self.verify = verify
         self.cert = cert
         self.dry_run = dry_run
-        self.pool_size = pool_size
         self._loop = EventLoopThread("k2hr3-client")
         # Built from values, not from self: the finaliser below must not keep self alive.
         self._session = _Session(
@@ -133,8 +132,6 @@ class RoleClient:
         return answers
 
     async def _send_all(self, queries: list[str], started: float) -> list[Answer]:
-        if len(queries) == 1:
-            return [await self._send(queries[0], started)]
         return list(await asyncio.gather(*(self._send(query, started) for query in queries)))
 
     async def _send(self, query: str, started: float) -> Answer:
