@@ -159,6 +159,10 @@ class FakeK2HR3:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a batch of concurrent calls would see
+    # some connections wait for a SYN retry (a second), which no real K2HR3 does.
+    request_queue_size = 128
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A refused TLS handshake is recorded in tls_errors; anything else is printed.
         if not isinstance(sys.exc_info()[1], ssl.SSLError):
