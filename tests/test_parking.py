@@ -66,14 +66,99 @@ def test_parked_items_survive_a_new_instance(tmp_path: Path) -> None:
     assert reader.count() == 2
 
 
-def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_a_failed_write_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Written to a temporary file and renamed: a reader never sees half a file."""
     lot = ParkingLot(tmp_path)
     lot.park(parked("m-1"))
-    with pytest.raises(TypeError):
-        lot.park(parked("m-2", payload={"not json": {1, 2}}))
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("k2hr3_osnl.parking.os.fsync", disk_full)
+    with pytest.raises(OSError):
+        lot.park(parked("m-2"))
     assert len(files(lot)) == 1
     assert [item.message_id for item in lot] == ["m-1"]
+
+
+def test_content_never_stops_parking(tmp_path: Path) -> None:
+    """What JSON cannot hold (bytes from kombu's decoder, a set) is kept as text, and
+    the deletion itself beside it, so replay can still send it."""
+    lot = ParkingLot(tmp_path)
+    payload = {**PAYLOAD, "extra": b"x", "odd": {1, 2}}
+    path = lot.park(
+        parked(
+            "m-2", payload=payload, cuk="12345678-1234-5678-1234-567812345678", ips=["172.16.0.1"]
+        )
+    )
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["payload"]["extra"] == "b'x'"
+    assert data["payload"]["odd"] == "{1, 2}"
+    assert data["cuk"] == "12345678-1234-5678-1234-567812345678"
+    assert data["ips"] == ["172.16.0.1"]
+    assert [item.cuk for item in lot] == [data["cuk"]]
+
+
+def test_a_failed_directory_sync_after_the_rename_still_counts_as_parked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is in place under its name: raising would park it a second time."""
+    lot = ParkingLot(tmp_path)
+    lot.park(parked("m-0"))  # the directory exists now
+    synced: list[int] = []
+    real = __import__("os").fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        if len(synced) > 1:  # the file's own sync works, the directory's fails
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr("k2hr3_osnl.parking.os.fsync", fsync)
+    path = lot.park(parked("m-1"))
+    assert path.exists()
+    assert lot.count() == 2
+
+
+def test_a_new_parking_directory_is_synced_into_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power cut right after the first parking must not lose the directory."""
+    import os
+
+    synced: list[str] = []
+    real_open = os.open
+
+    def track_open(path: object, flags: int, *args: object) -> int:
+        fd = real_open(path, flags, *args)  # type: ignore[arg-type]
+        synced.append(str(path))
+        return fd
+
+    monkeypatch.setattr("k2hr3_osnl.parking.os.open", track_open)
+    ParkingLot(tmp_path).park(parked("m-1"))
+    assert str(tmp_path) in synced
+    assert str(tmp_path / "parked") in synced
+
+
+def test_stale_temporary_files_are_removed(tmp_path: Path) -> None:
+    """A crash mid-write leaves a .tmp- file behind; an hour later it is cleaned up,
+    while a fresh one (a write under way in another worker) stays."""
+    import os
+
+    lot = ParkingLot(tmp_path)
+    lot.park(parked("m-1"))
+    old = lot.directory / ".tmp-old"
+    fresh = lot.directory / ".tmp-fresh"
+    old.write_text("{")
+    fresh.write_text("{")
+    an_hour_ago = time.time() - 3700
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    ParkingLot(tmp_path)  # a restarted daemon
+    assert not old.exists()
+    assert fresh.exists()
+    assert lot.count() == 1
 
 
 def test_leftover_temporary_files_are_not_parked_items(tmp_path: Path) -> None:

@@ -5,6 +5,11 @@ one request per held message per retry). They wait here together, and only one p
 goes out at a time, spaced by an exponential backoff with jitter that is capped at
 ``max_interval``. The first probe that succeeds closes the breaker and wakes everyone,
 so a backlog drains at full speed as soon as K2HR3 is back.
+
+It judges K2HR3 as a whole, not one deletion: a round of calls in which K2HR3 accepted
+anything is a success, and a round made only of deletions that K2HR3 keeps failing while
+it accepts others (a 403 for one cuk) says nothing either way (``ok=None``). So one bad
+cuk can neither open the breaker for everyone nor hold it open.
 """
 
 from __future__ import annotations
@@ -38,10 +43,24 @@ class CircuitBreaker:
         self._interval = self.min_interval
         self._next_probe = 0.0
         self._stopping = False
+        #: Rounds in which K2HR3 accepted something, ever: a deletion that failed
+        #: while this grew failed on its own, not because K2HR3 was down.
+        self.successes = 0
 
     @property
     def is_open(self) -> bool:
         return self._open
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def pause(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless the daemon stops first; False if it did."""
+        with self._cond:
+            if seconds > 0 and not self._stopping:
+                self._cond.wait_for(lambda: self._stopping, timeout=seconds)
+            return not self._stopping
 
     def wait_turn(self, deadline: float) -> Turn:
         """Block until this caller may call K2HR3, or until ``deadline`` (clock time)."""
@@ -60,12 +79,17 @@ class CircuitBreaker:
                 wake = deadline if self._probing else min(deadline, self._next_probe)
                 self._cond.wait(timeout=max(0.0, wake - now))
 
-    def record(self, turn: Turn, ok: bool) -> None:
-        """Report how a call made on ``turn`` went."""
+    def record(self, turn: Turn, ok: bool | None) -> None:
+        """Report how a round of calls made on ``turn`` went (None: no verdict on K2HR3)."""
         with self._cond:
             if turn is Turn.PROBE:
                 self._probing = False
+                # The next waiter may probe now: someone else's deletion, perhaps.
+                self._cond.notify_all()
+            if ok is None:
+                return
             if ok:
+                self.successes += 1
                 if self._open:
                     self._open = False
                     self._interval = self.min_interval

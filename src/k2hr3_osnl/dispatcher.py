@@ -15,11 +15,13 @@ would come straight back, forever, at full speed, and take its batch with it.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from oslo_messaging.notify import dispatcher as _oslo_dispatcher
 
-from k2hr3_osnl.handler import Result
+from k2hr3_osnl import handler as _handler
+from k2hr3_osnl.handler import Result, acknowledges
 from k2hr3_osnl.observer import Observer
 
 LOG = logging.getLogger(__name__)
@@ -38,36 +40,47 @@ class PoisonSafeDispatcher(_oslo_dispatcher.BatchNotificationDispatcher):
         self.observer = observer or Observer()
 
     def dispatch(self, incoming: list[Any]) -> set[Any]:
-        infos: list[tuple[Any, dict[str, Any]]] = []
-        for raw in incoming:
-            read = self._read(raw)
-            if read is None:
-                continue
-            priority, message = read
-            if priority == "info":
-                infos.append((raw, message))
-            else:
-                getattr(self.endpoint, priority)([message])
-        if not infos:
-            return set()
-        try:
-            results = self.endpoint.info([message for _, message in infos])
-            pairs = zip(infos, results, strict=True)
-            return {raw for (raw, _), result in pairs if result is Result.REQUEUED}
-        except Exception:
-            # A bug of ours must not stop the daemon, nor loop the batch on the broker.
-            LOG.exception("a batch of %d notifications failed; acknowledged", len(infos))
-            return set()
+        """The messages to hand back to RabbitMQ; oslo.messaging acknowledges the rest.
 
-    def _read(self, raw: Any) -> tuple[str, dict[str, Any]] | None:
-        """``(priority, message)`` for the endpoint, or None: acknowledge and forget it."""
+        Each message gets a result here, and :func:`acknowledges` alone decides: one
+        that got none, because something of ours failed, goes back (after a pause, so
+        that a bug does not loop fast on the broker), never acknowledged.
+        """
+        results: dict[Any, Result | None] = {}
+        try:
+            infos: list[tuple[Any, dict[str, Any]]] = []
+            for raw in incoming:
+                read = self._read(raw)
+                if isinstance(read, Result):
+                    results[raw] = read
+                elif read[0] == "info":
+                    infos.append((raw, read[1]))
+                else:
+                    getattr(self.endpoint, read[0])([read[1]])
+                    results[raw] = Result.IGNORED
+            if infos:
+                answers = self.endpoint.info([message for _, message in infos])
+                for (raw, _), result in zip(infos, answers, strict=True):
+                    results[raw] = result
+        except Exception:
+            unsettled = sum(1 for raw in incoming if not acknowledges(results.get(raw)))
+            LOG.exception(
+                "a batch of %d notifications failed; %d handed back to RabbitMQ",
+                len(incoming),
+                unsettled,
+            )
+            time.sleep(_handler.PARK_FAILURE_PAUSE)
+        return {raw for raw in incoming if not acknowledges(results.get(raw))}
+
+    def _read(self, raw: Any) -> Result | tuple[str, dict[str, Any]]:
+        """``(priority, message)`` for the endpoint, or the result of one that needs none."""
         try:
             priority, _, message = self._extract_user_message(raw)
             if priority not in _oslo_dispatcher.PRIORITIES:
                 LOG.warning(
                     'message_id=%s: unknown priority "%s"; acknowledged', _id(raw), priority
                 )
-                return None
+                return Result.INVALID
             screen = getattr(self.endpoint, "filter_rule", None)
             if screen is not None and not screen.match(
                 message["ctxt"],
@@ -76,12 +89,12 @@ class PoisonSafeDispatcher(_oslo_dispatcher.BatchNotificationDispatcher):
                 message["metadata"],
                 message["payload"],
             ):
-                return None
+                return Result.IGNORED
         except Exception as error:
             reason = f"oslo.messaging cannot read it ({type(error).__name__}: {error})"
             LOG.warning("message_id=%s invalid: %s; acknowledged", _id(raw), reason)
             self.observer.unreadable(reason)
-            return None
+            return Result.INVALID
         message["received"] = getattr(raw, "k2hr3_osnl_received", None)
         return priority, message
 

@@ -1,14 +1,18 @@
 """What happens to notifications, a batch at a time, from decision to acknowledgement.
 
-The rule that makes the daemon lose nothing: a notification is acknowledged only once
-its deletion reached K2HR3, or it was found unusable, or it was parked on disk. Only a
-stopping daemon hands a message back to RabbitMQ, so nothing can loop on the broker.
+The rule that makes the daemon lose nothing: every notification ends as exactly one of
+delivered (K2HR3 answered 2xx), parked (a durable file), unusable (invalid, ignored or a
+duplicate: logged and counted) or handed back to RabbitMQ. Only the first three are
+acknowledged (:func:`acknowledges`, the one place that says so). A stopping daemon hands
+back what it did not finish; so does a batch in which something of ours failed, or whose
+parking failed, after a pause so that nothing loops fast on the broker.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,9 +28,13 @@ from k2hr3_osnl.recent import RecentIds
 
 LOG = logging.getLogger(__name__)
 
-#: Seconds to pause before requeueing a message that could not be parked, so that a
-#: full or read-only disk does not turn into a hot loop on the broker.
+#: Seconds to pause before handing back a batch that could not be settled (a disk that
+#: will not take a parked file, a bug of ours), so that it does not loop fast on the broker.
 PARK_FAILURE_PAUSE = 5.0
+
+#: Times K2HR3 may fail one deletion while it accepts others before that deletion is
+#: parked: a bad cuk must not hold a worker thread, or its batch, for the whole budget.
+ITEM_STRIKES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +56,22 @@ class Result(enum.Enum):
     INVALID = "invalid"
     DUPLICATE = "duplicate"
     PARKED = "parked"
-    #: Only while stopping: RabbitMQ gets it back and delivers it again later.
+    #: Handed back: RabbitMQ delivers it again later (the daemon stops, or could not
+    #: settle it).
     REQUEUED = "requeued"
+
+
+def acknowledges(result: Result | None) -> bool:
+    """The acknowledgement rule, the only one: settled messages are acknowledged.
+
+    No result (something failed before one was reached) and REQUEUED hand it back.
+    """
+    return result is not None and result is not Result.REQUEUED
 
 
 _DUPLICATE = "already delivered within the duplicate window"
 _HANDED_BACK = "handed back to RabbitMQ: the daemon is stopping"
+_STILL_BUSY = "handed back to RabbitMQ: another copy is still being delivered"
 
 
 @dataclass(slots=True, eq=False)
@@ -70,6 +88,12 @@ class _Item:
     claimed: bool = False
     #: Parking failed: the batch pauses before it is handed back.
     unparkable: bool = False
+    #: Failures while K2HR3 accepted other deletions: this one fails on its own.
+    strikes: int = 0
+    #: The breaker's success count when this was last sent.
+    successes_seen: int = 0
+    #: Clock time before which it is not sent again (its own backoff).
+    due: float = 0.0
 
     def fields(self) -> dict[str, Any]:
         note = self.note
@@ -107,30 +131,41 @@ class Handler:
         """Settle every notification of a batch; their K2HR3 calls go out together.
 
         Returns one result per notification, in order, once all are settled: the
-        listener acknowledges a batch when this returns.
+        listener acknowledges a batch when this returns. It does not raise: should
+        something of ours fail, what is not settled yet comes back REQUEUED.
         """
         items = [_Item(note) for note in notes]
+        failed = False
         try:
-            for item in items:
-                self.observer.handling(item.note)
-                # Every line logged about it says which notification it is about.
-                with logs.fields(**item.fields()):
-                    self._triage(item, self.recent.try_begin)
-            self._deliver_claimed([item for item in items if item.delete and item.claimed])
-            # Copies of a message that was being delivered (by another batch, or earlier
-            # in this one): now that this batch holds no claim, wait for that delivery,
-            # and call K2HR3 only if it did not deliver.
-            waiting = [i for i in items if i.delete and i.result is None and not i.claimed]
-            for item in waiting:
-                with logs.fields(**item.fields()):
-                    self._claim(item, self.recent.begin)
-            self._deliver_claimed([item for item in waiting if item.claimed])
-            if any(item.unparkable for item in items):
-                time.sleep(PARK_FAILURE_PAUSE)
-            return [item.result or Result.REQUEUED for item in items]
+            self._settle(items)
+        except Exception:
+            failed = True
+            unsettled = sum(1 for item in items if item.result is None)
+            LOG.exception(
+                "handling a batch of %d failed; %d handed back to RabbitMQ", len(items), unsettled
+            )
         finally:
             for item in items:
                 self.observer.handled(item.note, item.result)
+        if failed or any(item.unparkable for item in items):
+            self.breaker.pause(PARK_FAILURE_PAUSE)
+        return [item.result or Result.REQUEUED for item in items]
+
+    def _settle(self, items: list[_Item]) -> None:
+        for item in items:
+            self.observer.handling(item.note)
+            # Every line logged about it says which notification it is about.
+            with logs.fields(**item.fields()):
+                self._triage(item, self.recent.try_begin)
+        self._deliver_claimed([item for item in items if item.delete and item.claimed])
+        # Copies of a message that was being delivered (by another batch, or earlier in
+        # this one): one at a time, holding no other claim while waiting, so two batches
+        # cannot wait for each other; K2HR3 is called only if that delivery failed.
+        for item in items:
+            if item.delete and item.result is None and not item.claimed:
+                with logs.fields(**item.fields()):
+                    self._claim_waiting(item)
+                self._deliver_claimed([item] if item.claimed else [])
 
     def _deliver_claimed(self, items: list[_Item]) -> None:
         if not items:
@@ -159,11 +194,19 @@ class Handler:
         self._report(item, decision.reason)
 
     def _claim(self, item: _Item, begin: Callable[[object], bool | None]) -> None:
+        """``begin`` says True (ours to deliver), False (delivered) or None (busy)."""
         claimed = begin(item.note.message_id)
         if claimed is False:
             item.result = Result.DUPLICATE
             self._report(item, _DUPLICATE)
         item.claimed = bool(claimed)
+
+    def _claim_waiting(self, item: _Item) -> None:
+        """Wait for the copy being delivered, no longer than a message's budget."""
+        self._claim(item, lambda message_id: self.recent.begin(message_id, self.retry_budget))
+        if item.result is None and not item.claimed:
+            item.result = Result.REQUEUED
+            self._report(item, _STILL_BUSY)
 
     def _report(self, item: _Item, why: str) -> None:
         """The log line of an outcome that has no line of its own (a call, a parking)."""
@@ -183,31 +226,39 @@ class Handler:
         first_seen = time.time()
         for item in items:
             item.first_seen = first_seen
+            item.successes_seen = self.breaker.successes
         now = self._clock()
         deadline = min(item.note.received or now for item in items) + self.retry_budget
         pending = items
-        try:
-            while pending:
-                turn = self.breaker.wait_turn(deadline)
-                if turn is Turn.GIVE_UP:
-                    stopping = self._clock() < deadline
-                    for item in pending:
-                        with logs.fields(**item.fields()):
-                            if stopping:
-                                item.result = Result.REQUEUED
-                                self._report(item, _HANDED_BACK)
-                            else:
-                                why = f"retry budget spent: {_describe(item.answer)}"
-                                item.result = self._park(item, why)
-                    return
-                # While K2HR3 is failing, one deletion probes; the rest follow it.
-                sending = pending[:1] if turn is Turn.PROBE else pending
-                pending = self._attempt(turn, sending) + pending[len(sending) :]
-        except Exception as error:
-            LOG.exception("delivering %d deletions failed", len(items))
-            for item in items:
-                if item.result is None:
-                    item.result = self._park(item, f"internal error: {error!r}")
+        while pending:
+            # A deletion that K2HR3 fails on its own waits out its own backoff first.
+            wait = min(item.due for item in pending) - self._clock()
+            if wait > 0:
+                self.breaker.pause(wait)
+            turn = self.breaker.wait_turn(deadline)
+            if turn is Turn.GIVE_UP:
+                self._give_up(pending, stopping=self._clock() < deadline)
+                return
+            now = self._clock()
+            ready = [item for item in pending if item.due <= now]
+            # While K2HR3 is failing, one deletion probes; the rest follow it.
+            sending = ready[:1] if turn is Turn.PROBE else ready
+            again = self._attempt(turn, sending)
+            pending = [item for item in pending if item.result is None]
+            if again and self._clock() >= deadline:
+                # The breaker is closed (K2HR3 accepts others), yet these still fail.
+                self._give_up(again, stopping=False)
+                pending = [item for item in pending if item.result is None]
+
+    def _give_up(self, items: list[_Item], stopping: bool) -> None:
+        for item in items:
+            with logs.fields(**item.fields()):
+                if stopping:
+                    item.result = Result.REQUEUED
+                    self._report(item, _HANDED_BACK)
+                else:
+                    why = f"retry budget spent: {_describe(item.answer)}"
+                    item.result = self._park(item, why)
 
     def _attempt(self, turn: Turn, items: list[_Item]) -> list[_Item]:
         """One call for each of ``items``, together; returns those to try again."""
@@ -222,8 +273,7 @@ class Handler:
         finally:
             # Report even when a bug of ours raised: a probe that never reports keeps
             # every other delivery waiting on the breaker until its budget is spent.
-            ok = answers is not None and all(a.outcome is not Outcome.RETRY for a in answers)
-            self.breaker.record(turn, ok)
+            self.breaker.record(turn, _verdict(items, answers))
         again: list[_Item] = []
         for item, answer in zip(items, answers, strict=True):
             item.answer = answer
@@ -234,9 +284,27 @@ class Handler:
             elif answer.outcome is Outcome.REJECTED:
                 with logs.fields(**item.fields()):
                     item.result = self._park(item, f"K2HR3 rejected it: {_describe(answer)}")
+            elif self._strike(item):
+                with logs.fields(**item.fields()):
+                    why = (
+                        f"K2HR3 failed it {item.strikes} times while accepting other "
+                        f"deletions: {_describe(answer)}"
+                    )
+                    item.result = self._park(item, why)
             else:
                 again.append(item)
         return again
+
+    def _strike(self, item: _Item) -> bool:
+        """Count a failure of ``item`` alone; True once it has failed alone too often."""
+        successes = self.breaker.successes
+        if successes > item.successes_seen:
+            # K2HR3 accepted something since this was last sent: the failure is its own.
+            item.strikes += 1
+            backoff = min(self.breaker.max_interval, self.breaker.min_interval * 2**item.strikes)
+            item.due = self._clock() + backoff * random.uniform(0.8, 1.0)
+        item.successes_seen = successes
+        return item.strikes >= ITEM_STRIKES
 
     def _park(self, item: _Item, reason: str) -> Result:
         note = item.note
@@ -248,10 +316,12 @@ class Handler:
             reason=reason,
             attempts=item.attempts,
             first_seen=item.first_seen or time.time(),
+            cuk=item.delete.cuk if item.delete else None,
+            ips=list(item.delete.ips) if item.delete else [],
         )
         try:
             path = self.parking.park(parked)
-        except OSError as error:
+        except Exception as error:
             # Dropping it would leave a stale IP behind; hand it back, slowly, instead.
             LOG.critical(
                 "message_id=%s cannot be parked (%s), requeueing: %s",
@@ -274,6 +344,19 @@ class Handler:
 def _call(delete: Delete | None) -> tuple[str, tuple[str, ...]]:
     assert delete is not None, "only claimed deliveries are sent"
     return delete.cuk, delete.ips
+
+
+def _verdict(items: list[_Item], answers: list[Answer] | None) -> bool | None:
+    """What a round of calls says of K2HR3 as a whole, for the breaker.
+
+    Anything accepted: it works. Only deletions that already failed alone while K2HR3
+    accepted others: nothing. Otherwise (every call failed, or a bug of ours): failing.
+    """
+    if answers is not None and any(a.outcome is not Outcome.RETRY for a in answers):
+        return True
+    if answers is not None and all(item.strikes for item in items):
+        return None
+    return False
 
 
 def _describe(answer: Answer | None) -> str:

@@ -5,6 +5,10 @@ broker and a reboot, and an operator must be able to read it with ``cat``. One f
 notification under ``<state_dir>/parked``, written atomically (temporary file, fsync,
 rename), is the simplest thing with those properties; it does not depend on the broker
 that may be the very thing failing.
+
+Parking is the last resort, so it must not fail on content: a payload that JSON cannot
+hold is kept as text, and the deletion itself (cuk and IPs) is kept beside it, so that
+``replay --parked`` can still send it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from typing import Any
 LOG = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_TMP = ".tmp-"
+#: A temporary file this old was left by a crash mid-write, not by a write under way.
+STALE_TMP_SECONDS = 3600.0
 
 
 @dataclass
@@ -38,26 +45,32 @@ class Parked:
     attempts: int
     first_seen: float
     parked_at: float = field(default_factory=time.time)
+    #: The deletion decided from the payload, if one was: what replay sends.
+    cuk: str | None = None
+    ips: list[str] = field(default_factory=list)
     path: Path | None = field(default=None, compare=False)
 
     def to_json(self) -> str:
+        """Never fails on content: what JSON cannot hold is written as its ``repr``."""
         data = asdict(self)
         data.pop("path")
-        return json.dumps(data, indent=1, sort_keys=True)
+        return json.dumps(data, indent=1, sort_keys=True, default=repr)
 
 
 class ParkingLot:
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self.directory = Path(state_dir) / "parked"
+        self.clean_stale()
 
     def park(self, item: Parked) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Write ``item`` durably; raises OSError only when the disk does not take it."""
+        self._ensure_directory()
         # Time first so that a listing is in parking order; the random part keeps two
         # notifications without a message_id, parked in the same millisecond, apart.
         safe_id = _UNSAFE.sub("_", item.message_id)[:80]
         name = f"{int(item.parked_at * 1000):015d}-{safe_id}-{uuid.uuid4().hex[:8]}.json"
         target = self.directory / name
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=_TMP)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 out.write(item.to_json())
@@ -67,9 +80,39 @@ class ParkingLot:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _fsync_dir(self.directory)
         item.path = target
+        try:
+            _fsync_dir(self.directory)
+        except OSError as error:
+            # The file is there under its name: parking it again would make two. Only
+            # the rename's survival of a power cut is in doubt now.
+            LOG.warning("parked %s, but syncing %s failed: %s", target, self.directory, error)
         return target
+
+    def _ensure_directory(self) -> None:
+        if self.directory.is_dir():
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # A new directory's own entry must reach the disk, or a power cut loses it and
+        # every file parked in it.
+        _fsync_dir(self.directory.parent)
+
+    def clean_stale(self, now: float | None = None) -> int:
+        """Remove temporary files left by a crash mid-write; returns how many."""
+        if not self.directory.is_dir():
+            return 0
+        cutoff = (time.time() if now is None else now) - STALE_TMP_SECONDS
+        removed = 0
+        for path in self.directory.glob(f"{_TMP}*"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        if removed:
+            LOG.info("removed %d unfinished parking file(s) from %s", removed, self.directory)
+        return removed
 
     def __iter__(self) -> Iterator[Parked]:
         if not self.directory.is_dir():

@@ -2,11 +2,14 @@
 
 RabbitMQ delivers at least once: after a reconnect, a message whose K2HR3 call already
 succeeded can come back. Deletes are idempotent, so this is only about not calling K2HR3
-twice; a bounded window keeps memory flat however long the daemon runs.
+twice; a bounded window keeps memory flat however long the daemon runs. Publishers choose
+message_ids, so a long one is remembered by its digest: an entry costs the same
+whatever a publisher sends.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -19,6 +22,15 @@ from collections.abc import Callable
 #: 2,000/s; 100,000 cost 20 MB of growth on a long drain (docs/benchmarks.md).
 DEFAULT_CAPACITY = 20_000
 
+#: A message_id longer than this (a UUID is 36) is remembered by a 16-byte digest.
+LONGEST_KEPT = 64
+
+
+def _key(message_id: str) -> str | bytes:
+    if len(message_id) <= LONGEST_KEPT:
+        return message_id
+    return hashlib.blake2b(message_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
 
 class RecentIds:
     def __init__(
@@ -30,39 +42,45 @@ class RecentIds:
         self.window = window_seconds
         self.capacity = capacity
         self._clock = clock
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._seen: OrderedDict[str | bytes, float] = OrderedDict()
         self._lock = threading.Lock()
         #: message_ids a worker is delivering right now, and the event that says it ended.
-        self._busy: dict[str, threading.Event] = {}
+        self._busy: dict[str | bytes, threading.Event] = {}
 
     def __contains__(self, message_id: object) -> bool:
         if not self.window or not isinstance(message_id, str):
             return False
         with self._lock:
-            return self._recent(message_id)
+            return self._recent(_key(message_id))
 
-    def _recent(self, message_id: str) -> bool:
-        added = self._seen.get(message_id)
+    def _recent(self, key: str | bytes) -> bool:
+        added = self._seen.get(key)
         return added is not None and self._clock() - added < self.window
 
-    def begin(self, message_id: object) -> bool:
+    def begin(self, message_id: object, timeout: float | None = None) -> bool | None:
         """Claim ``message_id`` for delivery; False if it was delivered within the window.
 
         Two copies of one message can arrive together (a publisher's retry, a redelivery
         racing the original): the second waits here for the first to end, and only
-        calls K2HR3 itself if the first did not deliver. Pair with :meth:`end`.
+        calls K2HR3 itself if the first did not deliver. None if the first is still
+        under way after ``timeout`` seconds. Pair a True with :meth:`end`.
         """
         if not self.window or not isinstance(message_id, str):
             return True
+        key = _key(message_id)
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:
-                if self._recent(message_id):
+                if self._recent(key):
                     return False
-                busy = self._busy.get(message_id)
+                busy = self._busy.get(key)
                 if busy is None:
-                    self._busy[message_id] = threading.Event()
+                    self._busy[key] = threading.Event()
                     return True
-            busy.wait()
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            busy.wait(left)
 
     def try_begin(self, message_id: object) -> bool | None:
         """:meth:`begin` without waiting: None if a delivery of it is under way now.
@@ -74,12 +92,13 @@ class RecentIds:
         """
         if not self.window or not isinstance(message_id, str):
             return True
+        key = _key(message_id)
         with self._lock:
-            if self._recent(message_id):
+            if self._recent(key):
                 return False
-            if message_id in self._busy:
+            if key in self._busy:
                 return None
-            self._busy[message_id] = threading.Event()
+            self._busy[key] = threading.Event()
             return True
 
     def end(self, message_id: object) -> None:
@@ -87,17 +106,18 @@ class RecentIds:
         if not isinstance(message_id, str):
             return
         with self._lock:
-            busy = self._busy.pop(message_id, None)
+            busy = self._busy.pop(_key(message_id), None)
         if busy is not None:
             busy.set()
 
     def add(self, message_id: object) -> None:
         if not self.window or not isinstance(message_id, str):
             return
+        key = _key(message_id)
         with self._lock:
             now = self._clock()
-            self._seen[message_id] = now
-            self._seen.move_to_end(message_id)
+            self._seen[key] = now
+            self._seen.move_to_end(key)
             while self._seen:
                 oldest_id, oldest = next(iter(self._seen.items()))
                 if len(self._seen) <= self.capacity and now - oldest < self.window:
