@@ -284,3 +284,89 @@ def test_a_dropped_client_stops_its_event_loop_thread(server: FakeK2HR3) -> None
     while any(t.name == "k2hr3-client" for t in threading.enumerate()):
         assert time.monotonic() < deadline, "the event loop thread outlived its client"
         time.sleep(0.05)
+
+
+class _RawServer:
+    """A TCP server that answers every connection with ``head`` and then trickles
+    ``byte`` every ``every`` seconds, for as long as the client listens."""
+
+    def __init__(self, head: bytes, byte: bytes = b"x", every: float = 0.2) -> None:
+        import socket
+
+        self.head, self.byte, self.every = head, byte, every
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.stopped = threading.Event()
+        self.sent: list[int] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: object) -> None:
+        import socket
+
+        assert isinstance(conn, socket.socket)
+        sent = 0
+        try:
+            conn.recv(65536)
+            conn.sendall(self.head)
+            sent = len(self.head)
+            while not self.stopped.wait(self.every):
+                conn.sendall(self.byte)
+                sent += len(self.byte)
+        except OSError:
+            pass
+        finally:
+            self.sent.append(sent)
+            conn.close()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.sock.close()
+
+
+def test_a_trickling_k2hr3_cannot_hold_a_call_past_its_deadline() -> None:
+    """K2HR3 (or something in between) sends a byte every 0.2 s, never finishing: each
+    read is quick, so only an overall deadline (connect + read timeout) ends the call."""
+    head = b"HTTP/1.1 204 No Content\r\nX-Slow: "  # a header that never ends
+    raw = _RawServer(head)
+    client = RoleClient(f"http://127.0.0.1:{raw.port}/v1/role", connect_timeout=0.5, read_timeout=1)
+    try:
+        started = time.monotonic()
+        answer = client.delete(CUK, IPS)
+        took = time.monotonic() - started
+    finally:
+        client.close()
+        raw.close()
+    assert answer.outcome is Outcome.RETRY
+    assert "timed out" in answer.detail
+    assert took < 3.0, f"the call took {took:.1f}s; its deadline is 1.5 s"
+
+
+def test_a_huge_error_body_is_not_read_whole() -> None:
+    """A 400 announcing 50 MB and sending it slowly: the client reads the first 200
+    bytes, answers at once, and does not wait for the rest."""
+    head = (
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 50000000\r\n\r\n"
+        + b'{"result": false, "message": "'
+        + b"m" * 1000
+    )
+    raw = _RawServer(head, byte=b"m" * 1000, every=0.1)
+    client = RoleClient(f"http://127.0.0.1:{raw.port}/v1/role", connect_timeout=1, read_timeout=10)
+    try:
+        started = time.monotonic()
+        answer = client.delete(CUK, IPS)
+        took = time.monotonic() - started
+    finally:
+        client.close()
+        raw.close()
+    assert answer.outcome is Outcome.REJECTED
+    assert answer.status == 400
+    assert len(answer.detail) <= 200
+    assert took < 2.0, f"the client waited {took:.1f}s for a body it does not need"

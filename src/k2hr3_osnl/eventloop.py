@@ -2,7 +2,7 @@
 
 oslo.messaging hands each notification to a worker thread, and the handler blocks there
 until K2HR3 answered. If each of those threads did its own socket I/O, every send and
-receive would hand the GIL to another of up to 128 threads, and a call would cost about
+receive would hand the GIL to another worker thread, and a call would cost about
 four times the CPU it costs when all of the I/O runs in one event loop (see
 docs/benchmarks.md). So the threads only wait; the loop does the talking.
 """
@@ -10,6 +10,7 @@ docs/benchmarks.md). So the threads only wait; the loop does the talking.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -28,9 +29,18 @@ class EventLoopThread:
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run ``coroutine`` on the loop and wait for its result in this thread."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self._running()).result()
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coroutine`` on the loop and wait for its result in this thread.
+
+        After ``timeout`` seconds it is cancelled and TimeoutError raised: a caller
+        never waits forever on a loop that has stopped answering.
+        """
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._running())
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"no result within {timeout}s") from None
 
     def _running(self) -> asyncio.AbstractEventLoop:
         with self._lock:

@@ -3,9 +3,8 @@
 K2HR3 authorises this call by the caller's source address, so there is no token. The
 calls go through one aiohttp session, which keeps connections to K2HR3 open between
 deletions, on one event loop in a background thread (eventloop.py): the handler's
-worker threads wait for the answer while the loop does every call's I/O. Through
-``requests``, or urllib3 from each thread, a call cost three to four times the CPU
-(docs/benchmarks.md).
+worker threads wait for the answer while the loop does every call's I/O. Doing the I/O
+in each worker thread cost three to four times the CPU per call (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -32,6 +31,12 @@ from k2hr3_osnl.eventloop import EventLoopThread
 LOG = logging.getLogger(__name__)
 
 EXTRA = "openstack-auto-v1"
+
+#: The most of an error answer's body that is read, and logged.
+BODY_BYTES = 200
+
+#: Beyond a call's own deadline, how long a worker waits for the event loop itself.
+LOOP_GRACE_SECONDS = 5.0
 
 
 class Outcome(enum.Enum):
@@ -125,7 +130,13 @@ class RoleClient:
             answers = [Answer(Outcome.REJECTED, None, self._invalid, 0.0)] * len(calls)
         else:
             queries = [urllib.parse.urlencode(self.params(cuk, ips)) for cuk, ips in calls]
-            answers = self._loop.run(self._send_all(queries, started))
+            try:
+                # Each call's own deadline is sum(timeout); this one only guards the loop.
+                limit = sum(self.timeout) + LOOP_GRACE_SECONDS
+                answers = self._loop.run(self._send_all(queries, started), timeout=limit)
+            except TimeoutError:
+                timed_out = Answer(Outcome.RETRY, None, "timed out", _since(started))
+                answers = [timed_out] * len(calls)
         for index, ((cuk, ips), answer) in enumerate(zip(calls, answers, strict=True)):
             with logs.fields(**(fields[index] if index < len(fields) else {})):
                 _log(cuk, ips, answer)
@@ -140,7 +151,7 @@ class RoleClient:
             session = self._session.get()
             async with session.delete(url, allow_redirects=False) as response:
                 status = response.status
-                body = "" if status in (200, 204) else (await response.read())[:200]
+                body = b"" if status in (200, 204) else await response.content.read(BODY_BYTES)
         except (aiohttp.ClientSSLError, ssl.SSLError) as error:
             # A certificate problem does not fix itself, but K2HR3 being mid-restart looks
             # the same on the wire; retrying is the safe side.
@@ -157,9 +168,8 @@ class RoleClient:
             return Answer(Outcome.REJECTED, None, f"invalid api_url: {error}", _since(started))
         except aiohttp.ClientError as error:
             return Answer(Outcome.RETRY, None, f"request failed: {error}", _since(started))
-        if isinstance(body, bytes):
-            body = body.decode("utf-8", "replace")
-        return Answer(classify(status), status, body, _since(started))
+        detail = body.decode("utf-8", "replace")
+        return Answer(classify(status), status, detail, _since(started))
 
     def close(self) -> None:
         self._finalizer()
@@ -205,7 +215,10 @@ def _session_options(
 ) -> dict[str, Any]:
     return {
         "connector": aiohttp.TCPConnector(limit=pool_size, ssl=_ssl(verify, cert)),
-        "timeout": aiohttp.ClientTimeout(total=None, sock_connect=timeout[0], sock_read=timeout[1]),
+        # A call's deadline in all: connecting, then waiting for the answer.
+        "timeout": aiohttp.ClientTimeout(
+            total=sum(timeout), sock_connect=timeout[0], sock_read=timeout[1]
+        ),
         "headers": {"User-Agent": f"k2hr3-osnl/{__version__}"},
         # No proxy from the environment between us and K2HR3: always direct.
         "trust_env": False,
