@@ -228,8 +228,10 @@ k2hr3_opts = [
     cfg.BoolOpt(
         "dry_run",
         default=False,
-        mutable=True,
-        help="Log each K2HR3 call instead of making it.",
+        help="Log each K2HR3 call instead of making it. A dry run consumes copies of the "
+        "notifications on a queue of its own, '<pool>-dry-run', so a live daemon on the "
+        "same pool loses nothing; the queue is deleted when the dry run stops cleanly. "
+        "Changing it needs a restart.",
     ),
     cfg.StrOpt(
         "state_dir",

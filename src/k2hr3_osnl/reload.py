@@ -3,7 +3,7 @@
 The new files are loaded into a fresh ``ConfigOpts`` and checked in full first; only a
 configuration that would start is applied, so a typo never half-applies. Options
 declared ``mutable=True`` in :mod:`k2hr3_osnl.opts` (log settings, K2HR3 timeouts and
-retries, dry_run...) are copied onto the running configuration and pushed into the
+retries...) are copied onto the running configuration and pushed into the
 running objects; every other change is logged as needing a restart, because the broker
 connection, its bindings and queue were built from the old values and stay so.
 """

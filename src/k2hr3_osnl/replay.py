@@ -15,7 +15,7 @@ from k2hr3_osnl import formats
 from k2hr3_osnl.events import Delete, decide
 from k2hr3_osnl.handler import Notification
 from k2hr3_osnl.k2hr3 import Outcome, RoleClient
-from k2hr3_osnl.parking import ParkingLot
+from k2hr3_osnl.parking import Parked, ParkingLot
 
 
 def _read(path: str) -> str:
@@ -66,9 +66,7 @@ def list_parked(parking: ParkingLot, out: TextIO) -> int:
     count = 0
     for item in parking:
         count += 1
-        text, _ = describe(
-            Notification(item.message_id, item.event_type, item.publisher_id, item.payload)
-        )
+        text, _ = _parked_deletion(item)
         parked = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item.parked_at))
         print(
             f"{item.path}: parked {parked} after {item.attempts} attempt(s): {item.reason}"
@@ -79,13 +77,32 @@ def list_parked(parking: ParkingLot, out: TextIO) -> int:
     return 0
 
 
+def _parked_deletion(item: Parked) -> tuple[str, Delete | None]:
+    """What a parked file asks for: the deletion kept with it, else decided again."""
+    if item.cuk:
+        delete = Delete(item.cuk, tuple(item.ips))
+        host = list(delete.ips) if delete.ips else "all of its IPs"
+        return f"delete cuk={delete.cuk} host={host}", delete
+    return describe(Notification(item.message_id, item.event_type, item.publisher_id, item.payload))
+
+
 def replay_parked(parking: ParkingLot, client: RoleClient, out: TextIO) -> int:
-    """One attempt each; a delivered (or now unusable) one leaves the parking lot."""
+    """One attempt each; a delivered (or now unusable) one leaves the parking lot.
+
+    With a dry-run client nothing is sent and every file stays: it only shows what
+    would be sent.
+    """
+    if client.dry_run:
+        for item in parking:
+            print(f"{item.path}: {_parked_deletion(item)[0]} -> would be sent (dry run)", file=out)
+        print(
+            f"dry run: nothing sent, {parking.count()} still parked in {parking.directory}",
+            file=out,
+        )
+        return 0
     left = 0
     for item in parking:
-        text, delete = describe(
-            Notification(item.message_id, item.event_type, item.publisher_id, item.payload)
-        )
+        text, delete = _parked_deletion(item)
         line = f"{item.path}: {text}"
         if delete is None:
             parking.remove(item)

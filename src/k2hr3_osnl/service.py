@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import oslo_messaging
 from oslo_config import cfg
 
-from k2hr3_osnl import __version__, config, liveness, metrics, reload, signals
+from k2hr3_osnl import __version__, config, dryrun, liveness, metrics, reload, signals
 from k2hr3_osnl.batching import GreedyBatchServer
 from k2hr3_osnl.breaker import CircuitBreaker
 from k2hr3_osnl.dispatcher import (
@@ -90,9 +90,8 @@ def apply_mutable(daemon: Daemon) -> None:
     k = daemon.conf.k2hr3
     handler = daemon.handler
     client = handler.client
-    if client.timeout != (k.connect_timeout_seconds, k.timeout_seconds) or (
-        client.dry_run != k.dry_run
-    ):
+    # dry_run is not among them: it decides which queue the daemon consumes (dryrun.py).
+    if client.timeout != (k.connect_timeout_seconds, k.timeout_seconds):
         # A new client rather than new attributes: its connection pool is built with the
         # timeouts. Calls in flight finish on the old one, which goes with its last user.
         handler.client = make_client(daemon.conf)
@@ -136,7 +135,7 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
         executor="threading",
         # Requeueing is used only by a stopping daemon, for messages it did not finish.
         allow_requeue=True,
-        pool=n.pool or None,
+        pool=dryrun.pool(conf),
         batch_size=conf.batch_size,
         batch_timeout=conf.batch_timeout_seconds,
     )
@@ -165,9 +164,9 @@ def listening(daemon: Daemon) -> str:
 
 
 def describe(daemon: Daemon) -> str:
-    n = daemon.conf.oslo_messaging_notifications
+    pool = dryrun.pool(daemon.conf)
     bindings = ", ".join(f"{t.exchange}/{t.topic}" for t in daemon.targets)
-    queue = f"pool queue {n.pool!r}" if n.pool else "shared queues '<topic>.info'"
+    queue = f"pool queue {pool!r}" if pool else "shared queues '<topic>.info'"
     return (
         f"RabbitMQ {broker(daemon.conf)} [{bindings}] on {queue}; "
         f"K2HR3 {daemon.conf.k2hr3.api_url}{' (dry run)' if daemon.conf.k2hr3.dry_run else ''}"
@@ -196,6 +195,7 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
         faulthandler.enable()
 
     LOG.info("k2hr3-osnl %s starting: %s", __version__, describe(daemon))
+    dryrun.announce(conf)
     lifecycle.connecting(broker(conf))
     # start() blocks while RabbitMQ is unreachable (the driver retries and logs), so it
     # runs aside and a signal can still stop a daemon that never connected.
@@ -267,6 +267,7 @@ def shutdown(daemon: Daemon, drain_seconds: float) -> int:
         )
         _flush_and_exit(0)
     daemon.transport.cleanup()
+    dryrun.remove_queue(daemon.conf)
     daemon.handler.client.close()
     if daemon.http is not None:
         daemon.http.close()
