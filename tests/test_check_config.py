@@ -246,3 +246,21 @@ def test_files_of_a_config_dir_are_checked_too(tmp_path: Path) -> None:
     assert config.problems(conf) == [
         f"[k2hr3] retry_budget: unknown option ({extra} line 2); did you mean retry_budget_seconds?"
     ]
+
+
+def test_a_malformed_metrics_address_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """'10.0.0..1' fails in the idna codec (UnicodeError), not in the resolver: it is
+    still a configuration error of one line, never a traceback."""
+    path = write(
+        tmp_path,
+        f"""
+        [metrics]
+        bind_address = 10.0.0..1
+        [k2hr3]
+        state_dir = {tmp_path / "state"}
+        """,
+    )
+    result = run("-c", path)
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    assert "[metrics] bind_address: '10.0.0..1' is not an address to listen on" in result.stderr

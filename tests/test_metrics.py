@@ -432,3 +432,35 @@ def test_port_in_use_is_a_warning_and_the_daemon_consumes(e2e: Harness, k2hr3: F
     (line,) = [x for x in daemon.log().splitlines() if "metrics and /healthz not served" in x]
     assert "WARNING" in line and f"cannot listen on 127.0.0.1:{port}" in line
     assert daemon.stop() == 0
+
+
+def test_slow_clients_hold_a_bounded_number_of_threads_for_a_bounded_time(
+    served: tuple[Health, metrics.Metrics, int, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients that open a connection and send a byte now and then (never a whole
+    request) hold at most MAX_CONNECTIONS threads, each for at most CONNECTION_SECONDS;
+    once they are cut, /metrics answers again."""
+    import threading
+    import time
+
+    monkeypatch.setattr(metrics, "CONNECTION_SECONDS", 2.0)
+    _, _, port, _ = served
+    threads_before = threading.active_count()
+    slow = []
+    for _ in range(metrics.MAX_CONNECTIONS + 10):
+        conn = socket.create_connection(("127.0.0.1", port))
+        conn.sendall(b"GET /metrics HTTP/1.1\r\n")  # and nothing more, for now
+        slow.append(conn)
+    time.sleep(0.5)
+    held = threading.active_count() - threads_before
+    # One thread and one timer per served connection; the rest were closed at once.
+    assert held <= 2 * metrics.MAX_CONNECTIONS, held
+    with pytest.raises(OSError):
+        scrape(port)  # every slot is taken: refused, not queued forever
+    time.sleep(2.0)
+    for conn in slow:
+        with contextlib.suppress(OSError):
+            conn.sendall(b"X: y\r\n")  # still trickling: cut anyway
+    assert value(scrape(port), "k2hr3_osnl_notifications_in_flight") == 0
+    for conn in slow:
+        conn.close()

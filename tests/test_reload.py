@@ -112,6 +112,8 @@ def test_reload_applies_mutable_options_to_the_running_objects(
         ("timeout_seconds = -1", "timeout_seconds"),
         ("api_url = k2hr3.example.com", "api_url"),
         ("no equals sign", "a.conf"),
+        # UnicodeError from the idna codec once escaped the reload and killed the daemon.
+        ("[metrics]\nbind_address = 10.0.0..1", "bind_address"),
     ],
 )
 def test_an_invalid_config_is_rejected_whole(

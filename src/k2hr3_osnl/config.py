@@ -177,10 +177,12 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
     if m.bind_address and m.port:
         try:
             socket.getaddrinfo(m.bind_address, m.port, type=socket.SOCK_STREAM)
-        except OSError as error:
+        except (OSError, UnicodeError) as error:
+            # A malformed name ('10.0.0..1') fails in the idna codec, not in the resolver.
+            why = getattr(error, "strerror", None) or "not a valid host name or address"
             found.append(
                 f"[{opts.METRICS_GROUP}] bind_address: {m.bind_address!r} is not an "
-                f"address to listen on ({error.strerror or error})"
+                f"address to listen on ({why})"
             )
     return found
 

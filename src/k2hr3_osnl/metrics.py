@@ -13,6 +13,7 @@ already in use is logged as a warning, and the daemon consumes anyway.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -228,8 +229,49 @@ def make_app(registry: CollectorRegistry, health: Health) -> WSGIApp:
     return app
 
 
+#: Connections served at once; more are closed at once. A scraper and a health check
+#: need one each: this bounds the threads that slow or hostile clients can hold.
+MAX_CONNECTIONS = 16
+#: The longest one connection may last, however slowly its client sends.
+CONNECTION_SECONDS = 30.0
+
+
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    # Connections over the limit are accepted and closed at once, not left to wait
+    # for a SYN retry in a listen backlog of 5.
+    request_queue_size = 64
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            LOG.debug("metrics http: %d connections already, closing one", MAX_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # Each read has the handler's timeout; this ends a client that trickles bytes.
+        cut = threading.Timer(CONNECTION_SECONDS, _cut, (request,))
+        cut.daemon = True
+        cut.start()
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            cut.cancel()
+            self._slots.release()
+
+
+def _cut(request: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        request.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(WSGIRequestHandler):
@@ -269,13 +311,13 @@ def serve(address: str | None, port: int | None, app: WSGIApp) -> MetricsServer 
         family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
         server_class = type("MetricsHTTPServer", (_Server,), {"address_family": family})
         server = make_server(address, port, app, server_class, _Handler)
-    except OSError as error:
+    except (OSError, UnicodeError) as error:
         LOG.warning(
             "metrics and /healthz not served: cannot listen on %s:%s (%s); "
             "consuming anyway. Set [metrics] port to a free port, or 0 to turn them off.",
             address,
             port,
-            error.strerror or error,
+            getattr(error, "strerror", None) or error,
         )
         return None
     running = MetricsServer(server)
