@@ -190,3 +190,60 @@ def test_a_refused_password_is_not_logged_at_debug(e2e: Harness) -> None:
     wait_until(lambda: "ACCESS_REFUSED" in daemon.log(), 30, "the broker to refuse the login")
     daemon.stop()  # whether it gave up by itself or keeps retrying
     assert secret not in daemon.log() + daemon.output.read_text()
+
+
+def test_with_workers_only_the_supervisor_rotates_the_log_file(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    """Workers share the supervisor's log file. Were each to rotate it at midnight, the
+    second rename would replace the first day's file; so a worker only reopens the file
+    when the supervisor has moved it, and every line lands in one of the two files."""
+    import logging.handlers
+    import time
+
+    log_file = tmp_path / "k2hr3-osnl.log"
+    logs.setup("info", "warn", str(log_file), "text", "daily")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        try:
+            logs.leave_rotation_to_parent()
+            for handler in logging.getLogger().handlers:  # midnight here too
+                if isinstance(handler, logging.handlers.TimedRotatingFileHandler):
+                    handler.rolloverAt = int(time.time()) - 1
+            LOG.warning("worker before midnight")
+            os.read(read_end, 1)
+            LOG.warning("worker after midnight")
+            logs.rotate_if_due()
+        finally:
+            os._exit(0)
+    LOG.warning("supervisor before midnight")
+    (rotating,) = logging.getLogger().handlers
+    assert isinstance(rotating, logging.handlers.TimedRotatingFileHandler)
+    time.sleep(0.2)
+    rotating.rolloverAt = int(time.time()) - 1
+    logs.rotate_if_due()
+    LOG.warning("supervisor after midnight")
+    os.write(write_end, b"x")
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    rotated = [p for p in tmp_path.iterdir() if p.name.startswith("k2hr3-osnl.log.")]
+    assert len(rotated) == 1, rotated
+    before, after = rotated[0].read_text(), log_file.read_text()
+    assert "supervisor before midnight" in before and "worker before midnight" in before
+    assert "supervisor after midnight" in after and "worker after midnight" in after
+
+
+def test_log_rotation_external_leaves_the_file_to_logrotate(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    """No in-process rotation at all; a file moved away is reopened under its name."""
+    log_file = tmp_path / "k2hr3-osnl.log"
+    logs.setup("info", "warn", str(log_file), "text", "external")
+    LOG.warning("first")
+    log_file.rename(tmp_path / "k2hr3-osnl.log.1")
+    logs.rotate_if_due()
+    LOG.warning("second")
+    assert "first" in (tmp_path / "k2hr3-osnl.log.1").read_text()
+    assert "second" in log_file.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k2hr3-osnl.log", "k2hr3-osnl.log.1"]

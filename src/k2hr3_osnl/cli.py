@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as error:
         print(f"k2hr3-osnl: {error}", file=sys.stderr)
         return 2
-    for name in ("debug_level", "libs_debug_level", "log_file", "log_format"):
+    for name in ("debug_level", "libs_debug_level", "log_file", "log_format", "log_rotation"):
         try:
             getattr(conf, name)
         except ValueError as error:
@@ -160,7 +160,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"k2hr3-osnl: {message}", file=sys.stderr)
             return 2
     try:
-        logs.setup(conf.debug_level, conf.libs_debug_level, conf.log_file, conf.log_format)
+        logs.setup(
+            conf.debug_level,
+            conf.libs_debug_level,
+            conf.log_file,
+            conf.log_format,
+            conf.log_rotation,
+        )
     except (OSError, ValueError) as error:
         print(f"k2hr3-osnl: cannot log to {conf.log_file}: {error}", file=sys.stderr)
         return 2
@@ -251,6 +257,7 @@ def _serve(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
 
 def _worker(args: argparse.Namespace, conf: config.cfg.ConfigOpts, index: int) -> int:
     """One of ``workers`` consumer processes: the same service loop, its own metrics port."""
+    logs.leave_rotation_to_parent()
     if index and conf.metrics.port:
         conf.set_override("port", conf.metrics.port + index, group="metrics")
     return service.run(conf, lambda: _load(args))

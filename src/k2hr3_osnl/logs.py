@@ -1,5 +1,10 @@
 """Logging set-up: the journal under systemd, a rotated file when ``log_file`` is set.
 
+A log file is rotated daily in-process (as k2hr3_osnl 1.0.8 did) or, with
+``log_rotation = external``, left to logrotate and reopened when it moves. With
+``workers = N`` only the supervisor rotates: N processes each renaming the same file at
+midnight would delete the day's log. Workers reopen the file when it moves.
+
 Every record goes through two filters on our one handler, whatever logger it comes
 from (ours, oslo.messaging's, kombu's...): :class:`SecretFilter` masks the password of
 any ``scheme://user:password@`` URL, and :class:`FieldsFilter` adds the notification
@@ -43,6 +48,9 @@ LIBRARIES = (
 )
 STDERR = "sys.stderr"
 FORMATS = ("text", "json")
+ROTATIONS = ("daily", "external")
+#: False in a worker process: another process (the supervisor) rotates the file.
+_may_rotate = True
 #: What a JSON line may carry besides time, level, logger and message, when known.
 FIELDS = (
     "message_id",
@@ -190,16 +198,20 @@ def journal_stream(stream: IO[str] = sys.stderr, environ: Mapping[str, str] = os
     return expected == f"{st.st_dev}:{st.st_ino}"
 
 
-def _handler(log_file: str | None, log_format: str) -> logging.Handler:
+def _handler(log_file: str | None, log_format: str, rotation: str) -> logging.Handler:
     handler: logging.Handler
     formatter: logging.Formatter = (
         JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT)
     )
     if log_file and log_file != STDERR:
-        # The same rotation as k2hr3_osnl 1.0.8: daily, a month kept.
-        handler = logging.handlers.TimedRotatingFileHandler(
-            log_file, when="midnight", backupCount=31, encoding="utf-8"
-        )
+        if rotation == "daily" and _may_rotate:
+            # The same rotation as k2hr3_osnl 1.0.8: daily, a month kept.
+            handler = logging.handlers.TimedRotatingFileHandler(
+                log_file, when="midnight", backupCount=31, encoding="utf-8"
+            )
+        else:
+            # Reopened under its name whenever someone else moved it.
+            handler = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
     else:
         handler = logging.StreamHandler(sys.stderr)
         if journal_stream(sys.stderr):
@@ -213,7 +225,11 @@ def _handler(log_file: str | None, log_format: str) -> logging.Handler:
 
 
 def setup(
-    debug_level: str, libs_debug_level: str, log_file: str | None, log_format: str = "text"
+    debug_level: str,
+    libs_debug_level: str,
+    log_file: str | None,
+    log_format: str = "text",
+    rotation: str = "daily",
 ) -> None:
     """Replace the root logger's handlers with ours; call again to apply new settings.
 
@@ -224,7 +240,7 @@ def setup(
     if log_format not in FORMATS:
         raise ValueError(f"log_format must be one of {', '.join(FORMATS)}, not {log_format!r}")
     ours, libs = level(debug_level), level(libs_debug_level)
-    handler = _handler(log_file, log_format)
+    handler = _handler(log_file, log_format, rotation)
     root = logging.getLogger()
     old = list(root.handlers)
     root.addHandler(handler)
@@ -236,6 +252,34 @@ def setup(
     logging.getLogger("k2hr3_osnl").setLevel(ours)
     for name in LIBRARIES:
         logging.getLogger(name).setLevel(libs)
+
+
+def leave_rotation_to_parent() -> None:
+    """In a worker: never rotate the log file, reopen it when the supervisor does."""
+    global _may_rotate
+    _may_rotate = False
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if isinstance(old, logging.handlers.TimedRotatingFileHandler):
+            new = logging.handlers.WatchedFileHandler(old.baseFilename, encoding="utf-8")
+            new.setFormatter(old.formatter)
+            for screen in old.filters:
+                new.addFilter(screen)
+            root.addHandler(new)
+            root.removeHandler(old)
+            old.close()
+
+
+def rotate_if_due() -> None:
+    """Rotate a daily log at midnight even if this process logs nothing then."""
+    for handler in logging.getLogger().handlers:
+        rotating = isinstance(handler, logging.handlers.TimedRotatingFileHandler)
+        if rotating and time.time() >= handler.rolloverAt:
+            handler.acquire()
+            try:
+                handler.doRollover()
+            finally:
+                handler.release()
 
 
 def open_streams() -> list[IO[str]]:

@@ -78,6 +78,16 @@ default_opts = [
         mutable=True,
         help="Format of the log lines.",
     ),
+    cfg.StrOpt(
+        "log_rotation",
+        default="daily",
+        choices=[
+            ("daily", "rotate log_file at midnight and keep 31 days, as k2hr3_osnl 1.0.8"),
+            ("external", "never rotate; reopen log_file when logrotate (or anyone) moves it"),
+        ],
+        mutable=True,
+        help="How log_file is rotated. With workers > 1 only the supervisor rotates.",
+    ),
     cfg.IntOpt(
         "workers",
         default=1,

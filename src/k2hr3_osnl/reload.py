@@ -90,7 +90,13 @@ def reload(
         return False
     # The one step that can fail (a log file that cannot be opened) goes first.
     try:
-        logs.setup(fresh.debug_level, fresh.libs_debug_level, fresh.log_file, fresh.log_format)
+        logs.setup(
+            fresh.debug_level,
+            fresh.libs_debug_level,
+            fresh.log_file,
+            fresh.log_format,
+            fresh.log_rotation,
+        )
     except (OSError, ValueError) as error:
         LOG.error(
             "reload rejected, still running on the previous configuration: cannot log to %s: %s",

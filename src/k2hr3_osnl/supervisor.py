@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 
-from k2hr3_osnl import systemd
+from k2hr3_osnl import logs, systemd
 
 LOG = logging.getLogger(__name__)
 
@@ -320,6 +320,8 @@ class Supervisor:
             self._act_on_signals()
             self._reap()
             self._listen_to_workers()
+            # The workers never rotate a shared log file; the supervisor does, on time.
+            logs.rotate_if_due()
             if self.stopping and not self._alive():
                 break
             now = time.monotonic()
