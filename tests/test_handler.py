@@ -459,3 +459,85 @@ def test_the_retry_budget_counts_from_receipt_not_from_a_free_thread(
     assert time.monotonic() - started < 1
     (item,) = list(ParkingLot(tmp_path))
     assert "retry budget spent" in item.reason
+
+
+# --- one bad deletion among good ones ---------------------------------------------
+
+
+def test_one_cuk_that_k2hr3_keeps_failing_holds_and_parks_nothing_else(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler, tmp_path: Path
+) -> None:
+    """K2HR3 answers 403 for one cuk and 204 for every other. The healthy deletions,
+    in the same batch and in batches behind it, are delivered at once; the bad one backs
+    off on its own, does not open the breaker for the others, and is parked after
+    ITEM_STRIKES failures, long before its 30 s budget, saying why."""
+    bad = cuk_of(403)
+    k2hr3.status_for[bad] = 403
+    handler = make_handler(retry_budget=30)
+    results: dict[str, list[Result]] = {}
+    first = [port_delete("m-bad", bad), *(port_delete(f"m-{i}", cuk_of(i)) for i in range(3))]
+
+    def run(name: str, notes: list[Notification]) -> None:
+        results[name] = handler.handle_batch(notes)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=run, args=("first", first), daemon=True)]
+    threads[0].start()
+    # Healthy batches keep arriving while the bad one is retried.
+    for wave in range(10):
+        notes = [port_delete(f"m-{wave}-{i}", cuk_of(100 + wave * 10 + i)) for i in range(3)]
+        batch_started = time.monotonic()
+        assert handler.handle_batch(notes) == [Result.DELETED] * 3
+        assert time.monotonic() - batch_started < 1.0, "a healthy batch waited on the bad cuk"
+        time.sleep(0.2)
+    join(threads, timeout=20)
+    took = time.monotonic() - started
+
+    assert results["first"] == [Result.PARKED, *[Result.DELETED] * 3]
+    (item,) = list(ParkingLot(tmp_path))
+    assert item.cuk == bad
+    assert f"failed it {handler_module.ITEM_STRIKES} times while accepting other" in item.reason
+    assert "403" in item.reason
+    assert took < 15, f"the bad cuk held its batch {took:.1f}s"
+    bad_calls = [c for c in k2hr3.calls if c.cuk == bad]
+    assert handler_module.ITEM_STRIKES <= len(bad_calls) <= handler_module.ITEM_STRIKES + 2
+    assert not handler.breaker.is_open
+
+
+def test_a_lone_deletion_that_keeps_failing_is_spaced_not_hammered(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler
+) -> None:
+    """Once a deletion has failed alone (others succeeded meanwhile), the breaker no
+    longer spaces its retries; its own backoff must, even with no other traffic."""
+    bad = cuk_of(403)
+    k2hr3.status_for[bad] = 403
+    handler = make_handler(retry_budget=2)
+    result = handler.handle_batch([port_delete("m-bad", bad), port_delete("m-ok", cuk_of(1))])
+    assert result == [Result.PARKED, Result.DELETED]
+    bad_calls = [c for c in k2hr3.calls if c.cuk == bad]
+    # 2 s at one try per PROBE_INTERVAL (0.2 s) at most: about 10, never hundreds.
+    assert len(bad_calls) <= 14, len(bad_calls)
+
+
+def test_three_copies_across_two_batches_after_a_failed_first_do_not_deadlock(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler, tmp_path: Path
+) -> None:
+    """Batch A holds copy 1; batch B has copies 2 and 3 and waits for it. K2HR3 rejects
+    copy 1, so B must try copy 2 itself and then copy 3: it once claimed copy 2 and
+    waited for copy 3's claim, which it held itself, forever."""
+    x = cuk_of(7)
+    k2hr3.status_for[x] = 400
+    k2hr3.latency = 0.3
+    handler = make_handler()
+    results: dict[str, list[Result]] = {}
+    a = threading.Thread(
+        target=lambda: results.__setitem__("a", handler.handle_batch([port_delete("m-x", x)]))
+    )
+    a.start()
+    wait_until(lambda: k2hr3.requests >= 1)
+    b_notes = [port_delete("m-x", x), port_delete("m-x", x)]
+    b = threading.Thread(target=lambda: results.__setitem__("b", handler.handle_batch(b_notes)))
+    b.start()
+    join([a, b], timeout=10)
+    assert results == {"a": [Result.PARKED], "b": [Result.PARKED, Result.PARKED]}
+    assert len(list(ParkingLot(tmp_path))) == 3

@@ -296,14 +296,19 @@ class Handler:
         return again
 
     def _strike(self, item: _Item) -> bool:
-        """Count a failure of ``item`` alone; True once it has failed alone too often."""
+        """Count a failure of ``item`` alone; True once it has failed alone too often.
+
+        Once it has failed alone, it also waits out a backoff of its own: the breaker,
+        which no longer hears about it, will not space its retries.
+        """
         successes = self.breaker.successes
         if successes > item.successes_seen:
             # K2HR3 accepted something since this was last sent: the failure is its own.
             item.strikes += 1
+        item.successes_seen = successes
+        if item.strikes:
             backoff = min(self.breaker.max_interval, self.breaker.min_interval * 2**item.strikes)
             item.due = self._clock() + backoff * random.uniform(0.8, 1.0)
-        item.successes_seen = successes
         return item.strikes >= ITEM_STRIKES
 
     def _park(self, item: _Item, reason: str) -> Result:
