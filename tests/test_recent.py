@@ -95,3 +95,20 @@ def test_concurrent_adds_stay_within_capacity() -> None:
     for thread in threads:
         thread.join()
     assert len(recent) == 100
+
+
+def test_long_message_ids_cost_no_more_than_short_ones() -> None:
+    """Publishers choose message_ids: 2,000 of 100 kB each must not keep 200 MB alive,
+    and a copy of one is still recognised."""
+    import sys
+
+    recent = RecentIds(window_seconds=600)
+    long_ids = [f"{i:06d}" + "x" * 100_000 for i in range(2_000)]
+    for message_id in long_ids:
+        recent.add(message_id)
+    kept = sum(sys.getsizeof(key) for key in recent._seen)
+    assert kept < 2_000 * 200, f"{kept} bytes kept for 2,000 ids"
+    assert long_ids[5] in recent
+    assert ("000005" + "x" * 99_999 + "y") not in recent
+    assert recent.begin(long_ids[7]) is False
+    assert recent.begin("short-id") is True
