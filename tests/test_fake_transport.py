@@ -36,7 +36,7 @@ from k2hr3_server import FakeK2HR3
 from oslo_config import cfg
 from oslo_messaging._drivers import impl_fake
 
-from k2hr3_osnl import config, service
+from k2hr3_osnl import config, seam, service
 from k2hr3_osnl.parking import ParkingLot
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -326,7 +326,7 @@ def test_a_backlog_is_taken_in_batches_and_a_trickle_one_by_one(
     daemon.endpoint.info = seen  # type: ignore[method-assign]
     daemon.listener.start()
     # Batches are formed by batching.greedy: a newer oslo.messaging must not lose it.
-    assert getattr(daemon.listener.listener._poll_style_listener.poll, "greedy", False)
+    assert getattr(seam.driver_poll(daemon.listener.listener), "greedy", False)
     assert k2hr3.wait_for(40, timeout=20)
     assert max(sizes) > 1, sizes
     assert sorted(cuk for cuk, _ in k2hr3.deleted()) == cuks

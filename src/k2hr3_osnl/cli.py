@@ -17,7 +17,17 @@ from collections.abc import Sequence
 # oslo.messaging imports eventlet, which warns on import even though we never use it.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from k2hr3_osnl import __version__, config, logs, publish, replay, service, supervisor, systemd  # noqa: E402
+from k2hr3_osnl import (  # noqa: E402
+    __version__,
+    config,
+    logs,
+    publish,
+    replay,
+    seam,
+    service,
+    supervisor,
+    systemd,
+)
 from k2hr3_osnl.opts import LOG_LEVELS  # noqa: E402
 from k2hr3_osnl.parking import ParkingLot  # noqa: E402
 from k2hr3_osnl.pidfile import PidFile, PidFileLocked  # noqa: E402
@@ -171,11 +181,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"k2hr3-osnl: cannot log to {conf.log_file}: {error}", file=sys.stderr)
         return 2
     found = config.problems(conf)
+    hooks_missing, hooks_weak = seam.check()
+    found += hooks_missing
     if args.check_config:
         for problem in found:
             print(problem)
         # Warnings read values that problems may have found bad: only for a sound file.
-        notes = [] if found else config.warnings(conf)
+        notes = [] if found else [*config.warnings(conf), *hooks_weak]
         for note in notes:
             print(f"warning: {note}")
         summary = f"{len(notes)} warning(s)" if notes else "no warnings"
@@ -186,6 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as error:
         # On the terminal (and the journal) even when logging goes to a file.
         return _refuse(str(error), conf.log_file in (None, "", logs.STDERR))
+    if hooks_missing:
+        # Never "every notification acknowledged as invalid": refuse to consume at all.
+        return _refuse("; ".join(hooks_missing), conf.log_file in (None, "", logs.STDERR))
+    for weakness in hooks_weak:
+        LOG.warning("%s", weakness)
     if args.command == "replay":
         return _replay(args, conf)
     if args.command == "publish":

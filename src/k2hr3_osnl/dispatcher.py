@@ -8,7 +8,8 @@ object), its dispatcher raises and the listener requeues the whole batch. The da
 requeueing (a stopping daemon hands back what it did not finish), so such a message
 would come straight back, forever, at full speed, and take its batch with it.
 :class:`PoisonSafeDispatcher` acknowledges it once instead, and says so.
-:func:`acknowledge_redeliveries` is the other.
+The other, a redelivered copy skipped unacknowledged, is turned off by
+:func:`k2hr3_osnl.seam.let_redeliveries_through`.
 :class:`UndecodableWatch` reports what never reaches a dispatcher.
 """
 
@@ -18,16 +19,15 @@ import logging
 import time
 from typing import Any
 
-from oslo_messaging.notify import dispatcher as _oslo_dispatcher
-
 from k2hr3_osnl import handler as _handler
+from k2hr3_osnl import seam
 from k2hr3_osnl.handler import Result, acknowledges
 from k2hr3_osnl.observer import Observer
 
 LOG = logging.getLogger(__name__)
 
 
-class PoisonSafeDispatcher(_oslo_dispatcher.BatchNotificationDispatcher):
+class PoisonSafeDispatcher(seam.BatchDispatcher):
     """Hands a batch to the endpoint; says which of its messages go back to RabbitMQ.
 
     oslo.messaging's own batch dispatcher requeues the whole batch when one message
@@ -75,8 +75,8 @@ class PoisonSafeDispatcher(_oslo_dispatcher.BatchNotificationDispatcher):
     def _read(self, raw: Any) -> Result | tuple[str, dict[str, Any]]:
         """``(priority, message)`` for the endpoint, or the result of one that needs none."""
         try:
-            priority, _, message = self._extract_user_message(raw)
-            if priority not in _oslo_dispatcher.PRIORITIES:
+            priority, message = seam.read_message(self, raw)
+            if priority not in seam.PRIORITIES:
                 LOG.warning(
                     'message_id=%s: unknown priority "%s"; acknowledged', _id(raw), priority
                 )
@@ -114,7 +114,7 @@ class UndecodableWatch(logging.Filter):
     only needs to know it happened, in one line.
     """
 
-    LOGGERS = ("oslo.messaging._drivers.impl_rabbit", "oslo_messaging._drivers.impl_rabbit")
+    LOGGERS = seam.RABBIT_DRIVER_LOGGERS
     _SKIPPED = "Failed to process message"
 
     def __init__(self, observer: Observer) -> None:
@@ -135,28 +135,3 @@ class UndecodableWatch(logging.Filter):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             self.observer.unreadable(reason)
         return True
-
-
-def acknowledge_redeliveries() -> None:
-    """Let a message that comes again reach the handler instead of hanging unacknowledged.
-
-    oslo.messaging's AMQP listener remembers the ``_unique_id`` of the last 16 messages
-    it acknowledged and skips one that comes again without acknowledging it: the copy
-    then sits unacknowledged on the channel, holding a prefetch slot, until the
-    connection drops or RabbitMQ's consumer_timeout closes the channel (which also
-    cuts the work in flight). This happens after a publisher's retry, or a redelivery
-    whose acknowledgement was lost. The handler recognises duplicates by message_id
-    and acknowledges them, so that check is turned off here (``_unique_id`` is still
-    removed from the message, as oslo.messaging does). Idempotent.
-    """
-    from oslo_messaging._drivers import amqp
-
-    cache = getattr(amqp, "_MsgIdCache", None)
-    if cache is None or getattr(cache, "_k2hr3_osnl", False):
-        return
-
-    def check_duplicate_message(self: Any, message_data: Any) -> Any:
-        return message_data.pop(amqp.UNIQUE_ID, None)
-
-    cache.check_duplicate_message = check_duplicate_message
-    cache._k2hr3_osnl = True

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from k2hr3_osnl import seam
 from k2hr3_osnl.breaker import CircuitBreaker
 from k2hr3_osnl.handler import Notification
 from k2hr3_osnl.k2hr3 import Answer, Outcome
@@ -238,7 +239,7 @@ class BrokerLogWatch(logging.Filter):
     """
 
     #: oslo.log names the driver's logger with a dot; plain logging would use the module.
-    LOGGERS = ("oslo.messaging._drivers.impl_rabbit", "oslo_messaging._drivers.impl_rabbit")
+    LOGGERS = seam.RABBIT_DRIVER_LOGGERS
     _LOST = ("Connection failed:", "is unreachable", "closed the connection")
     _BACK = "Reconnected to AMQP server"
 

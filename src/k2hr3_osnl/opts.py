@@ -9,7 +9,8 @@ from __future__ import annotations
 import copy
 
 from oslo_config import cfg
-from oslo_messaging.notify import notifier as _oslo_notifier
+
+from k2hr3_osnl import seam
 
 #: The three deletion events this listener acts on.
 DEFAULT_EVENT_TYPE = r"^(port\.delete\.end|instance\.delete\.end|compute\.instance\.delete\.end)$"
@@ -291,7 +292,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     same name would clash).
     """
     conf.register_opts(default_opts)
-    conf.register_opts(_oslo_notifier._notifier_opts, group=NOTIFICATIONS_GROUP)
+    conf.register_opts(seam.notifier_opts(), group=NOTIFICATIONS_GROUP)
     conf.set_default("transport_url", DEFAULT_TRANSPORT_URL, group=NOTIFICATIONS_GROUP)
     conf.register_opts(notification_opts, group=NOTIFICATIONS_GROUP)
     conf.register_opts(k2hr3_opts, group=K2HR3_GROUP)
@@ -301,7 +302,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     """Options for oslo-config-generator (entry point ``oslo.config.opts``)."""
     transport_url = copy.deepcopy(
-        next(o for o in _oslo_notifier._notifier_opts if o.name == "transport_url")
+        next(o for o in seam.notifier_opts() if o.name == "transport_url")
     )
     transport_url.default = DEFAULT_TRANSPORT_URL
     return [

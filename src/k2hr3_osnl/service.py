@@ -19,14 +19,10 @@ from dataclasses import dataclass
 import oslo_messaging
 from oslo_config import cfg
 
-from k2hr3_osnl import __version__, config, dryrun, liveness, metrics, reload, signals
+from k2hr3_osnl import __version__, config, dryrun, liveness, metrics, reload, seam, signals
 from k2hr3_osnl.batching import GreedyBatchServer
 from k2hr3_osnl.breaker import CircuitBreaker
-from k2hr3_osnl.dispatcher import (
-    PoisonSafeDispatcher,
-    UndecodableWatch,
-    acknowledge_redeliveries,
-)
+from k2hr3_osnl.dispatcher import PoisonSafeDispatcher, UndecodableWatch
 from k2hr3_osnl.endpoint import NotificationEndpoint
 from k2hr3_osnl.handler import Handler
 from k2hr3_osnl.health import BrokerLogWatch, Health
@@ -126,7 +122,7 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
     # get_batch_notification_listener(), with a dispatcher that cannot loop on a poison
     # message. A batch is what one hand-off to a worker thread and one round of K2HR3
     # calls carry: per message, that halves oslo.messaging's cost (docs/benchmarks.md).
-    acknowledge_redeliveries()
+    seam.let_redeliveries_through()
     dispatcher = PoisonSafeDispatcher(endpoint)
     listener = GreedyBatchServer(
         transport,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ssl
 
+from k2hr3_osnl import seam
+
 
 def problems(
     group: str,
@@ -55,12 +57,7 @@ def ssl_versions() -> frozenset[str]:
     Read from the driver itself, so the check never disagrees with it; empty (no check)
     if a future oslo.messaging keeps them elsewhere.
     """
-    try:
-        from oslo_messaging._drivers import impl_rabbit
-
-        return frozenset(impl_rabbit.Connection._SSL_PROTOCOLS)
-    except (ImportError, AttributeError):
-        return frozenset()
+    return seam.ssl_protocols()
 
 
 def _no_password() -> bytes:

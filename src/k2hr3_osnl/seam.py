@@ -1,0 +1,295 @@
+"""The one place that touches oslo.messaging's and kombu's private parts.
+
+oslo.messaging has no public API for what a lossless listener needs: reading a message
+without dispatching it, handing back only some messages of a batch, seeing whether the
+consumer thread and its connection are alive. So the daemon reaches inside, and every
+such reach is here, named by a :class:`Hook` that says what it is for and what happens
+without it. Nothing else in ``src/`` names a private oslo.messaging or kombu attribute.
+
+:func:`check` runs before the daemon consumes. A missing hook that would change what
+is acknowledged stops the start (one line naming it and the installed version, exit
+status 2): a renamed ``_extract_user_message`` must never turn into "every notification
+acknowledged as invalid". A missing hook that only costs speed or insight is a warning.
+Supported: the oslo.messaging releases in ``pyproject.toml``, tested at both ends.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from oslo_messaging.notify import dispatcher as _dispatcher
+from oslo_messaging.notify import listener as _listener
+from oslo_messaging.notify import notifier as _notifier
+
+LOG = logging.getLogger(__name__)
+
+#: The priorities a notification may carry, lower case, as the dispatcher knows them.
+PRIORITIES: tuple[str, ...] = tuple(getattr(_dispatcher, "PRIORITIES", ()))
+#: oslo.messaging's batch dispatcher, which ours refines (judging each message alone).
+BatchDispatcher = _dispatcher.BatchNotificationDispatcher
+#: oslo.messaging's batch listener server, whose driver listener we reach through.
+BatchServer = _listener.BatchNotificationServer
+#: The rabbit driver's logger (oslo.log names it with a dot, plain logging with the
+#: module): its fixed messages are read as events (lost, back, undecodable body).
+RABBIT_DRIVER_LOGGERS = (
+    "oslo.messaging._drivers.impl_rabbit",
+    "oslo_messaging._drivers.impl_rabbit",
+)
+
+
+def version() -> str:
+    try:
+        return metadata.version("oslo.messaging")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# --- reading a message -----------------------------------------------------------
+
+
+def read_message(dispatcher: Any, raw: Any) -> tuple[str, dict[str, Any]]:
+    """``(priority, message)`` as a dispatcher would hand it to an endpoint."""
+    priority, _, message = dispatcher._extract_user_message(raw)
+    return priority, message
+
+
+# --- how a batch is polled -------------------------------------------------------
+
+
+def driver_poll(adapter: Any) -> Callable[..., list[Any]] | None:
+    """The driver listener's ``poll`` behind a ``PollStyleListenerAdapter`` (rabbit,
+    fake and kafka drivers), or None where a release moved it."""
+    listener = getattr(adapter, "_poll_style_listener", None)
+    poll = getattr(listener, "poll", None)
+    return poll if callable(poll) else None
+
+
+class PollWrappingBatchServer(BatchServer):
+    """oslo.messaging's batch notification server with the driver listener's ``poll``
+    wrapped by ``wrap_poll`` (set by a subclass). Where a release moved it, batches are
+    oslo.messaging's own: slower at a trickle, still correct."""
+
+    wrap_poll: Callable[[Callable[..., list[Any]]], Callable[..., list[Any]]]
+
+    def _create_listener(self) -> Any:
+        adapter = super()._create_listener()
+        poll = driver_poll(adapter)
+        if poll is None:
+            LOG.warning("oslo.messaging's listener has changed: batches wait for their timeout")
+        else:
+            adapter._poll_style_listener.poll = type(self).wrap_poll(poll)
+        return adapter
+
+
+# --- is it consuming? --------------------------------------------------------------
+
+
+def poll_thread(server: Any) -> threading.Thread | None:
+    """The one thread that polls the broker for a started listener (None before)."""
+    adapter = getattr(server, "listener", None)
+    return getattr(adapter, "_listen_thread", None)
+
+
+def broker_connected(server: Any) -> bool | None:
+    """Whether the rabbit driver's kombu connection has its socket; None for another
+    driver (no such chain). False while the driver swaps objects to reconnect."""
+    adapter = getattr(server, "listener", None)
+    poller = getattr(adapter, "_poll_style_listener", None)
+    context = getattr(poller, "conn", None)
+    if context is None:
+        return None
+    try:
+        return bool(context.connection.connection.connected)
+    except Exception:
+        return False
+
+
+# --- redelivered messages -----------------------------------------------------------
+
+
+def let_redeliveries_through() -> bool:
+    """Turn off the AMQP listener's memory of the last 16 acknowledged ``_unique_id``.
+
+    It skips a message that comes again without acknowledging it, so the copy holds a
+    prefetch slot until the connection drops. The handler recognises duplicates by
+    message_id instead. Idempotent; False where the cache is gone (nothing to undo).
+    """
+    from oslo_messaging._drivers import amqp
+
+    cache = getattr(amqp, "_MsgIdCache", None)
+    if cache is None or not hasattr(amqp, "UNIQUE_ID"):
+        return False
+    if getattr(cache, "_k2hr3_osnl", False):
+        return True
+
+    def check_duplicate_message(self: Any, message_data: Any) -> Any:
+        return message_data.pop(amqp.UNIQUE_ID, None)
+
+    cache.check_duplicate_message = check_duplicate_message
+    cache._k2hr3_osnl = True
+    return True
+
+
+# --- configuration -----------------------------------------------------------------
+
+
+def notifier_opts() -> list[Any]:
+    """oslo.messaging's ``[oslo_messaging_notifications]`` options (transport_url...)."""
+    return list(_notifier._notifier_opts)
+
+
+def ssl_protocols() -> frozenset[str]:
+    """The ``ssl_version`` values the rabbit driver accepts; empty if they moved."""
+    try:
+        from oslo_messaging._drivers import impl_rabbit
+
+        return frozenset(impl_rabbit.Connection._SSL_PROTOCOLS)
+    except (ImportError, AttributeError):
+        return frozenset()
+
+
+# --- the self-check ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    name: str
+    #: What it is for, and what happens without it.
+    purpose: str
+    #: Without it, what is acknowledged would change: the daemon must not start.
+    delivery: bool
+    present: Callable[[], bool]
+
+
+def _has(get: Callable[[], Any], *names: str) -> Callable[[], bool]:
+    """A check that ``get()`` has the attribute path ``names``."""
+
+    def present() -> bool:
+        target = get()
+        for name in names:
+            if not hasattr(target, name):
+                return False
+            target = getattr(target, name)
+        return True
+
+    return present
+
+
+def _sets(get: Callable[[], Any], *attributes: str) -> Callable[[], bool]:
+    """A check that ``get()``'s ``__init__`` still assigns each of ``attributes``:
+    instance attributes exist only once an object is made, long after the start."""
+
+    def present() -> bool:
+        source = inspect.getsource(get().__init__)
+        return all(f"self.{name} =" in source for name in attributes)
+
+    return present
+
+
+def _amqp() -> Any:
+    from oslo_messaging._drivers import amqp
+
+    return amqp
+
+
+def _impl_rabbit() -> Any:
+    from oslo_messaging._drivers import impl_rabbit
+
+    return impl_rabbit
+
+
+def _amqp_listener() -> Any:
+    from oslo_messaging._drivers import amqpdriver
+
+    return amqpdriver.AMQPListener
+
+
+def _adapter() -> Any:
+    from oslo_messaging._drivers import base
+
+    return base.PollStyleListenerAdapter
+
+
+HOOKS = (
+    Hook(
+        "NotificationDispatcher._extract_user_message",
+        "reads each message without dispatching it; without it every notification would "
+        "be judged unreadable",
+        True,
+        _has(lambda: _dispatcher.NotificationDispatcher, "_extract_user_message"),
+    ),
+    Hook(
+        "notify.dispatcher.PRIORITIES",
+        "the priorities a message may carry; without it every message is invalid",
+        True,
+        lambda: bool(PRIORITIES) and "info" in PRIORITIES,
+    ),
+    Hook(
+        "BatchNotificationDispatcher(endpoints, serializer)",
+        "the batch dispatcher ours refines, so that each message of a batch is acknowledged "
+        "or handed back on its own",
+        True,
+        lambda: callable(getattr(_dispatcher, "BatchNotificationDispatcher", None)),
+    ),
+    Hook(
+        "notifier._notifier_opts",
+        "transport_url and the other [oslo_messaging_notifications] options",
+        True,
+        _has(lambda: _notifier, "_notifier_opts"),
+    ),
+    Hook(
+        "amqp._MsgIdCache",
+        "lets a redelivered copy reach the handler; without it such a copy sits "
+        "unacknowledged until the connection drops (slower, nothing lost)",
+        False,
+        lambda: (
+            _has(_amqp, "_MsgIdCache", "check_duplicate_message")() and _has(_amqp, "UNIQUE_ID")()
+        ),
+    ),
+    Hook(
+        "BatchNotificationServer._create_listener, adapter._poll_style_listener.poll",
+        "batches fill only while messages queue up; without it each waits batch_timeout",
+        False,
+        lambda: (
+            _has(lambda: BatchServer, "_create_listener")()
+            and _sets(_adapter, "_poll_style_listener")()
+        ),
+    ),
+    Hook(
+        "adapter._listen_thread, conn.connection.connection.connected",
+        "the watchdog and /healthz see the consumer thread and its connection; without "
+        "them both report that they cannot see it",
+        False,
+        lambda: (
+            _sets(_adapter, "_listen_thread", "_poll_style_listener")()
+            and _sets(_amqp_listener, "conn")()
+        ),
+    ),
+    Hook(
+        "impl_rabbit.Connection._SSL_PROTOCOLS",
+        "--check-config validates ssl_version; without it that check is skipped",
+        False,
+        _has(_impl_rabbit, "Connection", "_SSL_PROTOCOLS"),
+    ),
+)
+
+
+def check(hooks: tuple[Hook, ...] = HOOKS) -> tuple[list[str], list[str]]:
+    """``(fatal, warnings)``: one line per missing hook."""
+    fatal: list[str] = []
+    warnings: list[str] = []
+    for hook in hooks:
+        try:
+            present = hook.present()
+        except Exception:
+            present = False
+        if not present:
+            line = f"oslo.messaging {version()} has no {hook.name}: it {hook.purpose}"
+            (fatal if hook.delivery else warnings).append(line)
+    return fatal, warnings
