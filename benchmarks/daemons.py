@@ -120,7 +120,7 @@ def ours(python: str = sys.executable, workers: int = 1, **extra: dict[str, str]
     return DaemonSpec(
         "ours",
         label,
-        [python, "-m", "k2hr3_osnl.cli"],
+        [python, "-m", "k2hr3_osnl"],
         signal.SIGTERM,
         workers=workers,
         extra=dict(extra),

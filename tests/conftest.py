@@ -27,7 +27,7 @@ RABBITMQ_URL = f"rabbit://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/"
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     """The daemon's logging set-up replaces the root's handlers and levels: undo it."""
-    from k2hr3_osnl import logs
+    from k2hr3_osnl.observability import logs
 
     root = logging.getLogger()
     handlers = list(root.handlers)

@@ -133,7 +133,7 @@ class Daemon:
         self._log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
         with open(self.output, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "k2hr3_osnl.cli", "-c", str(self.config), *self.args],
+                [sys.executable, "-m", "k2hr3_osnl", "-c", str(self.config), *self.args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -147,7 +147,7 @@ class Daemon:
 
         def ready() -> bool:
             assert self.alive, self.report("the daemon exited while starting")
-            if "k2hr3_osnl.service listening" not in self.log():
+            if "k2hr3_osnl.process.service listening" not in self.log():
                 return False
             return all(
                 (info := self.broker.queue_info(q)) is not None and info[1] > 0 for q in self.queues
@@ -500,7 +500,7 @@ class Harness:
     ) -> subprocess.CompletedProcess[str]:
         """``k2hr3-osnl -c CONFIG ARGS...`` to completion (replay, --check-config...)."""
         return subprocess.run(
-            [sys.executable, "-m", "k2hr3_osnl.cli", "-c", str(config), *args],
+            [sys.executable, "-m", "k2hr3_osnl", "-c", str(config), *args],
             capture_output=True,
             text=True,
             timeout=timeout,

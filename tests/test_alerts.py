@@ -18,10 +18,10 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from k2hr3_osnl.handler import Notification
-from k2hr3_osnl.health import Health
-from k2hr3_osnl.k2hr3 import Answer, Outcome
-from k2hr3_osnl.metrics import Metrics
+from k2hr3_osnl.core.answers import Answer, Outcome
+from k2hr3_osnl.core.types import Notification
+from k2hr3_osnl.observability.health import Health
+from k2hr3_osnl.observability.metrics import Metrics
 
 ROOT = Path(__file__).parent.parent
 RULES = ROOT / "etc" / "k2hr3-osnl-alerts.yml"

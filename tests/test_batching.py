@@ -6,7 +6,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from k2hr3_osnl import batching
+from k2hr3_osnl.rabbit import batching
 
 
 class DriverPoll:

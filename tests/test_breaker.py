@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from k2hr3_osnl.breaker import CircuitBreaker, Turn
+from k2hr3_osnl.core.breaker import CircuitBreaker, Turn
 
 FAR = 30.0  # a deadline no test reaches
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from tls_certs import Pki, make_pki
 
-from k2hr3_osnl import cli, config
+from k2hr3_osnl import config
+from k2hr3_osnl.commands import cli
 
 ROOT = Path(__file__).parent.parent
 #: ``check(text)``: ``--check-config`` on that file, in process: (exit status, stdout lines).
@@ -32,7 +33,7 @@ def write(tmp_path: Path, text: str, name: str = "k2hr3-osnl.conf") -> Path:
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """The real command, as an operator types it."""
     return subprocess.run(
-        [sys.executable, "-m", "k2hr3_osnl.cli", *map(str, args)],
+        [sys.executable, "-m", "k2hr3_osnl", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 from oslo_log import versionutils
 
-from k2hr3_osnl import cli, config, opts, service
-from k2hr3_osnl.k2hr3 import RoleClient
+from k2hr3_osnl import config
+from k2hr3_osnl.commands import cli
+from k2hr3_osnl.config import opts
+from k2hr3_osnl.k2hr3.client import RoleClient
+from k2hr3_osnl.process import service
 
 NEUTRON_CONTEXT = {"project_id": "project_string", "is_admin": True}
 NEUTRON_METADATA = {"message_id": "msgidfff-ffff-ffff-ffff-ffffffffffff"}

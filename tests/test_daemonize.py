@@ -14,7 +14,7 @@ import pytest
 from daemon_process import Harness, neutron_port_delete, wait_until
 from k2hr3_server import FakeK2HR3
 
-from k2hr3_osnl.pidfile import PidFile, PidFileLocked
+from k2hr3_osnl.process.pidfile import PidFile, PidFileLocked
 
 # The pidfile lock on its own.
 
@@ -51,7 +51,7 @@ def no_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "k2hr3_osnl.cli", *args],
+        [sys.executable, "-m", "k2hr3_osnl", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -85,7 +85,9 @@ def test_daemonize_detaches_locks_the_pidfile_and_refuses_a_second_start(
     assert first.returncode == 0, first
     pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 10, "pid"))
     try:
-        wait_until(lambda: "k2hr3_osnl.service listening" in log_file.read_text(), 20, "listening")
+        wait_until(
+            lambda: "k2hr3_osnl.process.service listening" in log_file.read_text(), 20, "listening"
+        )
         assert f"detached into the background: pid {pid}" in log_file.read_text()
         assert os.getsid(pid) != os.getsid(0), "still in the caller's session"
         status = Path(f"/proc/{pid}/status").read_text()
@@ -109,7 +111,7 @@ def test_daemonize_detaches_locks_the_pidfile_and_refuses_a_second_start(
         if not _gone(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    assert "k2hr3_osnl.service stopped" in log_file.read_text()
+    assert "k2hr3_osnl.process.service stopped" in log_file.read_text()
     assert "reload rejected" not in log_file.read_text()
     assert not pidfile.exists()
 

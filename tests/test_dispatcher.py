@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from k2hr3_server import FakeK2HR3
 
-from k2hr3_osnl.breaker import CircuitBreaker
-from k2hr3_osnl.dispatcher import PoisonSafeDispatcher
-from k2hr3_osnl.endpoint import NotificationEndpoint
-from k2hr3_osnl.handler import Handler
-from k2hr3_osnl.k2hr3 import RoleClient
-from k2hr3_osnl.parking import ParkingLot
-from k2hr3_osnl.recent import RecentIds
+from k2hr3_osnl.core.breaker import CircuitBreaker
+from k2hr3_osnl.core.handler import Handler
+from k2hr3_osnl.core.parking import ParkingLot
+from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.k2hr3.client import RoleClient
+from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher
+from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
 
 SAMPLES = Path(__file__).parent / "samples"
 NEUTRON = json.loads(

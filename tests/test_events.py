@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from k2hr3_osnl import formats
-from k2hr3_osnl.events import (
+from k2hr3_osnl.commands import formats
+from k2hr3_osnl.core.events import (
     DELETION_EVENT_TYPES,
     MAX_IPS,
     Decision,
@@ -24,7 +24,7 @@ from k2hr3_osnl.events import (
     Invalid,
     decide,
 )
-from k2hr3_osnl.handler import Notification
+from k2hr3_osnl.core.types import Notification
 
 SAMPLES = Path(__file__).parent / "samples"
 

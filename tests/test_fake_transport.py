@@ -36,8 +36,10 @@ from k2hr3_server import FakeK2HR3
 from oslo_config import cfg
 from oslo_messaging._drivers import impl_fake
 
-from k2hr3_osnl import config, seam, service
-from k2hr3_osnl.parking import ParkingLot
+from k2hr3_osnl import config
+from k2hr3_osnl.core.parking import ParkingLot
+from k2hr3_osnl.process import service
+from k2hr3_osnl.rabbit import seam
 
 SAMPLES = Path(__file__).parent / "samples"
 NEUTRON_CUK = "12345678-1234-5678-1234-567812345678"

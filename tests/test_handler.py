@@ -18,12 +18,14 @@ from typing import Any
 import pytest
 from k2hr3_server import FakeK2HR3
 
-from k2hr3_osnl import handler as handler_module
-from k2hr3_osnl.breaker import CircuitBreaker, Turn
-from k2hr3_osnl.handler import Handler, Notification, Result
-from k2hr3_osnl.k2hr3 import Answer, RoleClient
-from k2hr3_osnl.parking import ParkingLot
-from k2hr3_osnl.recent import RecentIds
+from k2hr3_osnl.core import handler as handler_module
+from k2hr3_osnl.core.answers import Answer
+from k2hr3_osnl.core.breaker import CircuitBreaker, Turn
+from k2hr3_osnl.core.handler import Handler
+from k2hr3_osnl.core.parking import ParkingLot
+from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.types import Notification, Result
+from k2hr3_osnl.k2hr3.client import RoleClient
 
 SAMPLES = Path(__file__).parent / "samples"
 NEUTRON_CUK = "12345678-1234-5678-1234-567812345678"
@@ -129,7 +131,7 @@ def test_duplicate_delivery_calls_k2hr3_once(
     k2hr3: FakeK2HR3, make_handler: MakeHandler, caplog: pytest.LogCaptureFixture
 ) -> None:
     """RabbitMQ may deliver the same message again after a reconnect: one line says so."""
-    caplog.set_level(logging.DEBUG, logger="k2hr3_osnl.handler")
+    caplog.set_level(logging.DEBUG, logger="k2hr3_osnl.core.handler")
     handler = make_handler()
     assert handler.handle(port_delete("m-1")) is Result.DELETED
     assert handler.handle(port_delete("m-1")) is Result.DUPLICATE
@@ -188,7 +190,7 @@ def test_ignored_and_invalid_call_nothing(
     assert make_handler().handle(note) is result
     assert k2hr3.requests == 0
     assert ParkingLot(tmp_path).count() == 0
-    (line,) = [r for r in caplog.records if r.name == "k2hr3_osnl.handler"]
+    (line,) = [r for r in caplog.records if r.name == "k2hr3_osnl.core.handler"]
     assert f"message_id={note.message_id}" in line.getMessage()
     assert line.levelno == (logging.WARNING if result is Result.INVALID else logging.DEBUG)
 

@@ -18,8 +18,9 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 from k2hr3_server import FakeK2HR3
 
-from k2hr3_osnl import logs
-from k2hr3_osnl.k2hr3 import EXTRA, Outcome, RoleClient
+from k2hr3_osnl.core.answers import Outcome
+from k2hr3_osnl.k2hr3.client import EXTRA, RoleClient
+from k2hr3_osnl.observability import logs
 
 CUK = "12345678-1234-5678-1234-567812345678"
 IPS = ("172.16.0.1", "2001:db8::6")
@@ -151,7 +152,7 @@ def test_read_timeout_is_retryable(server: FakeK2HR3) -> None:
 
 def test_dry_run_sends_nothing(server: FakeK2HR3, caplog: pytest.LogCaptureFixture) -> None:
     dry = RoleClient(server.url, dry_run=True)
-    caplog.set_level(logging.INFO, logger="k2hr3_osnl.k2hr3")
+    caplog.set_level(logging.INFO, logger="k2hr3_osnl.k2hr3.client")
     try:
         answer = dry.delete(CUK, IPS)
     finally:
@@ -182,7 +183,7 @@ def test_one_log_line_per_call(
     server.status = status
     caplog.set_level(logging.INFO, logger="k2hr3_osnl")
     client.delete(CUK, ips)
-    (record,) = [r for r in caplog.records if r.name == "k2hr3_osnl.k2hr3"]
+    (record,) = [r for r in caplog.records if r.name == "k2hr3_osnl.k2hr3.client"]
     message = record.getMessage()
     assert "\n" not in message
     assert f"cuk={CUK}" in message
@@ -195,7 +196,7 @@ def test_refused_call_is_logged_without_status(
     server: FakeK2HR3, client: RoleClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     server.stop()
-    caplog.set_level(logging.INFO, logger="k2hr3_osnl.k2hr3")
+    caplog.set_level(logging.INFO, logger="k2hr3_osnl.k2hr3.client")
     client.delete(CUK, IPS)
     (record,) = caplog.records
     assert "status=-" in record.getMessage()
@@ -261,7 +262,7 @@ def test_delete_many_answers_in_order_and_logs_each_call_with_its_fields(
 ) -> None:
     others = [f"00000000-0000-4000-8000-{i:012d}" for i in range(3)]
     server.status_for[others[1]] = 503
-    caplog.set_level(logging.INFO, logger="k2hr3_osnl.k2hr3")
+    caplog.set_level(logging.INFO, logger="k2hr3_osnl.k2hr3.client")
     caplog.handler.addFilter(logs.FieldsFilter())  # as the daemon's log handlers have
     answers = client.delete_many(
         [(cuk, IPS) for cuk in others], [{"message_id": f"m-{i}"} for i in range(3)]

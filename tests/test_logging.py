@@ -16,12 +16,13 @@ import pytest
 from daemon_process import Harness, neutron_port_delete, wait_until
 from k2hr3_server import FakeK2HR3
 
-from k2hr3_osnl import logs
-from k2hr3_osnl.breaker import CircuitBreaker
-from k2hr3_osnl.handler import Handler, Notification, Result
-from k2hr3_osnl.k2hr3 import RoleClient
-from k2hr3_osnl.parking import ParkingLot
-from k2hr3_osnl.recent import RecentIds
+from k2hr3_osnl.core.breaker import CircuitBreaker
+from k2hr3_osnl.core.handler import Handler
+from k2hr3_osnl.core.parking import ParkingLot
+from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.types import Notification, Result
+from k2hr3_osnl.k2hr3.client import RoleClient
+from k2hr3_osnl.observability import logs
 
 LOG = logging.getLogger("k2hr3_osnl.test")
 
@@ -54,7 +55,7 @@ def test_json_lines_carry_the_notification_fields(
     assert handler.handle(Notification("m-2", event_type, publisher_id, dhcp)) is Result.IGNORED
 
     lines = _json_lines(log_file)
-    calls = [line for line in lines if line["logger"] == "k2hr3_osnl.k2hr3"]
+    calls = [line for line in lines if line["logger"] == "k2hr3_osnl.k2hr3.client"]
     assert len(calls) >= 2, lines
     for attempt, line in enumerate(calls, 1):
         assert line["message_id"] == "m-1"

@@ -31,13 +31,13 @@ from daemon_process import (
 from k2hr3_server import FakeK2HR3
 from prometheus_client.parser import text_string_to_metric_families
 
-from k2hr3_osnl import metrics
-from k2hr3_osnl.breaker import CircuitBreaker, Turn
-from k2hr3_osnl.handler import Notification, Result
-from k2hr3_osnl.health import RECENT, BrokerLogWatch, Health
-from k2hr3_osnl.k2hr3 import Answer, Outcome
-from k2hr3_osnl.observer import Observer
-from k2hr3_osnl.parking import Parked, ParkingLot
+from k2hr3_osnl.core.answers import Answer, Outcome
+from k2hr3_osnl.core.breaker import CircuitBreaker, Turn
+from k2hr3_osnl.core.observer import Observer
+from k2hr3_osnl.core.parking import Parked, ParkingLot
+from k2hr3_osnl.core.types import Notification, Result
+from k2hr3_osnl.observability import metrics
+from k2hr3_osnl.observability.health import RECENT, BrokerLogWatch, Health
 
 PORT_DELETE = "port.delete.end"
 
@@ -245,7 +245,7 @@ def test_port_in_use_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
         port = taken.getsockname()[1]
         with caplog.at_level(logging.WARNING, logger="k2hr3_osnl"):
             assert metrics.serve("127.0.0.1", port, metrics.make_app(Health(), Health())) is None
-    (record,) = [r for r in caplog.records if r.name == "k2hr3_osnl.metrics"]
+    (record,) = [r for r in caplog.records if r.name == "k2hr3_osnl.observability.metrics"]
     assert record.levelno == logging.WARNING
     assert f"cannot listen on 127.0.0.1:{port}" in record.getMessage()
     assert "consuming anyway" in record.getMessage()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from k2hr3_osnl.parking import Parked, ParkingLot
+from k2hr3_osnl.core.parking import Parked, ParkingLot
 
 PAYLOAD = {
     "port": {
@@ -76,7 +76,7 @@ def test_a_failed_write_leaves_nothing_behind(
     def disk_full(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("k2hr3_osnl.parking.os.fsync", disk_full)
+    monkeypatch.setattr("k2hr3_osnl.core.parking.os.fsync", disk_full)
     with pytest.raises(OSError):
         lot.park(parked("m-2"))
     assert len(files(lot)) == 1
@@ -116,7 +116,7 @@ def test_a_failed_directory_sync_after_the_rename_still_counts_as_parked(
             raise OSError(5, "Input/output error")
         real(fd)
 
-    monkeypatch.setattr("k2hr3_osnl.parking.os.fsync", fsync)
+    monkeypatch.setattr("k2hr3_osnl.core.parking.os.fsync", fsync)
     path = lot.park(parked("m-1"))
     assert path.exists()
     assert lot.count() == 2
@@ -136,7 +136,7 @@ def test_a_new_parking_directory_is_synced_into_its_parent(
         synced.append(str(path))
         return fd
 
-    monkeypatch.setattr("k2hr3_osnl.parking.os.open", track_open)
+    monkeypatch.setattr("k2hr3_osnl.core.parking.os.open", track_open)
     ParkingLot(tmp_path).park(parked("m-1"))
     assert str(tmp_path) in synced
     assert str(tmp_path / "parked") in synced
@@ -182,7 +182,7 @@ def test_unreadable_file_is_reported_not_fatal(
     alien.write_text('{"something": "else"}', encoding="utf-8")
     listed = lot.directory / "0000000000002-list.json"
     listed.write_text("[1, 2]", encoding="utf-8")
-    caplog.set_level(logging.ERROR, logger="k2hr3_osnl.parking")
+    caplog.set_level(logging.ERROR, logger="k2hr3_osnl.core.parking")
     assert [item.message_id for item in lot] == ["m-1"]
     reported = " ".join(r.getMessage() for r in caplog.records)
     for path in (broken, alien, listed):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from k2hr3_osnl.recent import RecentIds
+from k2hr3_osnl.core.recent import RecentIds
 
 
 class Clock:

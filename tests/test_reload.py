@@ -18,7 +18,8 @@ import pytest
 from daemon_process import Daemon, Harness, TcpProxy, neutron_port_delete, wait_until
 from k2hr3_server import FakeK2HR3
 
-from k2hr3_osnl import config, reload, service
+from k2hr3_osnl import config
+from k2hr3_osnl.process import reload, service
 
 
 def _write(path: Path, k2hr3: dict[str, str] | None = None, **default: str) -> Path:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from k2hr3_server import FakeK2HR3
 
-from k2hr3_osnl import cli
-from k2hr3_osnl.parking import Parked, ParkingLot
+from k2hr3_osnl.commands import cli
+from k2hr3_osnl.core.parking import Parked, ParkingLot
 
 SAMPLES = Path(__file__).parent / "samples"
 NEUTRON = SAMPLES / "neutron" / "k2hr3_osnl__notifications_neutron.json"

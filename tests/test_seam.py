@@ -19,7 +19,7 @@ import oslo_messaging
 import pytest
 from oslo_config import cfg
 
-from k2hr3_osnl import seam
+from k2hr3_osnl.rabbit import seam
 
 SRC = Path(__file__).parent.parent / "src" / "k2hr3_osnl"
 #: Private names of oslo.messaging and kombu that the daemon relies on.
@@ -35,7 +35,7 @@ def test_private_names_are_used_in_the_seam_and_nowhere_else() -> None:
         for path in SRC.rglob("*.py")
         if PRIVATE.search(path.read_text(encoding="utf-8"))
     )
-    assert users == ["seam.py"]
+    assert users == ["rabbit/seam.py"]
 
 
 def test_the_installed_release_has_every_hook() -> None:
@@ -143,7 +143,7 @@ def test_the_driver_poll_can_be_wrapped_and_the_consumer_seen() -> None:
 def _run_with(prelude: str, *args: str) -> subprocess.CompletedProcess[str]:
     """The real command, after ``prelude`` changed the installed oslo.messaging."""
     code = textwrap.dedent(prelude) + (
-        "\nimport sys\nfrom k2hr3_osnl.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+        "\nimport sys\nfrom k2hr3_osnl.commands.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     )
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60

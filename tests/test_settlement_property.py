@@ -23,15 +23,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from k2hr3_osnl import handler as handler_module
-from k2hr3_osnl.breaker import CircuitBreaker
-from k2hr3_osnl.dispatcher import PoisonSafeDispatcher
-from k2hr3_osnl.endpoint import NotificationEndpoint
-from k2hr3_osnl.events import Delete, decide
-from k2hr3_osnl.handler import Handler, Result
-from k2hr3_osnl.k2hr3 import Answer, Outcome
-from k2hr3_osnl.parking import Parked, ParkingLot
-from k2hr3_osnl.recent import RecentIds
+from k2hr3_osnl.core import handler as handler_module
+from k2hr3_osnl.core.answers import Answer, Outcome
+from k2hr3_osnl.core.breaker import CircuitBreaker
+from k2hr3_osnl.core.events import Delete, decide
+from k2hr3_osnl.core.handler import Handler
+from k2hr3_osnl.core.parking import Parked, ParkingLot
+from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.types import Result
+from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher
+from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
 
 SAMPLES = Path(__file__).parent / "samples"
 

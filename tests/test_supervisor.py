@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from k2hr3_osnl.supervisor import Supervisor
+from k2hr3_osnl.process.supervisor import Supervisor
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -90,7 +90,7 @@ def test_sighup_reaches_every_worker(tmp_path: Path) -> None:
 _ORPHAN_SCRIPT = """
 import sys, time
 from pathlib import Path
-from k2hr3_osnl.supervisor import Supervisor
+from k2hr3_osnl.process.supervisor import Supervisor
 
 def worker(index):
     Path(sys.argv[1], str(index)).write_text(str(__import__("os").getpid()))

@@ -23,7 +23,8 @@ from k2hr3_server import FakeK2HR3
 from notify_socket import NotifySocket
 from oslo_config import cfg
 
-from k2hr3_osnl import liveness, systemd
+from k2hr3_osnl.process import systemd
+from k2hr3_osnl.rabbit import liveness
 
 WATCHDOG_USEC = 1_000_000  # the daemon pings every 0.5 s
 

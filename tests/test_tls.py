@@ -23,8 +23,10 @@ from daemon_process import Harness, nova_versioned_delete, wait_until
 from k2hr3_server import FakeK2HR3
 from tls_certs import CLIENT_CN, Pki, make_pki
 
-from k2hr3_osnl import config, service
-from k2hr3_osnl.k2hr3 import Outcome, RoleClient
+from k2hr3_osnl import config
+from k2hr3_osnl.core.answers import Outcome
+from k2hr3_osnl.k2hr3.client import RoleClient
+from k2hr3_osnl.process import service
 
 CUK = "5f3ecd1a-2c0e-4e6b-9f3b-1c2d3e4f5a6b"
 

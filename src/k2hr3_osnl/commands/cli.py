@@ -17,20 +17,14 @@ from collections.abc import Sequence
 # oslo.messaging imports eventlet, which warns on import even though we never use it.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from k2hr3_osnl import (  # noqa: E402
-    __version__,
-    config,
-    logs,
-    publish,
-    replay,
-    seam,
-    service,
-    supervisor,
-    systemd,
-)
-from k2hr3_osnl.opts import LOG_LEVELS  # noqa: E402
-from k2hr3_osnl.parking import ParkingLot  # noqa: E402
-from k2hr3_osnl.pidfile import PidFile, PidFileLocked  # noqa: E402
+from k2hr3_osnl import __version__, config
+from k2hr3_osnl.commands import publish, replay
+from k2hr3_osnl.config.opts import LOG_LEVELS
+from k2hr3_osnl.core.parking import ParkingLot
+from k2hr3_osnl.observability import logs
+from k2hr3_osnl.process import service, supervisor, systemd
+from k2hr3_osnl.process.pidfile import PidFile, PidFileLocked
+from k2hr3_osnl.rabbit import seam
 
 LOG = logging.getLogger("k2hr3_osnl")
 #: Files a detached daemon creates are not world-readable: they name VMs and addresses.
@@ -256,7 +250,7 @@ def _serve(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
         except OSError as error:
             return _refuse(f"cannot open pidfile {args.pidfile}: {error}", to_stderr)
     if detach:
-        from k2hr3_osnl import daemonize  # python-daemon: only when it is needed
+        from k2hr3_osnl.process import daemonize  # python-daemon: only when it is needed
 
         assert pidfile is not None
         daemonize.detach([*logs.open_streams(), pidfile.fd], umask=DAEMON_UMASK)

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from k2hr3_osnl.handler import Notification
+from k2hr3_osnl.core.types import Notification
 
 
 class FormatError(ValueError):

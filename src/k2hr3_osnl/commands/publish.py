@@ -12,7 +12,8 @@ from typing import TextIO
 
 import oslo_messaging
 
-from k2hr3_osnl import config, formats
+from k2hr3_osnl import config
+from k2hr3_osnl.commands import formats
 
 #: Where each kind of event is published by OpenStack: (exchange, topic).
 _ROUTES = (

@@ -1,6 +1,6 @@
 """``k2hr3-osnl replay``: answer "why wasn't this VM removed?" and re-drive parked work.
 
-Saved notifications go through the same :func:`~k2hr3_osnl.events.decide` and the same
+Saved notifications go through the same :func:`~k2hr3_osnl.core.events.decide` and the same
 K2HR3 client as the daemon, one attempt each, and every decision is printed.
 """
 
@@ -11,11 +11,12 @@ import time
 from collections.abc import Iterable
 from typing import TextIO
 
-from k2hr3_osnl import formats
-from k2hr3_osnl.events import Delete, decide
-from k2hr3_osnl.handler import Notification
-from k2hr3_osnl.k2hr3 import Outcome, RoleClient
-from k2hr3_osnl.parking import Parked, ParkingLot
+from k2hr3_osnl.commands import formats
+from k2hr3_osnl.core.answers import Outcome
+from k2hr3_osnl.core.events import Delete, decide
+from k2hr3_osnl.core.parking import Parked, ParkingLot
+from k2hr3_osnl.core.types import Notification
+from k2hr3_osnl.k2hr3.client import RoleClient
 
 
 def _read(path: str) -> str:

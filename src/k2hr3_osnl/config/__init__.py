@@ -18,7 +18,7 @@ import oslo_messaging
 import oslo_messaging.opts
 from oslo_config import cfg
 
-from k2hr3_osnl import opts, strict, tls
+from k2hr3_osnl.config import opts, strict, tls
 
 LOG = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
     """Every value that cannot work, as ``[section] option: what is wrong``.
 
     Unknown sections and options (misspellings) are problems too: see
-    :mod:`k2hr3_osnl.strict` for why they are fatal at daemon start.
+    :mod:`k2hr3_osnl.config.strict` for why they are fatal at daemon start.
     """
     found: list[str] = findings(conf).problems
     bad_values: list[str] = []

@@ -10,7 +10,7 @@ import copy
 
 from oslo_config import cfg
 
-from k2hr3_osnl import seam
+from k2hr3_osnl.rabbit import seam
 
 #: The three deletion events this listener acts on.
 DEFAULT_EVENT_TYPE = r"^(port\.delete\.end|instance\.delete\.end|compute\.instance\.delete\.end)$"

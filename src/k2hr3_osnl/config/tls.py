@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 
-from k2hr3_osnl import seam
+from k2hr3_osnl.rabbit import seam
 
 
 def problems(

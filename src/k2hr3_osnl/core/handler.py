@@ -10,23 +10,25 @@ parking failed, after a pause so that nothing loops fast on the broker.
 
 from __future__ import annotations
 
-import enum
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from k2hr3_osnl import logs
-from k2hr3_osnl.breaker import CircuitBreaker, Turn
-from k2hr3_osnl.events import Delete, Ignore, decide
-from k2hr3_osnl.k2hr3 import Answer, Outcome, RoleClient
-from k2hr3_osnl.observer import Observer
-from k2hr3_osnl.parking import Parked, ParkingLot
-from k2hr3_osnl.recent import RecentIds
+from k2hr3_osnl.core.answers import Answer, Outcome
+from k2hr3_osnl.core.breaker import CircuitBreaker, Turn
+from k2hr3_osnl.core.events import Delete, Ignore, decide
+from k2hr3_osnl.core.observer import Observer
+from k2hr3_osnl.core.parking import Parked, ParkingLot
+from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.types import Notification, Result, acknowledges
+from k2hr3_osnl.observability import logs
 
 LOG = logging.getLogger(__name__)
+
+__all__ = ["Client", "Handler", "Notification", "Result", "acknowledges"]
 
 #: Seconds to pause before handing back a batch that could not be settled (a disk that
 #: will not take a parked file, a bug of ours), so that it does not loop fast on the broker.
@@ -35,38 +37,6 @@ PARK_FAILURE_PAUSE = 5.0
 #: Times K2HR3 may fail one deletion while it accepts others before that deletion is
 #: parked: a bad cuk must not hold a worker thread, or its batch, for the whole budget.
 ITEM_STRIKES = 8
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    message_id: Any
-    event_type: Any
-    publisher_id: Any
-    payload: Any
-    #: time.monotonic() when the listener took it from RabbitMQ, if known: its retry
-    #: budget counts from then, however long it waited for a free worker thread.
-    received: float | None = None
-
-
-class Result(enum.Enum):
-    """What became of a notification; every value but REQUEUED means acknowledge it."""
-
-    DELETED = "deleted"
-    IGNORED = "ignored"
-    INVALID = "invalid"
-    DUPLICATE = "duplicate"
-    PARKED = "parked"
-    #: Handed back: RabbitMQ delivers it again later (the daemon stops, or could not
-    #: settle it).
-    REQUEUED = "requeued"
-
-
-def acknowledges(result: Result | None) -> bool:
-    """The acknowledgement rule, the only one: settled messages are acknowledged.
-
-    No result (something failed before one was reached) and REQUEUED hand it back.
-    """
-    return result is not None and result is not Result.REQUEUED
 
 
 _DUPLICATE = "already delivered within the duplicate window"
@@ -104,10 +74,24 @@ class _Item:
         }
 
 
+class Client(Protocol):
+    """What the handler needs of a K2HR3 client (k2hr3/client.py's RoleClient)."""
+
+    dry_run: bool
+
+    def delete_many(
+        self,
+        calls: Sequence[tuple[str, tuple[str, ...]]],
+        fields: Sequence[Mapping[str, Any]] = (),
+    ) -> list[Answer]: ...
+
+    def close(self) -> None: ...
+
+
 class Handler:
     def __init__(
         self,
-        client: RoleClient,
+        client: Client,
         breaker: CircuitBreaker,
         parking: ParkingLot,
         recent: RecentIds,

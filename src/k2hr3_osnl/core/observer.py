@@ -1,8 +1,8 @@
 """What the daemon reports while it works: hooks for metrics and health, no-ops by default.
 
 The handler and the service call these few methods at the moments that matter, so that
-they need not know about Prometheus, HTTP or health rules; :mod:`k2hr3_osnl.metrics`
-and :mod:`k2hr3_osnl.health` implement them. Every hook must be cheap and must not
+they need not know about Prometheus, HTTP or health rules; :mod:`k2hr3_osnl.observability.metrics`
+and :mod:`k2hr3_osnl.observability.health` implement them. Every hook must be cheap and must not
 raise: it runs on the path of each notification.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from k2hr3_osnl.handler import Notification, Result
-    from k2hr3_osnl.k2hr3 import Answer
+    from k2hr3_osnl.core.answers import Answer
+    from k2hr3_osnl.core.types import Notification, Result
 
 
 class Observer:

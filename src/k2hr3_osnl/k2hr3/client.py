@@ -10,7 +10,6 @@ in each worker thread cost three to four times the CPU per call (docs/benchmarks
 from __future__ import annotations
 
 import asyncio
-import enum
 import functools
 import json
 import logging
@@ -19,14 +18,15 @@ import time
 import urllib.parse
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import yarl
 
-from k2hr3_osnl import __version__, logs
-from k2hr3_osnl.eventloop import EventLoopThread
+from k2hr3_osnl import __version__
+from k2hr3_osnl.core.answers import Answer, Outcome, classify
+from k2hr3_osnl.k2hr3.eventloop import EventLoopThread
+from k2hr3_osnl.observability import logs
 
 LOG = logging.getLogger(__name__)
 
@@ -37,35 +37,6 @@ BODY_BYTES = 200
 
 #: Beyond a call's own deadline, how long a worker waits for the event loop itself.
 LOOP_GRACE_SECONDS = 5.0
-
-
-class Outcome(enum.Enum):
-    DELETED = "deleted"
-    #: Worth another try later: K2HR3's storage or server is in trouble, or unreachable.
-    RETRY = "retry"
-    #: Trying again will not help: the caller is not allowed, or the URL is wrong.
-    REJECTED = "rejected"
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    outcome: Outcome
-    status: int | None
-    detail: str
-    seconds: float
-
-
-def classify(status: int) -> Outcome:
-    """The status policy: 204/200 done; 403, 408, 429, 5xx retry; other codes reject.
-
-    400 means the caller is not allowed or K2HR3 is misconfigured, and 404 a wrong
-    path: an operator must act, so hammering would only add noise.
-    """
-    if status in (200, 204):
-        return Outcome.DELETED
-    if status in (403, 408, 429) or status >= 500:
-        return Outcome.RETRY
-    return Outcome.REJECTED
 
 
 class RoleClient:

@@ -26,12 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from k2hr3_osnl import seam
-from k2hr3_osnl.breaker import CircuitBreaker
-from k2hr3_osnl.handler import Notification
-from k2hr3_osnl.k2hr3 import Answer, Outcome
-from k2hr3_osnl.observer import Observer
-from k2hr3_osnl.parking import ParkingLot
+from k2hr3_osnl.core.answers import Answer, Outcome
+from k2hr3_osnl.core.breaker import CircuitBreaker
+from k2hr3_osnl.core.observer import Observer
+from k2hr3_osnl.core.parking import ParkingLot
+from k2hr3_osnl.core.types import Notification
+from k2hr3_osnl.rabbit import seam
 
 #: Seconds a retryable K2HR3 failure keeps the daemon unhealthy without a newer answer:
 #: twice the longest pause between two probes of a failing K2HR3 (60 s).
@@ -39,7 +39,7 @@ RECENT = 120.0
 
 
 class ProbeResult(Protocol):
-    """What :func:`k2hr3_osnl.liveness.check` answers about the consumer."""
+    """What :func:`k2hr3_osnl.rabbit.liveness.check` answers about the consumer."""
 
     ok: bool
     connected: bool | None  # None: the driver does not let us see the connection

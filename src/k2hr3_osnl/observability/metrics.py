@@ -3,8 +3,8 @@
 Every metric lives in a registry of its own (never prometheus_client's global one), so a
 process, or a test, can hold several daemons. Counters are fed by the observer hooks
 the handler calls; gauges that describe a state (consuming, parked, breaker) are read
-from :class:`~k2hr3_osnl.health.Health` at scrape time, so ``/metrics`` and ``/healthz``
-never disagree.
+from :class:`~k2hr3_osnl.observability.health.Health` at scrape time, so ``/metrics``
+and ``/healthz`` never disagree.
 
 The server is prometheus_client's WSGI app behind the standard library's threaded
 ``wsgiref`` server, with ``/healthz`` beside it. It is optional by design: a port
@@ -39,11 +39,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from k2hr3_osnl import __version__
-from k2hr3_osnl.events import DELETION_EVENT_TYPES
-from k2hr3_osnl.handler import Handler, Notification, Result
-from k2hr3_osnl.health import Health, Probe
-from k2hr3_osnl.k2hr3 import Answer, Outcome
-from k2hr3_osnl.observer import Observer, Observers
+from k2hr3_osnl.core.answers import Answer, Outcome
+from k2hr3_osnl.core.events import DELETION_EVENT_TYPES
+from k2hr3_osnl.core.handler import Handler
+from k2hr3_osnl.core.observer import Observer, Observers
+from k2hr3_osnl.core.types import Notification, Result
+from k2hr3_osnl.observability.health import Health, Probe
 
 LOG = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ def detach(keep: Iterable[IO[str] | int], umask: int = 0o027) -> None:
         umask=umask,
         detach_process=True,
         files_preserve=list(keep),
-        # Only job-control signals are ignored here: k2hr3_osnl.signals installs SIGTERM,
+        # Only job-control signals are ignored here: k2hr3_osnl.process.signals installs SIGTERM,
         # SIGINT and SIGHUP exactly as in the foreground.
         signal_map={signal.SIGTSTP: None, signal.SIGTTIN: None, signal.SIGTTOU: None},
     )

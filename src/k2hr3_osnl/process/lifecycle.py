@@ -3,7 +3,7 @@
 The service loop calls one method per event and :meth:`Lifecycle.tick` every
 :attr:`Lifecycle.interval` seconds; this class turns them into ``STATUS=`` lines (sent
 only when they change) and into ``WATCHDOG=1``, which is sent only while
-:func:`k2hr3_osnl.liveness.check` says the listener really consumes. K2HR3 failing does
+:func:`k2hr3_osnl.rabbit.liveness.check` says the listener really consumes. K2HR3 failing does
 not stop the watchdog: a restart would not fix K2HR3, and the deletions wait in the
 breaker or the parking lot meanwhile; it shows in the status line instead.
 """
@@ -14,8 +14,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from k2hr3_osnl import liveness, systemd
-from k2hr3_osnl.handler import Handler
+from k2hr3_osnl.core.handler import Handler
+from k2hr3_osnl.process import systemd
+from k2hr3_osnl.rabbit import liveness
 
 LOG = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class Lifecycle:
             f"stopping: finishing in-flight deletions (at most {drain_seconds:.0f}s)"
         )
 
-    def tick(self) -> liveness.Health:
+    def tick(self) -> liveness.Liveness:
         """Look at the health: ``WATCHDOG=1`` if it is good, a status line that says it."""
         health = liveness.check(self.listener)
         if health.ok != self._healthy:

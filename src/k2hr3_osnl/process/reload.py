@@ -2,7 +2,7 @@
 
 The new files are loaded into a fresh ``ConfigOpts`` and checked in full first; only a
 configuration that would start is applied, so a typo never half-applies. Options
-declared ``mutable=True`` in :mod:`k2hr3_osnl.opts` (log settings, K2HR3 timeouts and
+declared ``mutable=True`` in :mod:`k2hr3_osnl.config.opts` (log settings, K2HR3 timeouts and
 retries...) are copied onto the running configuration and pushed into the
 running objects; every other change is logged as needing a restart, because the broker
 connection, its bindings and queue were built from the old values and stay so.
@@ -18,7 +18,9 @@ from typing import Any
 import oslo_messaging.opts
 from oslo_config import cfg
 
-from k2hr3_osnl import config, logs, opts
+from k2hr3_osnl import config
+from k2hr3_osnl.config import opts
+from k2hr3_osnl.observability import logs
 
 LOG = logging.getLogger(__name__)
 

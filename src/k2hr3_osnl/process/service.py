@@ -19,17 +19,20 @@ from dataclasses import dataclass
 import oslo_messaging
 from oslo_config import cfg
 
-from k2hr3_osnl import __version__, config, dryrun, liveness, metrics, reload, seam, signals
-from k2hr3_osnl.batching import GreedyBatchServer
-from k2hr3_osnl.breaker import CircuitBreaker
-from k2hr3_osnl.dispatcher import PoisonSafeDispatcher, UndecodableWatch
-from k2hr3_osnl.endpoint import NotificationEndpoint
-from k2hr3_osnl.handler import Handler
-from k2hr3_osnl.health import BrokerLogWatch, Health
-from k2hr3_osnl.k2hr3 import RoleClient
-from k2hr3_osnl.lifecycle import Lifecycle
-from k2hr3_osnl.parking import ParkingLot
-from k2hr3_osnl.recent import RecentIds
+from k2hr3_osnl import __version__, config
+from k2hr3_osnl.core.breaker import CircuitBreaker
+from k2hr3_osnl.core.handler import Handler
+from k2hr3_osnl.core.parking import ParkingLot
+from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.k2hr3.client import RoleClient
+from k2hr3_osnl.observability import metrics
+from k2hr3_osnl.observability.health import BrokerLogWatch, Health
+from k2hr3_osnl.process import reload, signals
+from k2hr3_osnl.process.lifecycle import Lifecycle
+from k2hr3_osnl.rabbit import dryrun, liveness, seam
+from k2hr3_osnl.rabbit.batching import GreedyBatchServer
+from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher, UndecodableWatch
+from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
 
 LOG = logging.getLogger(__name__)
 

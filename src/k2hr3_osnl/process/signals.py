@@ -2,7 +2,7 @@
 
 A Python signal handler runs between two bytecodes of the main thread, possibly while it
 holds a lock (logging's, for one). So the handlers here only set flags and wake the main
-loop; stopping and reloading happen in :func:`k2hr3_osnl.service.run`, outside them.
+loop; stopping and reloading happen in :func:`k2hr3_osnl.process.service.run`, outside them.
 
 The main loop sleeps in ``poll`` on a pipe that ``signal.set_wakeup_fd`` writes to,
 not on a ``threading.Event``: the kernel may deliver a signal to any of oslo.messaging's

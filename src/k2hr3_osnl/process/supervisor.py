@@ -36,7 +36,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 
-from k2hr3_osnl import logs, systemd
+from k2hr3_osnl.observability import logs
+from k2hr3_osnl.process import systemd
 
 LOG = logging.getLogger(__name__)
 

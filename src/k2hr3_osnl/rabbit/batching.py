@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from k2hr3_osnl import seam
+from k2hr3_osnl.rabbit import seam
 
 LOG = logging.getLogger(__name__)
 

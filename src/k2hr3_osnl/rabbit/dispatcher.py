@@ -9,7 +9,7 @@ requeueing (a stopping daemon hands back what it did not finish), so such a mess
 would come straight back, forever, at full speed, and take its batch with it.
 :class:`PoisonSafeDispatcher` acknowledges it once instead, and says so.
 The other, a redelivered copy skipped unacknowledged, is turned off by
-:func:`k2hr3_osnl.seam.let_redeliveries_through`.
+:func:`k2hr3_osnl.rabbit.seam.let_redeliveries_through`.
 :class:`UndecodableWatch` reports what never reaches a dispatcher.
 """
 
@@ -19,10 +19,10 @@ import logging
 import time
 from typing import Any
 
-from k2hr3_osnl import handler as _handler
-from k2hr3_osnl import seam
-from k2hr3_osnl.handler import Result, acknowledges
-from k2hr3_osnl.observer import Observer
+from k2hr3_osnl.core import handler as _handler
+from k2hr3_osnl.core.observer import Observer
+from k2hr3_osnl.core.types import Result, acknowledges
+from k2hr3_osnl.rabbit import seam
 
 LOG = logging.getLogger(__name__)
 

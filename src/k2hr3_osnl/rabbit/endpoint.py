@@ -14,7 +14,8 @@ from typing import Any
 
 from oslo_messaging import NotificationFilter
 
-from k2hr3_osnl.handler import Handler, Notification, Result
+from k2hr3_osnl.core.handler import Handler
+from k2hr3_osnl.core.types import Notification, Result
 
 LOG = logging.getLogger(__name__)
 

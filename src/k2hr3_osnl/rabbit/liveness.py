@@ -1,6 +1,6 @@
 """Is the listener really consuming? The answer behind systemd's ``WATCHDOG=1``.
 
-oslo.messaging has no public health API, so this asks :mod:`k2hr3_osnl.seam` two
+oslo.messaging has no public health API, so this asks :mod:`k2hr3_osnl.rabbit.seam` two
 things, each a plain attribute read (no I/O, no lock, safe from any thread, cheap every
 few seconds): is the one thread that polls the broker alive (it ends only when the
 listener is stopped; if it is not alive, nothing is consumed, whatever the socket says),
@@ -11,7 +11,7 @@ so the connection reads as lost exactly while it is reconnecting. A silently dea
 (``heartbeat_timeout_threshold``), which is the driver's own detection.
 
 Any other driver (``fake://`` in tests) shows no connection: only the thread is checked,
-and :attr:`Health.connected` is None. If a future oslo.messaging renames what the seam
+and :attr:`Liveness.connected` is None. If a future oslo.messaging renames what the seam
 reads, the check says so in its reason (and withholds the watchdog), rather than report
 a health it cannot see.
 """
@@ -21,29 +21,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from k2hr3_osnl import seam
+from k2hr3_osnl.rabbit import seam
 
 
 @dataclass(frozen=True, slots=True)
-class Health:
+class Liveness:
     ok: bool
     #: None when the driver does not let us see the connection.
     connected: bool | None
     reason: str
 
 
-def check(server: Any) -> Health:
+def check(server: Any) -> Liveness:
     """The health of an oslo.messaging ``MessageHandlingServer`` (a notification listener)."""
     if getattr(server, "listener", None) is None:
-        return Health(False, None, "the listener is not started")
+        return Liveness(False, None, "the listener is not started")
     thread = seam.poll_thread(server)
     if thread is None:
-        return Health(False, None, "cannot see oslo.messaging's poll thread")
+        return Liveness(False, None, "cannot see oslo.messaging's poll thread")
     if not thread.is_alive():
-        return Health(False, None, "the consumer thread has ended")
+        return Liveness(False, None, "the consumer thread has ended")
     connected = seam.broker_connected(server)
     if connected is None:
-        return Health(True, None, "consuming")  # not the rabbit driver: nothing more to see
+        return Liveness(True, None, "consuming")  # not the rabbit driver: nothing more to see
     if not connected:
-        return Health(False, False, "RabbitMQ connection lost, reconnecting")
-    return Health(True, True, "consuming")
+        return Liveness(False, False, "RabbitMQ connection lost, reconnecting")
+    return Liveness(True, True, "consuming")

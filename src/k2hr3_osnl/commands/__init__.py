@@ -1,0 +1,1 @@
+"""The command line: the daemon, ``replay``, ``publish``, and the formats they read."""

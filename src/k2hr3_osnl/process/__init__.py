@@ -1,0 +1,1 @@
+"""The daemon as a process: wiring (service), signals, reload, systemd, workers, detaching."""
