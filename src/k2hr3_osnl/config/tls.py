@@ -2,7 +2,7 @@
 
 Readable is not enough: a CA bundle that is not PEM, or a client key that does not match
 its certificate, would fail only at the first connection, maybe hours later. Loading
-them into an :class:`ssl.SSLContext` now (what requests, urllib3 and amqp do later)
+them into an :class:`ssl.SSLContext` now (what aiohttp and amqp do later)
 finds that at start, and names the option.
 """
 
