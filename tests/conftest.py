@@ -16,10 +16,9 @@ import pytest
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from daemon_process import Harness  # noqa: E402
-from k2hr3_server import FakeK2HR3  # noqa: E402
+from support.harness import Harness  # noqa: E402
+from support.k2hr3_standin import FakeK2HR3  # noqa: E402
 
-SAMPLES = Path(__file__).parent / "samples"
 RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
 RABBITMQ_URL = f"rabbit://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/"
 

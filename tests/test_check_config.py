@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tls_certs import Pki, make_pki
+from support.tls_certs import Pki, make_pki
 
 from k2hr3_osnl import config
 from k2hr3_osnl.commands import cli

@@ -11,8 +11,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from daemon_process import Harness, neutron_port_delete, wait_until
-from k2hr3_server import FakeK2HR3
+from support.harness import Harness
+from support.k2hr3_standin import FakeK2HR3
+from support.samples import neutron_port_delete
+from support.waiting import wait_until
 
 from k2hr3_osnl.process.pidfile import PidFile, PidFileLocked
 

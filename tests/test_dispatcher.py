@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from k2hr3_server import FakeK2HR3
+from support.k2hr3_standin import FakeK2HR3
+from support.samples import SAMPLES
 
 from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.handler import Handler
@@ -24,7 +25,6 @@ from k2hr3_osnl.k2hr3.client import RoleClient
 from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
 
-SAMPLES = Path(__file__).parent / "samples"
 NEUTRON = json.loads(
     (SAMPLES / "neutron/k2hr3_osnl__notifications_neutron.json").read_text(encoding="utf-8")
 )

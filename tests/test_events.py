@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from support.samples import SAMPLES
 
 from k2hr3_osnl.commands import formats
 from k2hr3_osnl.core.events import (
@@ -25,8 +25,6 @@ from k2hr3_osnl.core.events import (
     decide,
 )
 from k2hr3_osnl.core.types import Notification
-
-SAMPLES = Path(__file__).parent / "samples"
 
 NEUTRON_CUK = "12345678-1234-5678-1234-567812345678"
 NEUTRON_IPS = ("172.16.0.1", "2001:db8::6")

@@ -32,16 +32,17 @@ from typing import Any
 
 import oslo_messaging
 import pytest
-from k2hr3_server import FakeK2HR3
 from oslo_config import cfg
 from oslo_messaging._drivers import impl_fake
+from support.k2hr3_standin import FakeK2HR3
+from support.samples import SAMPLES
+from support.waiting import wait_until
 
 from k2hr3_osnl import config
 from k2hr3_osnl.core.parking import ParkingLot
 from k2hr3_osnl.process import service
 from k2hr3_osnl.rabbit import seam
 
-SAMPLES = Path(__file__).parent / "samples"
 NEUTRON_CUK = "12345678-1234-5678-1234-567812345678"
 NEUTRON_IPS = ("172.16.0.1", "2001:db8::6")
 VERSIONED_CUK = "178b0921-8f85-4257-88b6-2e743b5a975c"
@@ -74,13 +75,6 @@ def pending(pool: str | None) -> int:
         with exchange._queues_lock:
             total += sum(len(q) for (_, p), q in exchange._topic_queues.items() if p == pool)
     return total
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.02)
 
 
 class Publisher:
@@ -157,7 +151,7 @@ def start(conf: cfg.ConfigOpts, daemons: list[service.Daemon]) -> service.Daemon
 def drain(daemon: service.Daemon) -> None:
     """Wait until our queues are empty, then until every delivery in flight is done."""
     pool = daemon.conf.oslo_messaging_notifications.pool or None
-    wait_until(lambda: pending(pool) == 0)
+    wait_until(lambda: pending(pool) == 0, 20)
     daemon.listener.stop()
     daemon.listener.wait()
 

@@ -7,7 +7,6 @@ K2HR3 is a stand-in (a real HTTP server that fails on command).
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import threading
 import time
@@ -16,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from k2hr3_server import FakeK2HR3
+from support.k2hr3_standin import FakeK2HR3
+from support.samples import sample
+from support.waiting import wait_until
 
 from k2hr3_osnl.core import handler as handler_module
 from k2hr3_osnl.core.answers import Answer
@@ -27,18 +28,13 @@ from k2hr3_osnl.core.recent import RecentIds
 from k2hr3_osnl.core.types import Notification, Result
 from k2hr3_osnl.k2hr3.client import RoleClient
 
-SAMPLES = Path(__file__).parent / "samples"
 NEUTRON_CUK = "12345678-1234-5678-1234-567812345678"
 NEUTRON_IPS = ("172.16.0.1", "2001:db8::6")
 PROBE_INTERVAL = 0.2
 
 
-def _sample(relative: str) -> dict[str, Any]:
-    return json.loads((SAMPLES / relative).read_text(encoding="utf-8"))
-
-
-NEUTRON = _sample("neutron/k2hr3_osnl__notifications_neutron.json")
-LEGACY = _sample("wire/captured/odlproxy__compute.instance.delete.end.messagingv2.inner.json")
+NEUTRON = sample("neutron/k2hr3_osnl__notifications_neutron.json")
+LEGACY = sample("wire/captured/odlproxy__compute.instance.delete.end.messagingv2.inner.json")
 
 
 def port_delete(message_id: str = "m-1", cuk: str = NEUTRON_CUK) -> Notification:
@@ -104,13 +100,6 @@ def join(threads: list[threading.Thread], timeout: float = 30.0) -> None:
     for thread in threads:
         thread.join(max(0.0, end - time.monotonic()))
     assert not any(t.is_alive() for t in threads), "a delivery is still running"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.01)
 
 
 # --- the good path -------------------------------------------------------------------

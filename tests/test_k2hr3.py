@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 
 import pytest
-from k2hr3_server import FakeK2HR3
+from support.k2hr3_standin import FakeK2HR3
 
 from k2hr3_osnl.core.answers import Outcome
 from k2hr3_osnl.k2hr3.client import EXTRA, RoleClient

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_process import Harness, neutron_port_delete, wait_until
-from k2hr3_server import FakeK2HR3
+from support.harness import Harness
+from support.k2hr3_standin import FakeK2HR3
+from support.samples import neutron_port_delete
+from support.waiting import wait_until
 
 from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.handler import Handler

@@ -20,16 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_process import (
-    Daemon,
-    Harness,
-    TcpProxy,
-    neutron_port_delete,
-    nova_versioned_delete,
-    wait_until,
-)
-from k2hr3_server import FakeK2HR3
 from prometheus_client.parser import text_string_to_metric_families
+from support.broker import TcpProxy
+from support.daemon import Daemon
+from support.harness import Harness
+from support.k2hr3_standin import FakeK2HR3
+from support.samples import neutron_port_delete, nova_versioned_delete
+from support.waiting import wait_until
 
 from k2hr3_osnl.core.answers import Answer, Outcome
 from k2hr3_osnl.core.breaker import CircuitBreaker, Turn

@@ -12,8 +12,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from daemon_process import Harness, neutron_port_delete, queue_counts, wait_until, wire_body
-from k2hr3_server import FakeK2HR3
+from support.broker import queue_counts
+from support.harness import Harness
+from support.k2hr3_standin import FakeK2HR3
+from support.samples import neutron_port_delete, wire_body
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 

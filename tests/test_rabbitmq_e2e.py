@@ -15,19 +15,18 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from daemon_process import (
-    Daemon,
-    Harness,
-    TcpProxy,
+from support.broker import TcpProxy, queue_counts
+from support.daemon import Daemon
+from support.harness import Harness
+from support.k2hr3_standin import FakeK2HR3
+from support.samples import (
     neutron_port_delete,
     nova_legacy_delete,
     nova_versioned,
     nova_versioned_delete,
-    queue_counts,
-    wait_until,
     wire_body,
 )
-from k2hr3_server import FakeK2HR3
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 

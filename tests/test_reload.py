@@ -15,8 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_process import Daemon, Harness, TcpProxy, neutron_port_delete, wait_until
-from k2hr3_server import FakeK2HR3
+from support.broker import TcpProxy
+from support.daemon import Daemon
+from support.harness import Harness
+from support.k2hr3_standin import FakeK2HR3
+from support.samples import neutron_port_delete
+from support.waiting import wait_until
 
 from k2hr3_osnl import config
 from k2hr3_osnl.process import reload, service

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from k2hr3_server import FakeK2HR3
+from support.k2hr3_standin import FakeK2HR3
+from support.samples import SAMPLES
 
 from k2hr3_osnl.commands import cli
 from k2hr3_osnl.core.parking import Parked, ParkingLot
 
-SAMPLES = Path(__file__).parent / "samples"
 NEUTRON = SAMPLES / "neutron" / "k2hr3_osnl__notifications_neutron.json"
 VERSIONED = SAMPLES / "nova_versioned" / "resolved" / "instance-delete-end.json"
 LEGACY_V2 = (

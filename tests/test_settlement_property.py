@@ -12,7 +12,6 @@ daemon mid-batch; the batch goes through the real dispatcher, endpoint and handl
 from __future__ import annotations
 
 import copy
-import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.samples import sample
 
 from k2hr3_osnl.core import handler as handler_module
 from k2hr3_osnl.core.answers import Answer, Outcome
@@ -34,16 +34,9 @@ from k2hr3_osnl.core.types import Result
 from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
 
-SAMPLES = Path(__file__).parent / "samples"
-
-
-def _sample(relative: str) -> dict[str, Any]:
-    return json.loads((SAMPLES / relative).read_text(encoding="utf-8"))
-
-
-NEUTRON = _sample("neutron/k2hr3_osnl__notifications_neutron.json")
-LEGACY = _sample("wire/captured/odlproxy__compute.instance.delete.end.messagingv2.inner.json")
-VERSIONED = _sample("nova_versioned/resolved/instance-delete-end.json")
+NEUTRON = sample("neutron/k2hr3_osnl__notifications_neutron.json")
+LEGACY = sample("wire/captured/odlproxy__compute.instance.delete.end.messagingv2.inner.json")
+VERSIONED = sample("nova_versioned/resolved/instance-delete-end.json")
 CUKS = [f"00000000-0000-4000-8000-{i:012d}" for i in range(4)]
 
 #: What "K2HR3" may answer a call: an HTTP status, no answer, or a bug of ours.

@@ -18,10 +18,13 @@ from pathlib import Path
 
 import oslo_messaging
 import pytest
-from daemon_process import Harness, TcpProxy, neutron_port_delete, wait_until
-from k2hr3_server import FakeK2HR3
-from notify_socket import NotifySocket
 from oslo_config import cfg
+from support.broker import TcpProxy
+from support.harness import Harness
+from support.k2hr3_standin import FakeK2HR3
+from support.notify_socket import NotifySocket
+from support.samples import neutron_port_delete
+from support.waiting import wait_until
 
 from k2hr3_osnl.process import systemd
 from k2hr3_osnl.rabbit import liveness

@@ -19,9 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_process import Harness, nova_versioned_delete, wait_until
-from k2hr3_server import FakeK2HR3
-from tls_certs import CLIENT_CN, Pki, make_pki
+from support.harness import Harness
+from support.k2hr3_standin import FakeK2HR3
+from support.samples import nova_versioned_delete
+from support.tls_certs import CLIENT_CN, Pki, make_pki
+from support.waiting import wait_until
 
 from k2hr3_osnl import config
 from k2hr3_osnl.core.answers import Outcome

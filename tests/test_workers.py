@@ -15,9 +15,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from daemon_process import Daemon, Harness, neutron_port_delete, wait_until
-from k2hr3_server import FakeK2HR3
-from notify_socket import NotifySocket
+from support.daemon import Daemon
+from support.harness import Harness
+from support.k2hr3_standin import FakeK2HR3
+from support.notify_socket import NotifySocket
+from support.samples import neutron_port_delete
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(120)]
 
