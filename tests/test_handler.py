@@ -532,3 +532,16 @@ def test_three_copies_across_two_batches_after_a_failed_first_do_not_deadlock(
     join([a, b], timeout=10)
     assert results == {"a": [Result.PARKED], "b": [Result.PARKED, Result.PARKED]}
     assert len(list(ParkingLot(tmp_path))) == 3
+
+
+def test_a_reused_message_id_with_another_deletion_is_not_skipped(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler
+) -> None:
+    """A publisher (buggy or hostile) that reuses a message_id for another VM must not
+    have that VM's deletion skipped as a duplicate: the window remembers the deletion
+    with the message_id. A true copy (same id, same deletion) still costs no call."""
+    handler = make_handler()
+    assert handler.handle(port_delete("m-same", cuk_of(1))) is Result.DELETED
+    assert handler.handle(port_delete("m-same", cuk_of(2))) is Result.DELETED
+    assert handler.handle(port_delete("m-same", cuk_of(1))) is Result.DUPLICATE
+    assert sorted(cuk for cuk, _ in k2hr3.deleted()) == [cuk_of(1), cuk_of(2)]

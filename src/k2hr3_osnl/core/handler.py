@@ -54,7 +54,7 @@ class _Item:
     answer: Answer | None = None
     result: Result | None = None
     first_seen: float | None = None
-    #: This batch holds the message_id's claim in the duplicate window.
+    #: This batch holds this deletion's claim in the duplicate window.
     claimed: bool = False
     #: Parking failed: the batch pauses before it is handed back.
     unparkable: bool = False
@@ -64,6 +64,15 @@ class _Item:
     successes_seen: int = 0
     #: Clock time before which it is not sent again (its own backoff).
     due: float = 0.0
+
+    @property
+    def key(self) -> str | None:
+        """Its entry in the duplicate window: the message_id *and* the deletion, so that
+        a publisher reusing a message_id for another deletion never has it skipped."""
+        message_id, delete = self.note.message_id, self.delete
+        if not isinstance(message_id, str) or delete is None:
+            return None
+        return "\x00".join((message_id, delete.cuk, *delete.ips))
 
     def fields(self) -> dict[str, Any]:
         note = self.note
@@ -158,7 +167,7 @@ class Handler:
             self._deliver(items)
         finally:
             for item in items:
-                self.recent.end(item.note.message_id)
+                self.recent.end(item.key)
 
     def _triage(self, item: _Item, begin: Callable[[object], bool | None]) -> None:
         """Decide; settle at once what needs no call, or claim the delivery."""
@@ -179,7 +188,7 @@ class Handler:
 
     def _claim(self, item: _Item, begin: Callable[[object], bool | None]) -> None:
         """``begin`` says True (ours to deliver), False (delivered) or None (busy)."""
-        claimed = begin(item.note.message_id)
+        claimed = begin(item.key)
         if claimed is False:
             item.result = Result.DUPLICATE
             self._report(item, _DUPLICATE)
@@ -187,7 +196,7 @@ class Handler:
 
     def _claim_waiting(self, item: _Item) -> None:
         """Wait for the copy being delivered, no longer than a message's budget."""
-        self._claim(item, lambda message_id: self.recent.begin(message_id, self.retry_budget))
+        self._claim(item, lambda key: self.recent.begin(key, self.retry_budget))
         if item.result is None and not item.claimed:
             item.result = Result.REQUEUED
             self._report(item, _STILL_BUSY)
@@ -263,7 +272,7 @@ class Handler:
             item.answer = answer
             self.observer.answered(item.note, answer, item.attempts)
             if answer.outcome is Outcome.DELETED:
-                self.recent.add(item.note.message_id)
+                self.recent.add(item.key)
                 item.result = Result.DELETED
             elif answer.outcome is Outcome.REJECTED:
                 with logs.fields(**item.fields()):
