@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import oslo_messaging
 from oslo_config import cfg
 
-from k2hr3_osnl import __version__, config, liveness, metrics, reload, signals
+from k2hr3_osnl import __version__, config, liveness, metrics, openstack_parts, reload, signals
 from k2hr3_osnl.batching import GreedyBatchServer
 from k2hr3_osnl.breaker import CircuitBreaker
 from k2hr3_osnl.dispatcher import (
@@ -34,6 +34,7 @@ from k2hr3_osnl.k2hr3 import RoleClient
 from k2hr3_osnl.lifecycle import Lifecycle
 from k2hr3_osnl.parking import ParkingLot
 from k2hr3_osnl.recent import RecentIds
+from k2hr3_osnl.reconciler import Reconciler
 
 LOG = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Daemon:
     health: Health | None = None
     metrics: metrics.Metrics | None = None
     http: metrics.MetricsServer | None = None
+    reconciler: Reconciler | None = None
 
 
 def make_client(conf: cfg.ConfigOpts) -> RoleClient:
@@ -181,6 +183,7 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
     Returns the exit status.
     """
     daemon = build(conf)
+    daemon.reconciler = openstack_parts.attach(daemon.conf, daemon.handler, daemon.endpoint)
     BrokerLogWatch(daemon.handler.observer).install()
     UndecodableWatch(daemon.handler.observer).install()
     daemon.http = metrics.serve(
@@ -190,7 +193,12 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
     )
     requests = signals.Requests()
     requests.install()
-    lifecycle = Lifecycle(daemon.listener, daemon.handler, k2hr3_error=lambda: _k2hr3_error(daemon))
+    lifecycle = Lifecycle(
+        daemon.listener,
+        daemon.handler,
+        k2hr3_error=lambda: _k2hr3_error(daemon),
+        reconcile_error=daemon.health.reconcile_error if daemon.health else lambda: None,
+    )
     # Under systemd's watchdog a hung daemon gets SIGABRT: dump every thread's stack first.
     if not faulthandler.is_enabled():
         faulthandler.enable()
@@ -213,6 +221,8 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
         started.set()
         daemon.handler.observer.listening()
         LOG.info("listening")
+        if daemon.reconciler is not None:
+            daemon.reconciler.start(conf.reconcile.interval_seconds)
         requests.wake()
 
     threading.Thread(target=start, name="listener-start", daemon=True).start()
@@ -252,6 +262,8 @@ def _same_files(conf: cfg.ConfigOpts) -> Callable[[], cfg.ConfigOpts]:
 def shutdown(daemon: Daemon, drain_seconds: float) -> int:
     """Stop taking messages, let in-flight ones finish, hand the rest back to RabbitMQ."""
     daemon.handler.observer.stopping()
+    if daemon.reconciler is not None:
+        daemon.reconciler.stop()
     daemon.listener.stop()
     # Deliveries waiting for K2HR3 give up now and are requeued; calls already on the
     # wire finish (their HTTP timeouts bound them).
