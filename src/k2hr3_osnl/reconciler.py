@@ -140,9 +140,7 @@ class Reconciler:
             since = usual.since
         report = Pass(since=since, checkpoint=checkpoint)
         try:
-            for page in nova.deleted_servers(
-                self.cloud, catchup.iso(since), self.page_size
-            ):
+            for page in nova.deleted_servers(self.cloud, catchup.iso(since), self.page_size):
                 self._page(page, report, dry_run, printer)
                 if self._stop.is_set():
                     report.settled = False

@@ -56,9 +56,7 @@ class Cloud:
             "region_name": self.region_name,
         }
         try:
-            return self.session.get(
-                path, endpoint_filter=endpoint, params=params, raise_exc=False
-            )
+            return self.session.get(path, endpoint_filter=endpoint, params=params, raise_exc=False)
         except ks_exceptions.Unauthorized as error:
             raise OpenStackError(f"Keystone refused the account: {_http(error)}") from None
         except ks_exceptions.EndpointNotFound:
