@@ -18,6 +18,7 @@ The reconciler (:mod:`k2hr3_osnl.reconciler`) does the I/O around these function
 from __future__ import annotations
 
 import datetime
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -102,7 +103,8 @@ def notification(found: Found) -> tuple[str, str, str, dict[str, str]]:
 
 
 def iso(when: float) -> str:
-    stamp = datetime.datetime.fromtimestamp(when, datetime.UTC)
+    """Whole seconds, rounded down: asking from a little earlier loses nothing."""
+    stamp = datetime.datetime.fromtimestamp(math.floor(when), datetime.UTC)
     return stamp.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
