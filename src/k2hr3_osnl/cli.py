@@ -18,8 +18,18 @@ from collections.abc import Sequence
 # oslo.messaging imports eventlet, which warns on import even though we never use it.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from k2hr3_osnl import __version__, config, logs, publish, replay, service, supervisor, systemd  # noqa: E402
-from k2hr3_osnl import catchup, openstack_parts  # noqa: E402
+from k2hr3_osnl import (  # noqa: E402
+    __version__,
+    catchup,
+    config,
+    logs,
+    openstack_parts,
+    publish,
+    replay,
+    service,
+    supervisor,
+    systemd,
+)
 from k2hr3_osnl.openstack import session  # noqa: E402
 from k2hr3_osnl.opts import LOG_LEVELS  # noqa: E402
 from k2hr3_osnl.parking import ParkingLot  # noqa: E402
