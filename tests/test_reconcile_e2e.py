@@ -14,11 +14,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from daemon_process import Harness, nova_versioned_delete, wait_until
 from k2hr3_server import FakeK2HR3
+from notify_socket import NotifySocket
 from prometheus_client.parser import text_string_to_metric_families
 from support.openstack_standin import OpenStackStandIn
 
@@ -138,8 +140,16 @@ def test_a_deletion_published_to_nowhere_is_caught_at_the_next_interval_and_coun
 
 
 def test_nova_down_while_notifications_still_land(
-    e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+    e2e: Harness,
+    k2hr3: FakeK2HR3,
+    standin: OpenStackStandIn,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    notify = NotifySocket(tmp_path / "notify.sock")
+    monkeypatch.setenv("NOTIFY_SOCKET", notify.path)
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
     port = free_port()
     standin.fail_with = 503
     daemon = e2e.daemon(e2e.config(sections=sections(standin, port))).start()
@@ -160,6 +170,9 @@ def test_nova_down_while_notifications_still_land(
     assert health["reconcile"]["state"] == "failing"
     assert daemon.log().count("reconciliation failing:") == 1  # once per streak
     assert not (e2e.state_dir / CHECKPOINT_FILE).exists()
+    # systemd hears it too, while the watchdog keeps being fed.
+    statuses = [m.fields.get("STATUS", "") for m in notify.snapshot()]
+    assert any("; reconciliation failing since" in text for text in statuses), statuses
 
     standin.fail_with = None
     wait_until(lambda: healthz(port)["reconcile"]["state"] == "ok", 20, "reconciliation to work")
@@ -167,6 +180,7 @@ def test_nova_down_while_notifications_still_land(
     assert (e2e.state_dir / CHECKPOINT_FILE).exists()
     assert sorted(cuks(k2hr3)) == sorted(s.id for s in servers)  # nothing twice
     assert daemon.stop() == 0
+    notify.close()
 
 
 def test_a_forged_instance_delete_for_an_active_server_sends_nothing_with_verify_on(
