@@ -198,3 +198,19 @@ def test_a_forged_instance_delete_for_an_active_server_sends_nothing_with_verify
     assert cuks(k2hr3) == [gone.id]
     assert metric(port, "k2hr3_osnl_verifications_total", target="server", outcome="exists") == 1
     assert daemon.stop() == 0
+
+
+def test_with_two_workers_only_one_reconciles(
+    e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    port = free_port()
+    config = e2e.config(
+        sections={**sections(standin, port, interval_seconds=600), "DEFAULT": {"workers": 2}}
+    )
+    daemon = e2e.daemon(config).start()
+    wait_until(lambda: e2e.broker.queue_info(e2e.pool)[1] == 2, 30, "two consumers")
+    wait_until(lambda: (e2e.state_dir / CHECKPOINT_FILE).exists(), 30, "the first pass")
+    time.sleep(4)  # the other worker, had it reconciled, would have by now
+    assert daemon.log().count("reconciling with Nova at start") == 1, daemon.report("workers")
+    assert standin.count("/compute/v2.1/servers/detail") == 1
+    assert daemon.stop() == 0
