@@ -220,3 +220,25 @@ def test_an_unreadable_checkpoint_is_a_first_start(world: World) -> None:
     assert world.reconciler.checkpoint.load() is None
     assert world.reconciler.run_pass().ok
     assert world.reconciler.checkpoint.load() is not None
+
+
+def test_a_stopped_reconciler_ends_its_pass_and_keeps_the_checkpoint(world: World) -> None:
+    for _ in range(7):
+        world.standin.delete(world.standin.create())
+    world.k2hr3.status = 503  # the first deletion waits on a failing K2HR3...
+    world.reconciler.start(interval=600, first_delay=0)
+    assert wait_for_calls(world.k2hr3, 1)
+    world.reconciler.stop()  # ...when the daemon stops
+    world.handler.breaker.stop()
+    assert world.reconciler.join(10)
+    assert world.reconciler.checkpoint.load() is None
+    assert world.handler.parking.count() == 0  # handed back, not parked
+
+
+def wait_for_calls(k2hr3: FakeK2HR3, count: int) -> bool:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if k2hr3.requests >= count:
+            return True
+        time.sleep(0.02)
+    return False

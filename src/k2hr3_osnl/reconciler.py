@@ -126,6 +126,7 @@ class Reconciler:
         self.page_size = page_size
         self._clock = clock
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.failing_since: float | None = None
         self.failures = 0
 
@@ -244,7 +245,16 @@ class Reconciler:
             target=self.run_forever, args=(interval, first_delay), name="reconcile", daemon=True
         )
         thread.start()
+        self._thread = thread
         return thread
 
     def stop(self) -> None:
+        """No new pass, and the one under way ends after its current page."""
         self._stop.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the pass under way (its deliveries give up once the breaker stops)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True

@@ -278,6 +278,8 @@ def shutdown(daemon: Daemon, drain_seconds: float) -> int:
             drain_seconds,
         )
         _flush_and_exit(0)
+    if daemon.reconciler is not None and not daemon.reconciler.join(drain_seconds):
+        LOG.warning("the reconciliation pass did not end within %.0fs", drain_seconds)
     daemon.transport.cleanup()
     daemon.handler.client.close()
     if daemon.http is not None:
