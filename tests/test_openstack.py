@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,3 +134,29 @@ def test_an_unknown_plugin_is_a_configuration_problem(
     path = write_conf(tmp_path, cloud_standin.credentials(auth_type="no-such-plugin"))
     conf = config.load([str(path)])
     assert any("no-such-plugin" in p for p in config.problems(conf))
+
+
+def test_nova_refuses_a_request_without_a_token(cloud_standin: OpenStackStandIn) -> None:
+    url = f"{cloud_standin.url}/compute/v2.1/servers/detail"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=5)
+    assert refused.value.code == 401
+
+
+def test_a_revoked_token_is_replaced_once_and_the_listing_goes_on(
+    tmp_path: Path, cloud_standin: OpenStackStandIn
+) -> None:
+    cloud_standin.delete(cloud_standin.create())
+    cloud = connect(tmp_path, cloud_standin)
+    assert len(listed(cloud, since=0)[0]) == 1
+    cloud_standin.tokens.clear()  # Keystone restarted with new keys, or the token expired
+    assert len(listed(cloud, since=0)[0]) == 1
+    assert cloud_standin.count("/v3/auth/tokens") == 2
+
+
+def test_a_changes_since_nova_cannot_parse_is_an_error(
+    tmp_path: Path, cloud_standin: OpenStackStandIn
+) -> None:
+    cloud = connect(tmp_path, cloud_standin)
+    with pytest.raises(OpenStackError, match="status 400"):
+        list(nova.deleted_servers(cloud, "yesterday", 10))
