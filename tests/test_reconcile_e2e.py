@@ -22,7 +22,7 @@ from daemon_process import Harness, nova_versioned_delete, wait_until
 from k2hr3_server import FakeK2HR3
 from notify_socket import NotifySocket
 from prometheus_client.parser import text_string_to_metric_families
-from support.openstack_standin import OpenStackStandIn
+from support.openstack_standin import PASSWORD, OpenStackStandIn
 
 from k2hr3_osnl.reconciler import CHECKPOINT_FILE
 
@@ -200,12 +200,16 @@ def test_a_forged_instance_delete_for_an_active_server_sends_nothing_with_verify
     assert daemon.stop() == 0
 
 
-def test_with_two_workers_only_one_reconciles(
+def test_with_two_workers_only_one_reconciles_and_no_password_is_logged(
     e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
 ) -> None:
     port = free_port()
     config = e2e.config(
-        sections={**sections(standin, port, interval_seconds=600), "DEFAULT": {"workers": 2}}
+        sections={
+            **sections(standin, port, interval_seconds=600),
+            # keystoneauth1's own debug lines too: the password must not be in any of them.
+            "DEFAULT": {"workers": 2, "libs_debug_level": "debug"},
+        }
     )
     daemon = e2e.daemon(config).start()
     wait_until(lambda: e2e.broker.queue_info(e2e.pool)[1] == 2, 30, "two consumers")
@@ -214,3 +218,6 @@ def test_with_two_workers_only_one_reconciles(
     assert daemon.log().count("reconciling with Nova at start") == 1, daemon.report("workers")
     assert standin.count("/compute/v2.1/servers/detail") == 1
     assert daemon.stop() == 0
+    everything = daemon.log(since_start=False) + daemon.output.read_text()
+    assert "keystoneauth" in everything  # the libraries did log at debug
+    assert PASSWORD not in everything

@@ -40,6 +40,7 @@ LIBRARIES = (
     "aiohttp",
     "stevedore",
     "requests",
+    "keystoneauth",
 )
 STDERR = "sys.stderr"
 FORMATS = ("text", "json")
