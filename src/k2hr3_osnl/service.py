@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import oslo_messaging
 from oslo_config import cfg
 
-from k2hr3_osnl import __version__, config, liveness, metrics, openstack_parts, reload, signals
+from k2hr3_osnl import __version__, config, liveness, metrics, reload, signals
 from k2hr3_osnl.batching import GreedyBatchServer
 from k2hr3_osnl.breaker import CircuitBreaker
 from k2hr3_osnl.dispatcher import (
@@ -32,6 +32,7 @@ from k2hr3_osnl.handler import Handler
 from k2hr3_osnl.health import BrokerLogWatch, Health
 from k2hr3_osnl.k2hr3 import RoleClient
 from k2hr3_osnl.lifecycle import Lifecycle
+from k2hr3_osnl.openstack_parts import attach as attach_openstack
 from k2hr3_osnl.parking import ParkingLot
 from k2hr3_osnl.recent import RecentIds
 from k2hr3_osnl.reconciler import Reconciler
@@ -183,7 +184,7 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
     Returns the exit status.
     """
     daemon = build(conf)
-    daemon.reconciler = openstack_parts.attach(daemon.conf, daemon.handler, daemon.endpoint)
+    daemon.reconciler = attach_openstack(daemon.conf, daemon.handler, daemon.endpoint)
     BrokerLogWatch(daemon.handler.observer).install()
     UndecodableWatch(daemon.handler.observer).install()
     daemon.http = metrics.serve(
