@@ -246,4 +246,3 @@ def test_files_of_a_config_dir_are_checked_too(tmp_path: Path) -> None:
     assert config.problems(conf) == [
         f"[k2hr3] retry_budget: unknown option ({extra} line 2); did you mean retry_budget_seconds?"
     ]
-
