@@ -11,26 +11,13 @@ import argparse
 import logging
 import os
 import sys
-import time
 import warnings
 from collections.abc import Sequence
 
 # oslo.messaging imports eventlet, which warns on import even though we never use it.
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from k2hr3_osnl import (  # noqa: E402
-    __version__,
-    catchup,
-    config,
-    logs,
-    openstack_parts,
-    publish,
-    replay,
-    service,
-    supervisor,
-    systemd,
-)
-from k2hr3_osnl.openstack import session  # noqa: E402
+from k2hr3_osnl import __version__, config, logs, publish, replay, service, supervisor, systemd  # noqa: E402
 from k2hr3_osnl.opts import LOG_LEVELS  # noqa: E402
 from k2hr3_osnl.parking import ParkingLot  # noqa: E402
 from k2hr3_osnl.pidfile import PidFile, PidFileLocked  # noqa: E402
@@ -137,7 +124,6 @@ def _parser() -> argparse.ArgumentParser:
         "nova/versioned_notifications) unless given.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="saved notifications")
-    _reconcile_parser(commands, common)
     p.add_argument("--exchange", help="override the exchange")
     p.add_argument("--topic", help="override the topic")
     p.add_argument(
@@ -146,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
         default="messagingv2",
         help="wire format: messaging (flat) or messagingv2 (envelope)",
     )
+    _reconcile_parser(commands, common)
     return parser
 
 
@@ -321,6 +308,11 @@ def _replay(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
 
 def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     """One pass on demand; see :mod:`k2hr3_osnl.reconciler`."""
+    import time
+
+    from k2hr3_osnl import catchup, openstack_parts
+    from k2hr3_osnl.openstack import session
+
     if not session.configured(conf):
         print(
             "k2hr3-osnl: reconcile needs [service_credentials] auth_type (and the account's "
