@@ -81,6 +81,11 @@ class Checkpoint:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a power cut
+        finally:
+            os.close(directory)
 
 
 @dataclass
