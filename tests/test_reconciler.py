@@ -242,3 +242,12 @@ def wait_for_calls(k2hr3: FakeK2HR3, count: int) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def test_a_checkpoint_that_cannot_be_written_is_a_failed_pass_not_a_crash(world: World) -> None:
+    world.standin.delete(world.standin.create())
+    world.state_dir.mkdir(parents=True, exist_ok=True)
+    world.reconciler.checkpoint.path.mkdir()  # a directory where the file should be
+    report = world.reconciler.run_pass()
+    assert report.error is not None and "cannot write" in report.error
+    assert len(world.k2hr3.calls) == 1  # the deletion itself went out

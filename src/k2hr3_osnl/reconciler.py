@@ -158,8 +158,13 @@ class Reconciler:
             settled = report.settled and since <= usual.since
             moved = catchup.next_checkpoint(checkpoint, started, settled)
             if moved != checkpoint and moved is not None:
-                self.checkpoint.save(moved)
-                report.checkpoint = moved
+                try:
+                    self.checkpoint.save(moved)
+                except OSError as error:
+                    # Everything was delivered; the next pass only asks again.
+                    report.error = f"cannot write {self.checkpoint.path}: {error.strerror or error}"
+                else:
+                    report.checkpoint = moved
         return report
 
     def _page(
