@@ -120,13 +120,29 @@ def main() -> int:
     args = parser.parse_args()
     latencies = args.latency or [0, 50]
     ensure_installed()
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="k2hr3-osnl-nginx-") as tmp:
         nginx = StandIn(Path(tmp), NGINX_PORT, latencies).start()
         try:
             results = [measure(ms, args.servers, args.page_size, nginx) for ms in latencies]
         finally:
             nginx.stop()
-    print(json.dumps(results, indent=1))
+    print(
+        json.dumps(
+            {
+                "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "commit": commit,
+                "load_average_before": [round(x, 2) for x in load_before],
+                "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                "cpus": os.cpu_count(),
+                "results": results,
+            },
+            indent=1,
+        )
+    )
     return 0 if all(r["exit_status"] == 0 for r in results) else 1
 
 
