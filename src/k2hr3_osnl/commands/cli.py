@@ -136,7 +136,32 @@ def _parser() -> argparse.ArgumentParser:
         default="messagingv2",
         help="wire format: messaging (flat) or messagingv2 (envelope)",
     )
+    _reconcile_parser(commands, common)
     return parser
+
+
+def _reconcile_parser(
+    commands: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:
+    c = commands.add_parser(
+        "reconcile",
+        parents=[common],
+        help="one reconciliation pass now: remove from K2HR3 the servers Nova deleted",
+        description="Ask Nova ([service_credentials]) for the servers deleted since the "
+        "checkpoint in [k2hr3] state_dir, or since --since, and delete each from K2HR3 "
+        "through the daemon's own path (retries, parking). One line per deletion; exit 0 "
+        "when every one was delivered or parked. Without --since it moves the checkpoint "
+        "as the daemon would.",
+    )
+    c.add_argument(
+        "--since",
+        metavar="ISO8601|DURATION",
+        help="look from this time (2026-01-31T12:00:00Z) or this long ago (45s, 90m, 12h, "
+        "2d) instead of the checkpoint; the checkpoint moves only if that covers it",
+    )
+    c.add_argument(
+        "--dry-run", action="store_true", help="print what would be deleted; call nothing"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -199,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOG.warning("%s", weakness)
     if args.command == "replay":
         return _replay(args, conf)
+    if args.command == "reconcile":
+        return _reconcile(args, conf)
     if args.command == "publish":
         return publish.publish(
             conf.oslo_messaging_notifications.transport_url,
@@ -271,6 +298,9 @@ def _worker(args: argparse.Namespace, conf: config.cfg.ConfigOpts, index: int) -
     logs.leave_rotation_to_parent()
     if index and conf.metrics.port:
         conf.set_override("port", conf.metrics.port + index, group="metrics")
+    if index:
+        # One reconciler per node is enough: deletes are idempotent, but calls cost.
+        conf.set_override("enabled", False, group="reconcile")
     return service.run(conf, lambda: _load(args))
 
 
@@ -292,6 +322,46 @@ def _replay(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
             return replay.list_parked(parking, sys.stdout)
         return replay.replay_parked(parking, client, sys.stdout)
     return replay.replay_files(args.files, client, sys.stdout)
+
+
+def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
+    """One pass on demand; see :mod:`k2hr3_osnl.reconcile.reconciler`."""
+    import time
+
+    from k2hr3_osnl.core import catchup
+    from k2hr3_osnl.openstack import session
+    from k2hr3_osnl.reconcile import wiring as openstack_parts
+
+    if not session.configured(conf):
+        print(
+            "k2hr3-osnl: reconcile needs [service_credentials] auth_type (and the account's "
+            "auth_url, username, password...) to ask Nova",
+            file=sys.stderr,
+        )
+        return 2
+    since = None
+    if args.since is not None:
+        try:
+            since = catchup.parse_since(args.since, time.time())
+        except ValueError as error:
+            print(f"k2hr3-osnl: --since: {error}", file=sys.stderr)
+            return 2
+    handler = service.make_handler(conf)
+    reconciler = openstack_parts.make_reconciler(conf, session.connect(conf), handler)
+    try:
+        report = reconciler.run_pass(since=since, dry_run=args.dry_run, printer=print)
+    finally:
+        handler.client.close()
+    if report.error is not None:
+        print(f"k2hr3-osnl: reconciliation failed: {report.error}", file=sys.stderr)
+        return 1
+    print(
+        f"{report.found} deleted server(s) since {catchup.iso(report.since)}, "
+        f"{report.already} already deleted, {report.sent} sent"
+        + (" (dry run)" if args.dry_run else ""),
+        file=sys.stderr,
+    )
+    return 0 if report.settled else 1
 
 
 if __name__ == "__main__":

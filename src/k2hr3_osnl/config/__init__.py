@@ -6,6 +6,7 @@ prefetch, quorum queues...) from the same object, so one file configures everyth
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import os
@@ -98,6 +99,8 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
     found: list[str] = findings(conf).problems
     bad_values: list[str] = []
     for group, group_opts in [*opts.list_opts(), (RABBIT_GROUP, _rabbit_opts())]:
+        if group == opts.CREDENTIALS_GROUP:
+            continue  # keystoneauth1 registers and reads them: _credentials_problems
         section = conf if group == "DEFAULT" else conf[group]
         for opt in group_opts:
             try:
@@ -173,6 +176,8 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
                 f"{', '.join(sorted(versions))} (leave it empty for the best available)"
             )
 
+    found += _credentials_problems(conf)
+
     m = conf[opts.METRICS_GROUP]
     if m.bind_address and m.port:
         try:
@@ -189,8 +194,30 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
 
 def findings(conf: cfg.ConfigOpts) -> strict.Findings:
     """Unknown sections and options in the files ``conf`` was read from."""
-    known = strict.known_options(conf, [*oslo_messaging.opts.list_opts(), *opts.list_opts()])
+    lists = [*oslo_messaging.opts.list_opts(), *opts.list_opts()]
+    auth_type = conf[opts.CREDENTIALS_GROUP].auth_type
+    if auth_type:
+        # The options of the plugin actually named, not the sample's password plugin.
+        # An unknown plugin raises: _credentials_problems says so.
+        with contextlib.suppress(Exception):
+            lists.append((opts.CREDENTIALS_GROUP, opts.credentials_list(auth_type)))
+    known = strict.known_options(conf, lists)
     return strict.check_files(strict.files_of(conf), known)
+
+
+def _credentials_problems(conf: cfg.ConfigOpts) -> list[str]:
+    """``[service_credentials]`` loads, and is there if reconciliation needs it."""
+    from k2hr3_osnl.openstack import session  # keystoneauth1 and requests: only here
+
+    r = conf[opts.RECONCILE_GROUP]
+    if not session.configured(conf):
+        return [
+            f"[{opts.RECONCILE_GROUP}] {name}: true, but [{opts.CREDENTIALS_GROUP}] "
+            "auth_type is not set (Nova and Neutron need an account)"
+            for name in ("enabled", "verify_deletions")
+            if r[name]
+        ]
+    return session.check(conf)
 
 
 def warnings(conf: cfg.ConfigOpts) -> list[str]:
@@ -234,6 +261,18 @@ def warnings(conf: cfg.ConfigOpts) -> list[str]:
         found.append(
             f"[{RABBIT_GROUP}] rabbit_qos_prefetch_count: 0 is unlimited: a backlog "
             "lands in memory instead of waiting in RabbitMQ"
+        )
+    c = conf[opts.CREDENTIALS_GROUP]
+    rc = conf[opts.RECONCILE_GROUP]
+    if c.auth_type and not (rc.enabled or rc.verify_deletions):
+        found.append(
+            f"[{opts.CREDENTIALS_GROUP}]: set, but neither [{opts.RECONCILE_GROUP}] enabled "
+            "nor verify_deletions is true, so nothing uses it"
+        )
+    if c.auth_type and c.insecure:
+        found.append(
+            f"[{opts.CREDENTIALS_GROUP}] insecure: true, so Keystone's, Nova's and Neutron's "
+            "certificates are not verified; prefer cafile"
         )
     return found
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 
+from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
 from k2hr3_osnl.rabbit import seam
@@ -33,6 +34,11 @@ _LIBS_LEVEL_CHOICES = [(name, "as for debug_level, for the libraries") for name 
 NOTIFICATIONS_GROUP = "oslo_messaging_notifications"
 K2HR3_GROUP = "k2hr3"
 METRICS_GROUP = "metrics"
+RECONCILE_GROUP = "reconcile"
+#: ceilometer's name for the same thing: the account a service uses to ask OpenStack.
+CREDENTIALS_GROUP = "service_credentials"
+#: The keystoneauth1 plugin whose options the sample configuration documents.
+SAMPLE_AUTH_TYPE = "password"
 #: Default port of /metrics and /healthz. The Prometheus wiki's "default port
 #: allocations" list has no free number left in 9100-9999; 9840 is not taken in the copy
 #: we could read, and no exporter usual on an OpenStack node uses it.
@@ -284,6 +290,74 @@ metrics_opts = [
 ]
 
 
+reconcile_opts = [
+    cfg.BoolOpt(
+        "enabled",
+        default=False,
+        help="Ask Nova for servers deleted since the last pass, at start (covering the "
+        "time the daemon was down) and then every interval_seconds, and delete each one "
+        "from K2HR3 by cuk like a notification would. Needs [service_credentials]. "
+        "Enable it on one gateway node of a pool: several are harmless but waste calls. "
+        "With workers = N, only worker 0 reconciles.",
+    ),
+    cfg.FloatOpt(
+        "interval_seconds",
+        default=600,
+        min=5,
+        help="Seconds between two reconciliation passes (and between two tries while "
+        "Keystone or Nova fail).",
+    ),
+    cfg.FloatOpt(
+        "initial_lookback_seconds",
+        default=86400,
+        min=0,
+        help="On the very first start (no checkpoint in state_dir yet), how far back "
+        "to look for deleted servers.",
+    ),
+    cfg.FloatOpt(
+        "overlap_seconds",
+        default=300,
+        min=0,
+        help="Each pass asks for changes since its checkpoint minus this much, so that "
+        "clock skew between this node and Nova's database loses nothing.",
+    ),
+    cfg.IntOpt(
+        "page_size",
+        default=500,
+        min=1,
+        max=1000,
+        help="Servers asked for per page of GET /servers/detail (Nova caps it at its "
+        "own [api] max_limit, 1000 by default).",
+    ),
+    cfg.BoolOpt(
+        "verify_deletions",
+        default=False,
+        help="Before acting on a notification, ask Nova (instance deletions) or Neutron "
+        "(port deletions) whether the server or port is really gone: one that still "
+        "exists (a forged or misrouted notification) is not deleted from K2HR3. If Nova "
+        "or Neutron cannot answer, the deletion goes ahead. Needs [service_credentials].",
+    ),
+]
+
+credentials_opts = [
+    cfg.StrOpt(
+        "region_name",
+        help="Region of the Nova and Neutron endpoints in the Keystone catalog (default: "
+        "the only one).",
+    ),
+    cfg.StrOpt(
+        "interface",
+        default="public",
+        choices=[
+            ("public", "the public endpoints"),
+            ("internal", "the internal endpoints"),
+            ("admin", "the admin endpoints"),
+        ],
+        help="Which endpoints of the Keystone catalog to call Nova and Neutron on.",
+    ),
+]
+
+
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register our options, plus oslo.messaging's own notifier options.
 
@@ -297,6 +371,31 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(notification_opts, group=NOTIFICATIONS_GROUP)
     conf.register_opts(k2hr3_opts, group=K2HR3_GROUP)
     conf.register_opts(metrics_opts, group=METRICS_GROUP)
+    conf.register_opts(reconcile_opts, group=RECONCILE_GROUP)
+    register_credentials(conf)
+
+
+def register_credentials(conf: cfg.ConfigOpts) -> None:
+    """keystoneauth1's own auth and session options, plus where to find the endpoints.
+
+    The auth plugin's options (``auth_url``, ``username``, ``password``...) are
+    registered by keystoneauth1 when it loads the plugin named by ``auth_type``.
+    """
+    conf.register_opts(credentials_opts, group=CREDENTIALS_GROUP)
+    ks_loading.register_session_conf_options(conf, CREDENTIALS_GROUP)
+    ks_loading.register_auth_conf_options(conf, CREDENTIALS_GROUP)
+
+
+def credentials_list(auth_type: str | None = SAMPLE_AUTH_TYPE) -> list[cfg.Opt]:
+    """Every option ``[service_credentials]`` may hold with this plugin (for checks)."""
+    found = [
+        *credentials_opts,
+        *ks_loading.get_session_conf_options(),
+        *ks_loading.get_auth_common_conf_options(),
+    ]
+    if auth_type:
+        found += ks_loading.get_auth_plugin_conf_options(auth_type)
+    return found
 
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
@@ -310,4 +409,6 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
         (NOTIFICATIONS_GROUP, [transport_url, *notification_opts]),
         (K2HR3_GROUP, k2hr3_opts),
         (METRICS_GROUP, metrics_opts),
+        (RECONCILE_GROUP, reconcile_opts),
+        (CREDENTIALS_GROUP, credentials_list()),
     ]

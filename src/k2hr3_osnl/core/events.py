@@ -140,7 +140,21 @@ class NovaLegacy:
         return Delete(_cuk(payload.get("instance_id"), "payload.instance_id"))
 
 
-HANDLERS = (NeutronPort, NovaVersioned, NovaLegacy)
+class ReconciledServer:
+    """Our own ``k2hr3_osnl.reconcile.server.deleted``: Nova lists the server as deleted.
+
+    Reconciliation (:mod:`k2hr3_osnl.core.catchup`) found it: the whole instance is gone, as
+    for ``instance.delete.end``; it travels the same path as a notification would.
+    """
+
+    event_types: ClassVar[frozenset[str]] = frozenset({"k2hr3_osnl.reconcile.server.deleted"})
+
+    @staticmethod
+    def decide(payload: Mapping[str, Any]) -> Decision:
+        return Delete(_cuk(payload.get("uuid"), "payload.uuid"))
+
+
+HANDLERS = (NeutronPort, NovaVersioned, NovaLegacy, ReconciledServer)
 _BY_EVENT_TYPE = {event: handler for handler in HANDLERS for event in handler.event_types}
 #: Every event type that can lead to a K2HR3 call.
 DELETION_EVENT_TYPES = frozenset(_BY_EVENT_TYPE)

@@ -43,6 +43,18 @@ class Observer:
     def unreadable(self, reason: str) -> None:
         """A message that is no notification at all was acknowledged before our endpoint."""
 
+    def reconcile_missed(self, cuk: str) -> None:
+        """Reconciliation found a deleted server that no notification had deleted."""
+
+    def reconciled(self, found: int) -> None:
+        """A reconciliation pass asked Nova successfully and found ``found`` deletions."""
+
+    def reconcile_failed(self, detail: str) -> None:
+        """A reconciliation pass could not ask Keystone or Nova (``detail`` says why)."""
+
+    def verified(self, target: str, outcome: str) -> None:
+        """Verification asked about a ``server`` or ``port``: ``gone``, ``exists``, ``unknown``."""
+
 
 class Observers(Observer):
     """Several observers as one, called in order."""
@@ -81,3 +93,19 @@ class Observers(Observer):
     def unreadable(self, reason: str) -> None:
         for observer in self.observers:
             observer.unreadable(reason)
+
+    def reconcile_missed(self, cuk: str) -> None:
+        for observer in self.observers:
+            observer.reconcile_missed(cuk)
+
+    def reconciled(self, found: int) -> None:
+        for observer in self.observers:
+            observer.reconciled(found)
+
+    def reconcile_failed(self, detail: str) -> None:
+        for observer in self.observers:
+            observer.reconcile_failed(detail)
+
+    def verified(self, target: str, outcome: str) -> None:
+        for observer in self.observers:
+            observer.verified(target, outcome)

@@ -62,11 +62,15 @@ class Status:
     breaker_open: bool
     parked: int
     details: dict[str, Any] = field(default_factory=dict)
+    #: Wrong, but not with the listener: reconciliation failing. Said, never a 503: a
+    #: Keystone outage must not make anyone restart a daemon that consumes.
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        reason = "; ".join(self.reasons) if self.reasons else "consuming, K2HR3 reachable"
         return {
             "status": "ok" if self.ok else "unavailable",
-            "reason": "; ".join(self.reasons) if self.reasons else "consuming, K2HR3 reachable",
+            "reason": "; ".join([reason, *self.warnings]),
             "consuming": self.consuming,
             **self.details,
             "parked": self.parked,
@@ -98,6 +102,7 @@ class Health(Observer):
         self._k2hr3_last_success: float | None = None
         self._k2hr3_failing_since: float | None = None
         self._k2hr3_error: str | None = None
+        self._reconcile = _ReconcileState()
 
     # Observer hooks: called from the listener's and workers' threads.
 
@@ -140,6 +145,19 @@ class Health(Observer):
                 self._k2hr3_failing_since = None
                 self._k2hr3_error = None
                 self._k2hr3_last_success = now
+
+    def reconciled(self, found: int) -> None:
+        with self._lock:
+            self._reconcile.worked(self._clock())
+
+    def reconcile_failed(self, detail: str) -> None:
+        with self._lock:
+            self._reconcile.failed(self._clock(), detail)
+
+    def reconcile_error(self) -> str | None:
+        """``since ...: why`` while reconciliation fails, for systemd's status line."""
+        with self._lock:
+            return self._reconcile.problem()
 
     @property
     def reconnects(self) -> int:
@@ -208,8 +226,14 @@ class Health(Observer):
                     "last_success": _iso(self._k2hr3_last_success),
                 },
             }
+            if self._reconcile.enabled:
+                details["reconcile"] = self._reconcile.to_json()
+            reconcile_problem = self._reconcile.problem()
             return Status(
                 ok=not reasons,
+                warnings=[f"reconciliation failing {reconcile_problem}"]
+                if reconcile_problem
+                else [],
                 reasons=reasons,
                 consuming=consuming,
                 broker_connected=connected,
@@ -219,6 +243,41 @@ class Health(Observer):
                 parked=parked,
                 details=details,
             )
+
+
+class _ReconcileState:
+    """Reconciliation as the health sees it; enabled by its first report."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.last_success: float | None = None
+        self.failing_since: float | None = None
+        self.error: str | None = None
+
+    def worked(self, now: float) -> None:
+        self.enabled = True
+        self.last_success = now
+        self.failing_since = None
+        self.error = None
+
+    def failed(self, now: float, detail: str) -> None:
+        self.enabled = True
+        if self.failing_since is None:
+            self.failing_since = now
+        self.error = detail
+
+    def problem(self) -> str | None:
+        if self.failing_since is None:
+            return None
+        return f"since {_iso(self.failing_since)} ({self.error})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": "failing" if self.failing_since is not None else "ok",
+            "failing_since": _iso(self.failing_since),
+            "last_error": self.error,
+            "last_success": _iso(self.last_success),
+        }
 
 
 class BrokerLogWatch(logging.Filter):

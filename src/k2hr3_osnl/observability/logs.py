@@ -45,6 +45,7 @@ LIBRARIES = (
     "aiohttp",
     "stevedore",
     "requests",
+    "keystoneauth",
 )
 STDERR = "sys.stderr"
 FORMATS = ("text", "json")

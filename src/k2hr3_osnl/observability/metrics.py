@@ -123,6 +123,7 @@ class Metrics(Observer):
             namespace=NAMESPACE,
             registry=r,
         )
+        self._reconcile_metrics(r)
         Info(
             "build",
             "Version of k2hr3-osnl and of what it runs on.",
@@ -144,6 +145,73 @@ class Metrics(Observer):
             self.retries.labels(event_type)
             for result in Result:
                 self.notifications.labels(event_type, result.value)
+
+    def _reconcile_metrics(self, r: CollectorRegistry) -> None:
+        self.reconcile_passes = Counter(
+            "reconcile_passes",
+            "Reconciliation passes, by outcome (ok; failed: Keystone or Nova did not answer).",
+            ["outcome"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.reconcile_found = Counter(
+            "reconcile_found",
+            "Deleted servers reconciliation found in Nova (each pass counts its own).",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.missed = Counter(
+            "reconcile_missed",
+            "Deleted servers that no notification had deleted from K2HR3 when "
+            "reconciliation found them: deletions the message bus lost.",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.reconcile_last_success = Gauge(
+            "reconcile_last_success_timestamp_seconds",
+            "Unix time of the last reconciliation pass that asked Nova successfully (0: none yet).",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.reconcile_failing_since = Gauge(
+            "reconcile_failing_since_timestamp_seconds",
+            "Unix time of the first failed pass of the current failure streak (0: working).",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.verifications = Counter(
+            "verifications",
+            "verify_deletions lookups, by target (server, port) and outcome (gone: deleted; "
+            "exists: refused; unknown: no answer, deleted anyway).",
+            ["target", "outcome"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self._reconcile_failing = False
+        for outcome in ("ok", "failed"):
+            self.reconcile_passes.labels(outcome)
+        for target in ("server", "port"):
+            for outcome in ("gone", "exists", "unknown"):
+                self.verifications.labels(target, outcome)
+
+    def reconcile_missed(self, cuk: str) -> None:
+        self.missed.inc()
+
+    def reconciled(self, found: int) -> None:
+        self.reconcile_passes.labels("ok").inc()
+        self.reconcile_found.inc(found)
+        self.reconcile_last_success.set(time.time())
+        self.reconcile_failing_since.set(0)
+        self._reconcile_failing = False
+
+    def reconcile_failed(self, detail: str) -> None:
+        self.reconcile_passes.labels("failed").inc()
+        if not self._reconcile_failing:
+            self._reconcile_failing = True
+            self.reconcile_failing_since.set(time.time())
+
+    def verified(self, target: str, outcome: str) -> None:
+        self.verifications.labels(target, outcome).inc()
 
     def handling(self, note: Notification) -> None:
         self.in_flight.inc()

@@ -31,12 +31,15 @@ class Lifecycle:
         handler: Handler,
         notifier: systemd.Notifier | None = None,
         k2hr3_error: Callable[[], str | None] = lambda: None,
+        reconcile_error: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.listener = listener
         self.handler = handler
         self.notifier = notifier or systemd.Notifier()
         #: The last K2HR3 failure, for the status line while the breaker is open.
         self.k2hr3_error = k2hr3_error
+        #: Reconciliation failing (``since ...: why``), added to the status line.
+        self.reconcile_error = reconcile_error
         watchdog = systemd.watchdog_interval()
         self.watchdog = watchdog is not None and self.notifier.enabled
         self.interval = min(watchdog, DEFAULT_INTERVAL) if watchdog else DEFAULT_INTERVAL
@@ -96,12 +99,12 @@ class Lifecycle:
             return health
         if self.handler.breaker.is_open:
             parked = self.handler.parking.count()
-            self._set_status(
-                f"K2HR3 failing: {self.k2hr3_error() or 'deletions wait and are retried'}"
-                + (f"; {parked} parked" if parked else "")
-            )
+            text = f"K2HR3 failing: {self.k2hr3_error() or 'deletions wait and are retried'}"
+            text += f"; {parked} parked" if parked else ""
         else:
-            self._set_status(self._listening)
+            text = self._listening
+        reconcile = self.reconcile_error()
+        self._set_status(f"{text}; reconciliation failing {reconcile}" if reconcile else text)
         if self.watchdog:
             self.notifier.watchdog()
         return health

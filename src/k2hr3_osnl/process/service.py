@@ -33,6 +33,8 @@ from k2hr3_osnl.rabbit import dryrun, liveness, seam
 from k2hr3_osnl.rabbit.batching import GreedyBatchServer
 from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher, UndecodableWatch
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
+from k2hr3_osnl.reconcile.reconciler import Reconciler
+from k2hr3_osnl.reconcile.wiring import attach as attach_openstack
 
 LOG = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class Daemon:
     health: Health | None = None
     metrics: metrics.Metrics | None = None
     http: metrics.MetricsServer | None = None
+    reconciler: Reconciler | None = None
 
 
 def make_client(conf: cfg.ConfigOpts) -> RoleClient:
@@ -179,6 +182,7 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
     Returns the exit status.
     """
     daemon = build(conf)
+    daemon.reconciler = attach_openstack(daemon.conf, daemon.handler, daemon.endpoint)
     BrokerLogWatch(daemon.handler.observer).install()
     UndecodableWatch(daemon.handler.observer).install()
     daemon.http = metrics.serve(
@@ -188,7 +192,12 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
     )
     requests = signals.Requests()
     requests.install()
-    lifecycle = Lifecycle(daemon.listener, daemon.handler, k2hr3_error=lambda: _k2hr3_error(daemon))
+    lifecycle = Lifecycle(
+        daemon.listener,
+        daemon.handler,
+        k2hr3_error=lambda: _k2hr3_error(daemon),
+        reconcile_error=daemon.health.reconcile_error if daemon.health else lambda: None,
+    )
     # Under systemd's watchdog a hung daemon gets SIGABRT: dump every thread's stack first.
     if not faulthandler.is_enabled():
         faulthandler.enable()
@@ -212,6 +221,8 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
         started.set()
         daemon.handler.observer.listening()
         LOG.info("listening")
+        if daemon.reconciler is not None:
+            daemon.reconciler.start(conf.reconcile.interval_seconds)
         requests.wake()
 
     threading.Thread(target=start, name="listener-start", daemon=True).start()
@@ -251,6 +262,8 @@ def _same_files(conf: cfg.ConfigOpts) -> Callable[[], cfg.ConfigOpts]:
 def shutdown(daemon: Daemon, drain_seconds: float) -> int:
     """Stop taking messages, let in-flight ones finish, hand the rest back to RabbitMQ."""
     daemon.handler.observer.stopping()
+    if daemon.reconciler is not None:
+        daemon.reconciler.stop()
     daemon.listener.stop()
     # Deliveries waiting for K2HR3 give up now and are requeued; calls already on the
     # wire finish (their HTTP timeouts bound them).
@@ -265,6 +278,8 @@ def shutdown(daemon: Daemon, drain_seconds: float) -> int:
             drain_seconds,
         )
         _flush_and_exit(0)
+    if daemon.reconciler is not None and not daemon.reconciler.join(drain_seconds):
+        LOG.warning("the reconciliation pass did not end within %.0fs", drain_seconds)
     daemon.transport.cleanup()
     dryrun.remove_queue(daemon.conf)
     daemon.handler.client.close()

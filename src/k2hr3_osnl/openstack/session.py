@@ -1,0 +1,108 @@
+"""A keystoneauth1 session from ``[service_credentials]``, and the one error type.
+
+keystoneauth1 does the OpenStack part: version discovery, the token (kept and renewed,
+and fetched again once on a 401), the catalog, TLS. This module only builds the session
+from the options, picks endpoints by ``region_name`` and ``interface``, and turns every
+failure into :class:`OpenStackError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from keystoneauth1 import exceptions as ks_exceptions
+from keystoneauth1 import loading as ks_loading
+from keystoneauth1.session import Session
+from oslo_config import cfg
+
+from k2hr3_osnl.config.opts import CREDENTIALS_GROUP
+
+#: Seconds a Keystone, Nova or Neutron call may take when [service_credentials]
+#: timeout is not set (keystoneauth1 would wait forever).
+DEFAULT_TIMEOUT = 30.0
+
+
+class OpenStackError(Exception):
+    """Keystone, Nova or Neutron could not answer; the message says which and why."""
+
+
+def configured(conf: cfg.ConfigOpts) -> bool:
+    """Is there an account to ask OpenStack with? Without one, nothing here runs."""
+    return bool(conf[CREDENTIALS_GROUP].auth_type)
+
+
+@dataclass
+class Cloud:
+    """A session and where its endpoints are: what Nova and Neutron calls go through."""
+
+    session: Session
+    region_name: str | None = None
+    interface: str = "public"
+
+    def get(
+        self, service_type: str, path: str, params: Mapping[str, Any] | None = None
+    ) -> requests.Response:
+        """GET ``path`` on the catalog endpoint of ``service_type``; any status returned.
+
+        Raises :class:`OpenStackError` when there is no answer: Keystone refuses the
+        account, the catalog has no such endpoint, or the connection fails.
+        """
+        endpoint = {
+            "service_type": service_type,
+            "interface": self.interface,
+            "region_name": self.region_name,
+        }
+        try:
+            return self.session.get(path, endpoint_filter=endpoint, params=params, raise_exc=False)
+        except ks_exceptions.Unauthorized as error:
+            raise OpenStackError(f"Keystone refused the account: {_http(error)}") from None
+        except ks_exceptions.EndpointNotFound:
+            raise OpenStackError(
+                f"no {self.interface} {service_type} endpoint in the Keystone catalog"
+                + (f" for region {self.region_name}" if self.region_name else "")
+            ) from None
+        except ks_exceptions.HttpError as error:
+            raise OpenStackError(f"Keystone answered {_http(error)}") from None
+        except ks_exceptions.ClientException as error:
+            # Connection refused, timeout, TLS, discovery failure: the class says which.
+            raise OpenStackError(f"{type(error).__name__}: {_first_line(error)}") from None
+
+
+def connect(conf: cfg.ConfigOpts) -> Cloud:
+    """The session of ``[service_credentials]`` (no request is made yet).
+
+    Raises :class:`OpenStackError` if the options cannot make one (an unknown
+    ``auth_type``, a missing ``auth_url``...).
+    """
+    group = conf[CREDENTIALS_GROUP]
+    try:
+        auth = ks_loading.load_auth_from_conf_options(conf, CREDENTIALS_GROUP)
+        session = ks_loading.load_session_from_conf_options(conf, CREDENTIALS_GROUP, auth=auth)
+    except ks_exceptions.ClientException as error:
+        raise OpenStackError(f"[{CREDENTIALS_GROUP}]: {_first_line(error)}") from None
+    if session.timeout is None:
+        session.timeout = DEFAULT_TIMEOUT
+    return Cloud(session, region_name=group.region_name, interface=group.interface)
+
+
+def check(conf: cfg.ConfigOpts) -> list[str]:
+    """Problems with ``[service_credentials]``, for --check-config (no request made)."""
+    if not configured(conf):
+        return []
+    try:
+        connect(conf)
+    except OpenStackError as error:
+        return [str(error)]
+    return []
+
+
+def _http(error: ks_exceptions.HttpError) -> str:
+    return f"status {error.http_status}" if error.http_status else type(error).__name__
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -1,0 +1,67 @@
+"""What ``[service_credentials]`` adds to a daemon: verification and reconciliation.
+
+Without ``auth_type`` nothing here happens and the daemon is exactly the listener.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from oslo_config import cfg
+
+from k2hr3_osnl.core.delivered import DeletedCuks
+from k2hr3_osnl.core.handler import Handler
+from k2hr3_osnl.core.observer import Observers
+from k2hr3_osnl.openstack import session
+from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
+from k2hr3_osnl.reconcile.reconciler import Checkpoint, Reconciler
+from k2hr3_osnl.reconcile.verify import VerifyingHandler, cloud_lookup
+
+LOG = logging.getLogger(__name__)
+
+
+def memory_window(conf: cfg.ConfigOpts) -> float:
+    """How long a cuk deleted whole is remembered: the duplicate window, or longer.
+
+    A pass finds again what the previous one found in its overlap, up to an interval
+    and an overlap later; those must not cost a call or count as missed.
+    """
+    r = conf.reconcile
+    return max(conf.k2hr3.duplicate_window_seconds, 2 * (r.interval_seconds + r.overlap_seconds))
+
+
+def make_reconciler(conf: cfg.ConfigOpts, cloud: session.Cloud, handler: Handler) -> Reconciler:
+    """A reconciler whose memory of deleted cuks the handler feeds."""
+    memory = DeletedCuks(memory_window(conf))
+    handler.observer = Observers((handler.observer, memory))
+    r = conf.reconcile
+    return Reconciler(
+        cloud,
+        handler,
+        memory,
+        Checkpoint(conf.k2hr3.state_dir),
+        overlap=r.overlap_seconds,
+        initial_lookback=r.initial_lookback_seconds,
+        page_size=r.page_size,
+    )
+
+
+def attach(
+    conf: cfg.ConfigOpts, handler: Handler, endpoint: NotificationEndpoint
+) -> Reconciler | None:
+    """Verify the endpoint's deletions and return a reconciler, as configured."""
+    r = conf.reconcile
+    if not session.configured(conf):
+        return None
+    cloud = session.connect(conf)
+    if r.verify_deletions:
+        endpoint.handler = VerifyingHandler(handler, cloud_lookup(cloud))  # type: ignore[assignment]
+        LOG.info("verifying deletions with Nova and Neutron before sending them")
+    if not r.enabled:
+        return None
+    LOG.info(
+        "reconciling with Nova at start and every %.0fs (checkpoint in %s)",
+        r.interval_seconds,
+        Checkpoint(conf.k2hr3.state_dir).path,
+    )
+    return make_reconciler(conf, cloud, handler)

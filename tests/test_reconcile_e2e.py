@@ -1,0 +1,216 @@
+"""Catch-up and reconciliation end to end: the real daemon, RabbitMQ, K2HR3 and OpenStack stand-ins.
+
+The bus loses deletions (a queue that did not exist, a broker restart with transient
+queues); Nova remembers them. These tests make the bus lose them on purpose and check
+that the daemon still removes every deleted server from K2HR3, says it noticed, and
+never touches a server that is only soft-deleted or still alive.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from support.harness import Harness
+from support.k2hr3_standin import FakeK2HR3
+from support.openstack_standin import PASSWORD, OpenStackStandIn
+from support.samples import nova_versioned_delete
+from support.waiting import wait_until
+
+from k2hr3_osnl.reconcile.reconciler import CHECKPOINT_FILE
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(180)]
+
+VERSIONED = "messagingv2"
+
+
+@pytest.fixture
+def standin() -> Iterator[OpenStackStandIn]:
+    server = OpenStackStandIn().start()
+    yield server
+    server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sections(standin: OpenStackStandIn, port: int, **reconcile: object) -> dict[str, Any]:
+    return {
+        "reconcile": {"enabled": "true", "interval_seconds": 5, **reconcile},
+        "service_credentials": standin.credentials(),
+        "metrics": {"port": port},
+    }
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
+def healthz(port: int) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return json.loads(error.read())
+
+
+def cuks(k2hr3: FakeK2HR3) -> list[str]:
+    return [cuk for cuk, _ in k2hr3.deleted()]
+
+
+def test_deletions_made_while_the_daemon_was_down_reach_k2hr3_after_its_start(
+    e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    port = free_port()
+    config = e2e.config(sections=sections(standin, port, interval_seconds=600))
+    daemon = e2e.daemon(config).start()
+    checkpoint = e2e.state_dir / CHECKPOINT_FILE
+    wait_until(checkpoint.exists, 30, "the first pass's checkpoint")
+    assert daemon.stop() == 0
+    # The worst case: the daemon's queue is gone, so what nova publishes now is lost.
+    e2e.broker.delete([e2e.pool])
+    gone = [standin.create() for _ in range(5)]
+    for server in gone:
+        standin.delete(server)
+        e2e.notify(e2e.nova, e2e.versioned, VERSIONED, nova_versioned_delete(server.id))
+    soft, alive = standin.create(), standin.create()
+    standin.delete(soft, soft=True)
+
+    started = time.monotonic()
+    daemon.start()
+    wait_until(lambda: set(cuks(k2hr3)) >= {s.id for s in gone}, 30, "the catch-up")
+
+    assert time.monotonic() - started < 30
+    assert sorted(cuks(k2hr3)) == sorted(s.id for s in gone), daemon.report("calls")
+    assert soft.id not in cuks(k2hr3) and alive.id not in cuks(k2hr3)
+    assert metric(port, "k2hr3_osnl_reconcile_missed_total") == 5
+    assert daemon.log().count("no notification deleted it") == 5
+    assert daemon.stop() == 0
+
+
+def test_a_deletion_published_to_nowhere_is_caught_at_the_next_interval_and_counted(
+    e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    port = free_port()
+    daemon = e2e.daemon(e2e.config(sections=sections(standin, port))).start()
+    wait_until(lambda: (e2e.state_dir / CHECKPOINT_FILE).exists(), 30, "the first pass")
+    told, lost, soft = standin.create(), standin.create(), standin.create()
+    standin.delete(told)
+    e2e.notify(e2e.nova, e2e.versioned, VERSIONED, nova_versioned_delete(told.id))
+    wait_until(lambda: told.id in cuks(k2hr3), 10, "the notified deletion")
+
+    nowhere = f"{e2e.unique}_nowhere"
+    try:
+        standin.delete(lost)
+        standin.delete(soft, soft=True)
+        e2e.notify(nowhere, e2e.versioned, VERSIONED, nova_versioned_delete(lost.id))
+        wait_until(lambda: lost.id in cuks(k2hr3), 20, "the next interval to catch it")
+    finally:
+        e2e.broker.delete(exchanges=[nowhere])
+
+    assert metric(port, "k2hr3_osnl_reconcile_missed_total") == 1
+    # The notified one was found too, and cost no second call.
+    wait_until(
+        lambda: metric(port, "k2hr3_osnl_reconcile_passes_total", outcome="ok") >= 3,
+        20,
+        "another pass",
+    )
+    assert cuks(k2hr3).count(told.id) == 1 and cuks(k2hr3).count(lost.id) == 1
+    assert soft.id not in cuks(k2hr3)
+    assert metric(port, "k2hr3_osnl_reconcile_missed_total") == 1
+    assert metric(port, "k2hr3_osnl_reconcile_last_success_timestamp_seconds") > time.time() - 30
+    assert daemon.stop() == 0
+
+
+def test_nova_down_while_notifications_still_land(
+    e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    port = free_port()
+    standin.fail_with = 503
+    daemon = e2e.daemon(e2e.config(sections=sections(standin, port))).start()
+    notify = daemon.notify
+    assert notify is not None  # the harness plays systemd's notify socket
+    servers = [standin.create() for _ in range(3)]
+    for server in servers:
+        standin.delete(server)
+        e2e.notify(e2e.nova, e2e.versioned, VERSIONED, nova_versioned_delete(server.id))
+    wait_until(lambda: len(cuks(k2hr3)) == 3, 15, "the notifications")
+
+    wait_until(
+        lambda: metric(port, "k2hr3_osnl_reconcile_passes_total", outcome="failed") >= 2,
+        30,
+        "two failed passes",
+    )
+    health = healthz(port)
+    assert health["status"] == "ok", health  # consuming: a failing Nova is no reason to restart
+    assert "reconciliation failing since" in health["reason"], health
+    assert health["reconcile"]["state"] == "failing"
+    assert daemon.log().count("reconciliation failing:") == 1  # once per streak
+    assert not (e2e.state_dir / CHECKPOINT_FILE).exists()
+    # systemd hears it too, while the watchdog keeps being fed.
+    statuses = [m.fields.get("STATUS", "") for m in notify.snapshot()]
+    assert any("; reconciliation failing since" in text for text in statuses), statuses
+
+    standin.fail_with = None
+    wait_until(lambda: healthz(port)["reconcile"]["state"] == "ok", 20, "reconciliation to work")
+    assert "reconciliation works again" in daemon.log()
+    assert (e2e.state_dir / CHECKPOINT_FILE).exists()
+    assert sorted(cuks(k2hr3)) == sorted(s.id for s in servers)  # nothing twice
+    assert daemon.stop() == 0
+
+
+def test_a_forged_instance_delete_for_an_active_server_sends_nothing_with_verify_on(
+    e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    port = free_port()
+    config = e2e.config(sections=sections(standin, port, enabled="false", verify_deletions="true"))
+    daemon = e2e.daemon(config).start()
+    alive, gone = standin.create(), standin.create()
+    standin.delete(gone)
+    e2e.notify(e2e.nova, e2e.versioned, VERSIONED, nova_versioned_delete(alive.id))
+    e2e.notify(e2e.nova, e2e.versioned, VERSIONED, nova_versioned_delete(gone.id))
+    wait_until(lambda: gone.id in cuks(k2hr3), 15, "the real deletion")
+    wait_until(lambda: f"still has server {alive.id}" in daemon.log(), 10, "the refusal")
+    assert cuks(k2hr3) == [gone.id]
+    assert metric(port, "k2hr3_osnl_verifications_total", target="server", outcome="exists") == 1
+    assert daemon.stop() == 0
+
+
+def test_with_two_workers_only_one_reconciles_and_no_password_is_logged(
+    e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    port = free_port()
+    config = e2e.config(
+        sections={
+            **sections(standin, port, interval_seconds=600),
+            # keystoneauth1's own debug lines too: the password must not be in any of them.
+            "DEFAULT": {"workers": 2, "libs_debug_level": "debug"},
+        }
+    )
+    daemon = e2e.daemon(config).start()
+    wait_until(lambda: e2e.broker.queue_info(e2e.pool)[1] == 2, 30, "two consumers")
+    wait_until(lambda: (e2e.state_dir / CHECKPOINT_FILE).exists(), 30, "the first pass")
+    time.sleep(4)  # the other worker, had it reconciled, would have by now
+    assert daemon.log().count("reconciling with Nova at start") == 1, daemon.report("workers")
+    assert standin.count("/compute/v2.1/servers/detail") == 1
+    assert daemon.stop() == 0
+    everything = daemon.log(since_start=False) + daemon.output.read_text()
+    assert "keystoneauth" in everything  # the libraries did log at debug
+    assert PASSWORD not in everything

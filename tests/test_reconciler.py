@@ -1,0 +1,255 @@
+"""Reconciliation passes with the real handler, K2HR3 stand-in and OpenStack stand-in.
+
+What a pass must do: deliver what Nova deleted and the bus did not, through the
+notification path; cost no call for a cuk already deleted; move its checkpoint only
+once everything it found is settled; and fail quietly, once per streak, when Keystone
+or Nova cannot answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+from support.k2hr3_standin import FakeK2HR3
+from support.openstack_standin import OpenStackStandIn
+
+from k2hr3_osnl import config
+from k2hr3_osnl.core.breaker import CircuitBreaker
+from k2hr3_osnl.core.handler import Handler
+from k2hr3_osnl.core.observer import Observers
+from k2hr3_osnl.core.parking import ParkingLot
+from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.types import Notification
+from k2hr3_osnl.k2hr3.client import RoleClient
+from k2hr3_osnl.observability.health import Health
+from k2hr3_osnl.observability.metrics import Metrics
+from k2hr3_osnl.openstack import session
+from k2hr3_osnl.reconcile import wiring as openstack_parts
+from k2hr3_osnl.reconcile.reconciler import Reconciler
+
+
+@dataclass
+class World:
+    standin: OpenStackStandIn
+    k2hr3: FakeK2HR3
+    handler: Handler
+    reconciler: Reconciler
+    metrics: Metrics
+    health: Health
+    state_dir: Path
+
+    def metric(self, name: str) -> float:
+        for line in generate_latest(self.metrics.registry).decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"{name} not exported")
+
+    def notify_instance_deleted(self, cuk: str) -> None:
+        """What the notification path does with nova's instance.delete.end."""
+        payload = {"nova_object.data": {"uuid": cuk}}
+        note = Notification(f"msg-{cuk}", "instance.delete.end", "nova-compute:c1", payload)
+        self.handler.handle_batch([note])
+
+
+@pytest.fixture
+def world(tmp_path: Path, k2hr3: FakeK2HR3) -> Iterator[World]:
+    standin = OpenStackStandIn().start()
+    state_dir = tmp_path / "state"
+    lines = ["[service_credentials]"]
+    lines += [f"{k} = {v}" for k, v in standin.credentials().items()]
+    lines += ["[reconcile]", "enabled = true", "page_size = 3", "overlap_seconds = 60"]
+    lines += ["[k2hr3]", f"state_dir = {state_dir}", f"api_url = {k2hr3.url}"]
+    path = tmp_path / "k2hr3-osnl.conf"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    conf = config.load([str(path)])
+    assert config.problems(conf) == []
+    handler = Handler(
+        client=RoleClient(k2hr3.url),
+        breaker=CircuitBreaker(max_interval=0.2),
+        parking=ParkingLot(state_dir),
+        recent=RecentIds(600),
+        retry_budget=2,
+    )
+    health = Health(handler.breaker, handler.parking)
+    metrics = Metrics(health)
+    handler.observer = Observers((health, metrics))
+    reconciler = openstack_parts.make_reconciler(conf, session.connect(conf), handler)
+    yield World(standin, k2hr3, handler, reconciler, metrics, health, state_dir)
+    handler.client.close()
+    standin.stop()
+
+
+def test_a_pass_deletes_what_nova_deleted_and_nothing_else(world: World) -> None:
+    gone = [world.standin.create() for _ in range(7)]
+    for server in gone:
+        world.standin.delete(server)
+    soft, alive = world.standin.create(), world.standin.create()
+    world.standin.delete(soft, soft=True)
+
+    report = world.reconciler.run_pass()
+
+    assert report.ok and report.found == 7
+    assert sorted(cuk for cuk, _ in world.k2hr3.deleted()) == sorted(s.id for s in gone)
+    # By cuk alone: the whole instance is gone, so every IP of it goes.
+    assert all(host is None for _, host in world.k2hr3.deleted())
+    assert soft.id not in str(world.k2hr3.deleted()) and alive.id not in str(world.k2hr3.deleted())
+    assert world.metric("k2hr3_osnl_reconcile_missed_total") == 7
+    assert (
+        world.metric(
+            'k2hr3_osnl_notifications_total{event_type="k2hr3_osnl.reconcile.server.deleted",outcome="deleted"}'
+        )
+        == 7
+    )
+
+
+def test_a_cuk_a_notification_already_deleted_costs_no_second_call(world: World) -> None:
+    told, lost = world.standin.create(), world.standin.create()
+    world.standin.delete(told)
+    world.standin.delete(lost)
+    world.notify_instance_deleted(told.id)
+    assert world.k2hr3.deleted() == [(told.id, None)]
+
+    report = world.reconciler.run_pass()
+
+    assert (report.found, report.already, report.sent) == (2, 1, 1)
+    assert [cuk for cuk, _ in world.k2hr3.deleted()] == [told.id, lost.id]
+    assert world.metric("k2hr3_osnl_reconcile_missed_total") == 1
+    # The next pass finds both again in its overlap: no call, nothing missed.
+    again = world.reconciler.run_pass()
+    assert (again.found, again.already, again.sent) == (2, 2, 0)
+    assert len(world.k2hr3.calls) == 2
+    assert world.metric("k2hr3_osnl_reconcile_missed_total") == 1
+
+
+def test_the_checkpoint_moves_once_everything_is_delivered_or_parked(world: World) -> None:
+    before = time.time()
+    first = world.reconciler.run_pass()
+    assert first.checkpoint is not None and first.checkpoint >= before
+    assert world.reconciler.checkpoint.load() == first.checkpoint
+
+    # K2HR3 says 400: parked, which settles it; the checkpoint moves on.
+    world.k2hr3.status = 400
+    world.standin.delete(world.standin.create())
+    second = world.reconciler.run_pass()
+    assert second.results == {"parked": 1}
+    assert second.checkpoint is not None and second.checkpoint > first.checkpoint
+    assert world.handler.parking.count() == 1
+
+
+def test_the_checkpoint_stays_when_a_deletion_is_handed_back(world: World) -> None:
+    world.reconciler.run_pass()
+    kept = world.reconciler.checkpoint.load()
+    world.k2hr3.status = 503
+    world.standin.delete(world.standin.create())
+    world.handler.breaker.stop()  # the daemon stops while K2HR3 fails
+
+    report = world.reconciler.run_pass()
+
+    assert report.results == {"requeued": 1} and not report.settled
+    assert world.reconciler.checkpoint.load() == kept
+
+
+def test_the_first_pass_looks_back_a_day_and_later_ones_from_the_checkpoint(world: World) -> None:
+    old, older = world.standin.create(), world.standin.create()
+    world.standin.delete(old, when=time.time() - 80_000)
+    world.standin.delete(older, when=time.time() - 90_000)  # beyond initial_lookback
+    world.reconciler.run_pass()
+    assert [cuk for cuk, _ in world.k2hr3.deleted()] == [old.id]
+
+
+def test_an_idle_pass_is_one_request_per_page(world: World) -> None:
+    for _ in range(7):  # page_size 3: three pages
+        world.standin.delete(world.standin.create())
+    world.reconciler.run_pass()
+    world.standin.requests.clear()
+    world.reconciler.run_pass()
+    assert world.standin.requests == [("GET", "/compute/v2.1/servers/detail")] * 3
+
+
+def test_nova_failing_is_logged_once_per_streak_and_keeps_the_checkpoint(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.health.listening()
+    world.reconciler.run_pass()
+    kept = world.reconciler.checkpoint.load()
+    world.standin.fail_with = 503
+    caplog.set_level(logging.DEBUG, logger="k2hr3_osnl.reconcile.reconciler")
+    for _ in range(3):
+        report = world.reconciler.run_pass()
+        world.reconciler._judge(report, 600)
+        assert report.error is not None and "status 503" in report.error
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "reconciliation failing" in warnings[0].getMessage()
+    assert world.reconciler.checkpoint.load() == kept
+    assert "reconciliation failing since" in world.health.status().to_json()["reason"]
+    assert world.health.status().ok  # the listener is not the problem
+    assert world.metric('k2hr3_osnl_reconcile_passes_total{outcome="failed"}') == 3
+    assert world.metric("k2hr3_osnl_reconcile_failing_since_timestamp_seconds") > 0
+
+    world.standin.fail_with = None
+    world.reconciler._judge(world.reconciler.run_pass(), 600)
+    assert world.health.reconcile_error() is None
+    assert world.metric("k2hr3_osnl_reconcile_failing_since_timestamp_seconds") == 0
+    assert world.metric("k2hr3_osnl_reconcile_last_success_timestamp_seconds") > 0
+    assert any("works again" in r.getMessage() for r in caplog.records)
+
+
+def test_keystone_down_is_a_failed_pass_not_a_crash(world: World) -> None:
+    world.standin.stop()
+    report = world.reconciler.run_pass()
+    assert report.error is not None and not report.ok
+
+
+def test_dry_run_prints_and_calls_nothing(world: World) -> None:
+    server = world.standin.create()
+    world.standin.delete(server)
+    lines: list[str] = []
+    report = world.reconciler.run_pass(dry_run=True, printer=lines.append)
+    assert lines == [f"would delete cuk={server.id} (deleted in Nova)"]
+    assert world.k2hr3.calls == [] and report.checkpoint is None
+    assert world.reconciler.checkpoint.load() is None
+
+
+def test_an_unreadable_checkpoint_is_a_first_start(world: World) -> None:
+    world.state_dir.mkdir(parents=True, exist_ok=True)
+    world.reconciler.checkpoint.path.write_text("{not json", encoding="utf-8")
+    assert world.reconciler.checkpoint.load() is None
+    assert world.reconciler.run_pass().ok
+    assert world.reconciler.checkpoint.load() is not None
+
+
+def test_a_stopped_reconciler_ends_its_pass_and_keeps_the_checkpoint(world: World) -> None:
+    for _ in range(7):
+        world.standin.delete(world.standin.create())
+    world.k2hr3.status = 503  # the first deletion waits on a failing K2HR3...
+    world.reconciler.start(interval=600, first_delay=0)
+    assert wait_for_calls(world.k2hr3, 1)
+    world.reconciler.stop()  # ...when the daemon stops
+    world.handler.breaker.stop()
+    assert world.reconciler.join(10)
+    assert world.reconciler.checkpoint.load() is None
+    assert world.handler.parking.count() == 0  # handed back, not parked
+
+
+def wait_for_calls(k2hr3: FakeK2HR3, count: int) -> bool:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if k2hr3.requests >= count:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_checkpoint_that_cannot_be_written_is_a_failed_pass_not_a_crash(world: World) -> None:
+    world.standin.delete(world.standin.create())
+    world.state_dir.mkdir(parents=True, exist_ok=True)
+    world.reconciler.checkpoint.path.mkdir()  # a directory where the file should be
+    report = world.reconciler.run_pass()
+    assert report.error is not None and "cannot write" in report.error
+    assert len(world.k2hr3.calls) == 1  # the deletion itself went out
