@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.check(conf)
     except config.ConfigError as error:
         # On the terminal (and the journal) even when logging goes to a file.
-        return _refuse(str(error), conf.log_file in (None, "", logs.STDERR))
+        return _refuse(str(error), logs.to_stream(conf.log_file))
     if args.command == "replay":
         return _replay(args, conf)
     if args.command == "publish":
@@ -198,7 +198,7 @@ def _absolute(args: argparse.Namespace) -> None:
     for name in ("config_files", "config_dirs"):
         if name in args:
             setattr(args, name, [os.path.abspath(p) for p in getattr(args, name)])
-    if "log_file" in args and args.log_file != logs.STDERR:
+    if "log_file" in args and not logs.to_stream(args.log_file):
         args.log_file = os.path.abspath(args.log_file)
 
 
@@ -217,7 +217,7 @@ def _serve(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     if detach and systemd.under_systemd():
         LOG.info("started by systemd: --daemonize ignored, staying in the foreground")
         detach = False
-    to_stderr = conf.log_file in (None, "", logs.STDERR)
+    to_stderr = logs.to_stream(conf.log_file)
     if detach and to_stderr:
         return _refuse(
             "--daemonize needs a log file ([DEFAULT] log_file or --log-file): "

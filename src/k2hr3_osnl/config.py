@@ -188,7 +188,7 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
 def findings(conf: cfg.ConfigOpts) -> strict.Findings:
     """Unknown sections and options in the files ``conf`` was read from."""
     known = strict.known_options(conf, [*oslo_messaging.opts.list_opts(), *opts.list_opts()])
-    return strict.check_files(strict.files_of(conf), known)
+    return strict.check_files(strict.files_of(conf), known, opts.IGNORED_1_0_8)
 
 
 def warnings(conf: cfg.ConfigOpts) -> list[str]:
