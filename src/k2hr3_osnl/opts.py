@@ -311,6 +311,10 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
         next(o for o in _oslo_notifier._notifier_opts if o.name == "transport_url")
     )
     transport_url.default = DEFAULT_TRANSPORT_URL
+    # oslo.messaging's old aliases of it differ by release (14.0.3 still has
+    # [DEFAULT] notification_transport_url); the sample must not. oslo.messaging's own
+    # option object keeps them, so they still load.
+    transport_url.deprecated_opts = []
     return [
         ("DEFAULT", default_opts),
         (NOTIFICATIONS_GROUP, [transport_url, *notification_opts]),
