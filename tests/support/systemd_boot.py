@@ -32,6 +32,7 @@ removes it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import shutil
@@ -54,6 +55,8 @@ AllowIsolate=yes
 SYSTEMD = Path("/lib/systemd/systemd")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 UNIT_DIR = "/etc/systemd/system"
+#: The tag of the marks :meth:`Machine.cursor` logs.
+_MARK = "k2hr3-systemd-boot-mark"
 
 
 class BootError(RuntimeError):
@@ -160,23 +163,20 @@ class Machine:
             "--",
             f"--unit={TARGET}",
         ]
-        # The bind mount of '/' exists only in a mount namespace of nspawn's own: nothing
-        # to unmount afterwards, nothing left behind if the test run is killed.
-        script = f"mount --bind / {shlex.quote(str(root))} && exec {shlex.join(nspawn)}"
-        cgroup_procs = [str(c / "cgroup.procs") for c in self._cgroups]
-
-        def enter_cgroups() -> None:
-            for procs in cgroup_procs:
-                with open(procs, "w") as sink:
-                    sink.write("0")
-
+        # The shell moves itself into the container's cgroups first; the bind mount of
+        # '/' exists only in a mount namespace of nspawn's own: nothing to unmount
+        # afterwards, nothing left behind if the test run is killed.
+        enter = "".join(
+            f"echo $$ > {shlex.quote(str(c / 'cgroup.procs'))} && " for c in self._cgroups
+        )
+        mount = f"mount --bind / {shlex.quote(str(root))}"
+        script = f"{enter}{mount} && exec {shlex.join(nspawn)}"
         with open(self.console, "wb") as console:
             self._process = subprocess.Popen(
                 ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                 stdin=subprocess.DEVNULL,
                 stdout=console,
                 stderr=subprocess.STDOUT,
-                preexec_fn=enter_cgroups,
                 start_new_session=True,
             )
         try:
@@ -326,13 +326,43 @@ class Machine:
         output = self.systemctl(*args).stdout
         return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
 
-    def journal(self, unit: str | None = None, *args: str) -> str:
-        """``journalctl`` (of ``unit`` if given), after making journald write out."""
+    def journal(self, unit: str | None = None, *args: str, after: str | None = None) -> str:
+        """``journalctl`` (of ``unit`` if given), after making journald write out.
+
+        ``after``, a :meth:`cursor`, shows only what was logged since. (Not with
+        ``--after-cursor``: journalctl 252 combined with a match such as ``--unit`` or
+        ``--priority`` skips the first matching entry after the cursor.)
+        """
         self.run("journalctl", "--sync", check=False)
         selector = ["--unit", unit] if unit else []
-        return self.run(
+        if after:
+            selector.append(f"--cursor={after}")
+        output = self.run(
             "journalctl", "--no-pager", "--no-hostname", *selector, *args, check=False
         ).stdout
+        if after:
+            output = "".join(line for line in output.splitlines(keepends=True) if _MARK not in line)
+        return output
+
+    def cursor(self) -> str:
+        """A position in the journal, for ``journal(..., after=cursor)``.
+
+        A mark of its own is logged and its cursor returned, so that ``--cursor`` (which
+        shows the entry at the cursor when it matches) can start there.
+        """
+        token = f"{_MARK} {uuid.uuid4().hex}"
+        self.run("logger", "--priority=user.debug", f"--tag={_MARK}", token)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            self.run("journalctl", "--sync", check=False)
+            output = self.run(
+                "journalctl", "--output=json", "--lines=1", f"SYSLOG_IDENTIFIER={_MARK}",
+                f"MESSAGE={token}", check=False,
+            ).stdout  # fmt: skip
+            for line in output.splitlines():
+                return json.loads(line)["__CURSOR"]
+            time.sleep(0.05)
+        raise BootError(f"the journal of {self.name} did not take a mark")
 
     def wait_for(
         self, unit: str, timeout: float = 60, interval: float = 0.2, **expected: str
