@@ -16,6 +16,7 @@ BOOKWORM = {
     "oslo.messaging": "14.0.3",
     "oslo.config": "9.0.0",
     "aiohttp": "3.8.4",
+    "yarl": "1.8.2",
     "python-daemon": "2.3.2",
     "prometheus-client": "0.16.0",
     "kombu": "5.2.4",

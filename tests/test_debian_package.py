@@ -13,6 +13,8 @@ the build tools these tests fail, unless ``K2HR3_OSNL_SKIP_DEBIAN=1`` says to sk
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import subprocess
@@ -82,12 +84,12 @@ class Node:
         self.harness = harness
         self.cursor = machine.cursor()
 
-    def configure(self, **k2hr3: object) -> None:
+    def configure(self, **default: object) -> None:
         """Replace the conffile's contents (owner and mode stay the package's)."""
         written = self.harness.config(
             sections={
-                "DEFAULT": {"log_file": "sys.stderr"},
-                "k2hr3": {"state_dir": STATE_DIR, "dry_run": "false", **k2hr3},
+                "DEFAULT": {"log_file": "sys.stderr", **default},
+                "k2hr3": {"state_dir": STATE_DIR, "dry_run": "false"},
             }
         )
         self.machine.path(CONFIG).write_text(written.read_text())
@@ -197,16 +199,16 @@ def test_the_packaged_unit_deletes_reloads_and_stops(node: Node, k2hr3: FakeK2HR
     assert k2hr3.wait_for(1, timeout=20), node.report("no DELETE reached K2HR3")
     assert k2hr3.deleted() == [(cuk, ("192.0.2.21",))]
 
-    # Reload into dry run: the same process, and the next deletion is only logged.
-    node.configure(dry_run="true")
+    # Reload into JSON log lines: the same process, and the next deletion's line is JSON.
+    node.configure(log_format="json")
     node.machine.systemctl("reload", UNIT)
-    wait_until(lambda: "reload: applied [k2hr3] dry_run" in node.journal(), 20, "the reload")
+    wait_until(lambda: "reload: applied [DEFAULT] log_format" in node.journal(), 20, "the reload")
     assert node.show("MainPID")["MainPID"] == started["MainPID"]
-    dry = str(uuid.uuid4())
-    node.delete(dry, "192.0.2.22")
-    wait_until(lambda: f"cuk={dry}" in node.journal(), 20, "the dry-run deletion in the journal")
-    assert "(dry run: not sent)" in node.journal()
-    assert k2hr3.deleted() == [(cuk, ("192.0.2.21",))]
+    second = str(uuid.uuid4())
+    node.delete(second, "192.0.2.22")
+    assert k2hr3.wait_for(2, timeout=20), node.report("no second DELETE reached K2HR3")
+    lines = wait_until(lambda: _json_lines_about(node.journal(), second), 20, "a JSON line")
+    assert any(line.get("outcome") == "deleted" for line in lines), lines
 
     node.machine.systemctl("stop", UNIT, timeout=90)
     stopped = node.show("ActiveState", "Result", "ExecMainStatus")
@@ -261,6 +263,17 @@ def _debian_version() -> str:
     changelog = (root / "debian" / "changelog").read_text().splitlines()[0]
     assert changelog.startswith(f"k2hr3-osnl ({debian}) "), (changelog, version)
     return debian
+
+
+def _json_lines_about(journal: str, cuk: str) -> list[dict[str, object]]:
+    """The journal's JSON log lines that name ``cuk``."""
+    found = []
+    for line in journal.splitlines():
+        start = line.find("{")
+        if start >= 0 and cuk in line:
+            with contextlib.suppress(ValueError):
+                found.append(json.loads(line[start:]))
+    return [entry for entry in found if entry.get("cuk") == cuk]
 
 
 def _version_holds(version: str, op: str, wanted: str) -> bool:
