@@ -11,8 +11,10 @@ import importlib.metadata
 import sys
 
 DEBIAN = "/usr/lib/python3/dist-packages"
-#: Our run-time and test dependencies, with the version bookworm carries.
+#: Our run-time and test dependencies, and the setuptools that built us, with the
+#: version bookworm carries.
 BOOKWORM = {
+    "setuptools": "66.1.1",
     "oslo.messaging": "14.0.3",
     "oslo.config": "9.0.0",
     "aiohttp": "3.8.4",
