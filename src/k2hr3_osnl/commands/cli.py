@@ -216,10 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.check(conf)
     except config.ConfigError as error:
         # On the terminal (and the journal) even when logging goes to a file.
-        return _refuse(str(error), conf.log_file in (None, "", logs.STDERR))
+        return _refuse(str(error), logs.to_stream(conf.log_file))
     if hooks_missing:
         # Never "every notification acknowledged as invalid": refuse to consume at all.
-        return _refuse("; ".join(hooks_missing), conf.log_file in (None, "", logs.STDERR))
+        return _refuse("; ".join(hooks_missing), logs.to_stream(conf.log_file))
     for weakness in hooks_weak:
         LOG.warning("%s", weakness)
     if args.command == "replay":
@@ -242,7 +242,7 @@ def _absolute(args: argparse.Namespace) -> None:
     for name in ("config_files", "config_dirs"):
         if name in args:
             setattr(args, name, [os.path.abspath(p) for p in getattr(args, name)])
-    if "log_file" in args and args.log_file != logs.STDERR:
+    if "log_file" in args and not logs.to_stream(args.log_file):
         args.log_file = os.path.abspath(args.log_file)
 
 
@@ -261,7 +261,7 @@ def _serve(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     if detach and systemd.under_systemd():
         LOG.info("started by systemd: --daemonize ignored, staying in the foreground")
         detach = False
-    to_stderr = conf.log_file in (None, "", logs.STDERR)
+    to_stderr = logs.to_stream(conf.log_file)
     if detach and to_stderr:
         return _refuse(
             "--daemonize needs a log file ([DEFAULT] log_file or --log-file): "

@@ -202,7 +202,7 @@ def findings(conf: cfg.ConfigOpts) -> strict.Findings:
         with contextlib.suppress(Exception):
             lists.append((opts.CREDENTIALS_GROUP, opts.credentials_list(auth_type)))
     known = strict.known_options(conf, lists)
-    return strict.check_files(strict.files_of(conf), known)
+    return strict.check_files(strict.files_of(conf), known, opts.IGNORED_1_0_8)
 
 
 def _credentials_problems(conf: cfg.ConfigOpts) -> list[str]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import copy
 
 from keystoneauth1 import loading as ks_loading
-from oslo_config import cfg
+from oslo_config import cfg, types
 
+from k2hr3_osnl.observability import logs
 from k2hr3_osnl.rabbit import seam
 
 #: The three deletion events this listener acts on.
@@ -44,10 +45,30 @@ SAMPLE_AUTH_TYPE = "password"
 #: we could read, and no exporter usual on an OpenStack node uses it.
 DEFAULT_METRICS_PORT = 9840
 
+#: Names k2hr3_osnl 1.0.8's sample files carry but 1.0.8 never read (it ignored every
+#: option it did not register): accepted with any value, as 1.0.8 accepted them, with a
+#: one-line deprecation warning naming what to set instead. They are not options: nothing
+#: reads them. ``log_format``, also only in a sample, is an option: see below.
+IGNORED_1_0_8: dict[tuple[str, str], str] = {
+    ("DEFAULT", "debug"): "set debug_level = debug for debug logs",
+    ("DEFAULT", "log_dir"): "set log_file to a file path",
+    ("DEFAULT", "log_level"): "set debug_level (debug, info, warn, error)",
+    ("DEFAULT", "libraries_log_level"): "set libs_debug_level (debug, info, warn, error)",
+    ("k2hr3", "retries"): "a deletion is retried until retry_budget_seconds, then parked",
+}
+
 _REPLACED_BY_PARKING = (
     "A failed deletion is now retried with a shared circuit breaker and then parked "
     "under state_dir (see 'k2hr3-osnl replay --parked'), never requeued in a loop."
 )
+
+
+class LogFormat(types.String):
+    """``text``, ``json`` or a logging format string; anything else fails at load."""
+
+    def __call__(self, value: object) -> str:
+        return logs.check_format(super().__call__(value))
+
 
 default_opts = [
     cfg.StrOpt(
@@ -68,22 +89,19 @@ default_opts = [
         "log_file",
         default="sys.stderr",
         mutable=True,
-        help="Where logs go: 'sys.stderr' (the journal under systemd) or a file path. "
-        "SIGHUP reopens it, for logrotate.",
+        help="Where logs go: 'sys.stderr' or 'sys.stdout' (under systemd, both reach the "
+        "journal) or a file path. SIGHUP reopens it, for logrotate.",
     ),
-    cfg.StrOpt(
+    cfg.Opt(
         "log_format",
+        type=LogFormat(type_name="text, json or a format string"),
         default="text",
-        choices=[
-            ("text", "one line of text per record"),
-            (
-                "json",
-                "one JSON object per line, with message_id, event_type, publisher_id, "
-                "cuk, outcome, attempt and duration when known",
-            ),
-        ],
         mutable=True,
-        help="Format of the log lines.",
+        help="Format of the log lines: 'text' (time, pid, level, logger, message; under "
+        "systemd the journal adds time and pid), 'json' (one JSON object per line, with "
+        "message_id, event_type, publisher_id, cuk, outcome, attempt and duration when "
+        "known), or a Python logging format string such as '%(asctime)s %(levelname)s "
+        "%(name)s %(message)s', used as written (k2hr3_osnl 1.0.8's sample carried one).",
     ),
     cfg.StrOpt(
         "log_rotation",
@@ -404,6 +422,10 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
         next(o for o in seam.notifier_opts() if o.name == "transport_url")
     )
     transport_url.default = DEFAULT_TRANSPORT_URL
+    # oslo.messaging's old aliases of it differ by release (14.0.3 still has
+    # [DEFAULT] notification_transport_url); the sample must not. oslo.messaging's own
+    # option object keeps them, so they still load.
+    transport_url.deprecated_opts = []
     return [
         ("DEFAULT", default_opts),
         (NOTIFICATIONS_GROUP, [transport_url, *notification_opts]),

@@ -14,6 +14,9 @@ the closest known name.
   problem for the same reason: every option in it is lost.
 - Any other unknown section is a **warning**: a file shared with another service may
   hold that service's sections.
+- A name k2hr3_osnl 1.0.8's sample files carry but 1.0.8 never read (``[k2hr3]
+  retries``...) is a **warning**: those files must keep loading, and the name has never
+  changed what the daemon does. The caller passes them in, with what to set instead.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import difflib
 import glob
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from oslo_config import cfg
@@ -73,8 +76,14 @@ def files_of(conf: cfg.ConfigOpts) -> list[str]:
     return files
 
 
-def check_files(files: Iterable[str], known: dict[str, set[str]]) -> Findings:
+def check_files(
+    files: Iterable[str],
+    known: dict[str, set[str]],
+    ignored: Mapping[tuple[str, str], str] | None = None,
+) -> Findings:
+    """Unknown sections and options; ``ignored`` maps ``(section, name)`` to its advice."""
     findings = Findings()
+    ignored = ignored or {}
     by_lower = {name.lower(): name for name in known if name != DEFAULT}
     for path in files:
         sections: dict[str, dict[str, list[str]]] = {}
@@ -90,6 +99,13 @@ def check_files(files: Iterable[str], known: dict[str, set[str]]) -> Findings:
             for key in values:
                 name = key.replace("-", "_")
                 if name in known[group]:
+                    continue
+                advice = ignored.get((group, name))
+                if advice is not None:
+                    findings.warnings.append(
+                        f"[{section}] {key}: deprecated, ignored as k2hr3_osnl 1.0.8 ignored "
+                        f"it; {advice} ({_where(path, section, key)})"
+                    )
                     continue
                 findings.problems.append(
                     f"[{section}] {key}: unknown option ({_where(path, section, key)})"

@@ -48,6 +48,12 @@ LIBRARIES = (
     "keystoneauth",
 )
 STDERR = "sys.stderr"
+#: ``log_file`` values that name one of our standard streams rather than a file.
+#: ``sys.stdout`` is in k2hr3_osnl 1.0.8's generic sample (1.0.8 opened a file of that
+#: name in its working directory; under systemd both streams reach the journal).
+STREAMS = {STDERR: "stderr", "sys.stdout": "stdout"}
+#: The named formats; any other ``log_format`` is a ``%``-style logging format string,
+#: as k2hr3_osnl 1.0.8's generic sample carried it.
 FORMATS = ("text", "json")
 ROTATIONS = ("daily", "external")
 #: False in a worker process: another process (the supervisor) rotates the file.
@@ -183,6 +189,28 @@ def level(name: str) -> int:
     return logging.DEBUG if value == logging.NOTSET else value
 
 
+def to_stream(log_file: str | None) -> bool:
+    """True when ``log_file`` means a standard stream (the terminal, or the journal)."""
+    return not log_file or log_file in STREAMS
+
+
+def check_format(log_format: str) -> str:
+    """``log_format`` itself, or ValueError: a named format or a usable format string.
+
+    A format string is tried on a plain record, so that a field no record carries
+    (``%(bogus)s``) is refused at start, not as a traceback on every line.
+    """
+    if log_format in FORMATS:
+        return log_format
+    problem = f"{log_format!r} is neither text, json nor a logging format string"
+    try:
+        formatter = logging.Formatter(log_format, validate=True)
+        formatter.format(logging.LogRecord("k2hr3_osnl", logging.INFO, "", 0, "m", None, None))
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{problem} ({error})") from None
+    return log_format
+
+
 def journal_stream(stream: IO[str] = sys.stderr, environ: Mapping[str, str] = os.environ) -> bool:
     """True when ``stream`` is systemd's journal stream, as ``$JOURNAL_STREAM`` says.
 
@@ -199,12 +227,16 @@ def journal_stream(stream: IO[str] = sys.stderr, environ: Mapping[str, str] = os
     return expected == f"{st.st_dev}:{st.st_ino}"
 
 
+def _formatter(log_format: str) -> logging.Formatter:
+    if log_format == "json":
+        return JsonFormatter()
+    return logging.Formatter(_TEXT if log_format == "text" else log_format)
+
+
 def _handler(log_file: str | None, log_format: str, rotation: str) -> logging.Handler:
     handler: logging.Handler
-    formatter: logging.Formatter = (
-        JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT)
-    )
-    if log_file and log_file != STDERR:
+    formatter = _formatter(log_format)
+    if log_file and not to_stream(log_file):
         if rotation == "daily" and _may_rotate:
             # The same rotation as k2hr3_osnl 1.0.8: daily, a month kept.
             handler = logging.handlers.TimedRotatingFileHandler(
@@ -214,9 +246,12 @@ def _handler(log_file: str | None, log_format: str, rotation: str) -> logging.Ha
             # Reopened under its name whenever someone else moved it.
             handler = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
     else:
-        handler = logging.StreamHandler(sys.stderr)
-        if journal_stream(sys.stderr):
-            if log_format != "json":
+        stream = getattr(sys, STREAMS[log_file or STDERR])
+        handler = logging.StreamHandler(stream)
+        if journal_stream(stream):
+            if log_format == "text":
+                # journald stamps the time and the pid itself. A format string the
+                # operator wrote is kept as written.
                 formatter = logging.Formatter("%(name)s: %(message)s")
             formatter = _JournalFormatter(formatter)
     handler.setFormatter(formatter)
@@ -238,8 +273,7 @@ def setup(
     be opened raises (OSError) and leaves logging as it was; a file that logrotate moved
     away is opened anew under its name.
     """
-    if log_format not in FORMATS:
-        raise ValueError(f"log_format must be one of {', '.join(FORMATS)}, not {log_format!r}")
+    check_format(log_format)
     ours, libs = level(debug_level), level(libs_debug_level)
     handler = _handler(log_file, log_format, rotation)
     root = logging.getLogger()

@@ -70,6 +70,16 @@ def status_label(answer: Answer) -> str:
     return "dry_run" if answer.outcome is Outcome.DELETED else "no_answer"
 
 
+def _disable_created_series() -> None:
+    """prometheus-client's ``disable_created_metrics()`` (0.17), or on 0.16 (Debian 12)
+    the module flag that function sets."""
+    disable = getattr(prometheus_client, "disable_created_metrics", None)
+    if disable is not None:
+        disable()
+    else:
+        prometheus_client.metrics._use_created = False
+
+
 class Metrics(Observer):
     """The daemon's metrics, in :attr:`registry`; an observer for the handler."""
 
@@ -78,7 +88,7 @@ class Metrics(Observer):
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         # A "_created" twin of every counter series doubles the output for nothing
         # Prometheus reads from the text format (this is process-wide, and meant so).
-        prometheus_client.disable_created_metrics()
+        _disable_created_series()
         r = self.registry
         self.notifications = Counter(
             "notifications",
