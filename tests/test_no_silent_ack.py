@@ -60,7 +60,8 @@ def test_a_message_that_json_cannot_park_loses_none_of_its_batch(
     assert sorted(str(item["cuk"]) for item in files) == sorted(cuks)
     (odd,) = [item for item in files if item["cuk"] == cuks[2]]
     assert odd["ips"] == ["10.9.0.3"]
-    assert odd["payload"]["blob"] == "b'eA=='"  # type: ignore[index]  # bytes, as text
+    # kombu >= 5.3 decodes the marker to bytes, kept as their text; 5.2 leaves it as is.
+    assert odd["payload"]["blob"] in ("b'eA=='", KOMBU_BYTES)  # type: ignore[index]
     assert daemon.stop() == 0
 
     k2hr3.status = 204
