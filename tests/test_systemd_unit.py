@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -180,6 +182,8 @@ def test_the_unit_is_installed_unchanged_with_the_documented_paths(
 def test_start_returns_once_consuming_and_a_deletion_reaches_k2hr3_over_https(
     unit: Unit,
 ) -> None:
+    port = _free_port()
+    unit.configure(metrics={"port": port})
     unit.systemctl("start")
     # Not polled: READY=1 must come only once RabbitMQ shows the consumer.
     assert unit.consumers() == 1, unit.report("start returned before the daemon consumed")
@@ -202,6 +206,9 @@ def test_start_returns_once_consuming_and_a_deletion_reaches_k2hr3_over_https(
     assert unit.k2hr3.deleted() == [(cuk, ("192.0.2.11",))]
     assert unit.k2hr3.tls_errors == []
     assert f"k2hr3 DELETE cuk={cuk} host=['192.0.2.11'] status=204" in unit.journal()
+    # The metrics server binds and answers too (the container shares our network).
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:
+        assert answer.status == 200
 
     # Two watchdog periods later it is the same process: the pings reach systemd.
     time.sleep(2 * WATCHDOG_SEC)
@@ -237,6 +244,12 @@ def test_a_parked_deletion_lands_in_the_state_directory(unit: Unit) -> None:
     assert owners == ["root:root 700", "k2hr3-osnl:k2hr3-osnl 750", "k2hr3-osnl:k2hr3-osnl 600"]
     assert "parked in /var/lib/k2hr3-osnl/parked/" in unit.journal()
     assert unit.show("ActiveState")["ActiveState"] == "active"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _notifications(journal: str) -> list[str]:
@@ -304,6 +317,9 @@ def test_the_watchdog_kills_a_frozen_daemon_and_systemd_restarts_it(unit: Unit) 
     assert f"Killing process {frozen} (k2hr3-osnl) with signal SIGABRT." in journal, journal
     assert "Failed with result 'watchdog'." in journal, journal
     assert "Scheduled restart job, restart counter is at 1." in journal, journal
+    # SIGABRT: Python's faulthandler writes where every thread was, for the post-mortem.
+    assert "Fatal Python error: Aborted" in journal, journal
+    assert re.search(r"Current thread .* \(most recent call first\)", journal), journal
 
     # The restarted daemon consumes and delivers.
     assert unit.consumers() == 1
@@ -411,8 +427,28 @@ def test_the_journal_has_warnings_and_errors_at_their_priorities(unit: Unit) -> 
     assert f"cuk={delivered}" not in short
 
 
+def test_a_log_file_under_var_log_k2hr3_osnl(unit: Unit) -> None:
+    """The path docs/operations.md suggests for log_file, under ProtectSystem=strict."""
+    log_file = "/var/log/k2hr3-osnl/k2hr3-osnl.log"
+    unit.configure(DEFAULT={"log_file": log_file})
+    unit.systemctl("start")
+    cuk = str(uuid.uuid4())
+    unit.delete(cuk)
+    assert unit.k2hr3.wait_for(1, timeout=20), unit.report("nothing delivered")
+    logged = unit.machine.path(log_file)
+    wait_until(lambda: f"cuk={cuk}" in logged.read_text(), 10, "the log line in the file")
+    unit.systemctl("reload")  # logrotate's postrotate: the file is reopened, not an error
+    wait_until(lambda: "log file reopened" in logged.read_text(), 10, "the reopened log")
+    # LogsDirectory= made the directory; UMask=0077 keeps the file to the service (and root).
+    owners = unit.machine.run("stat", "--format=%U:%G %a", "/var/log/k2hr3-osnl/", log_file)
+    assert owners.stdout.splitlines() == ["k2hr3-osnl:k2hr3-osnl 750", "k2hr3-osnl:k2hr3-osnl 600"]
+    assert unit.show("NRestarts")["NRestarts"] == "0"
+
+
 def test_systemd_analyze_security_keeps_its_score(machine: Machine) -> None:
     output = machine.run("systemd-analyze", "security", "--no-pager", UNIT, check=False).stdout
     found = re.search(rf"Overall exposure level for {UNIT}: (\d+\.\d+) (\w+)", output)
     assert found, output
+    # What remains is mostly the network it needs (see docs/operations.md).
     assert float(found[1]) <= 1.1 and found[2] == "OK", output
+    assert "✓ UMask=" in output, output
