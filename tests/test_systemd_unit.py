@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_process import Harness, neutron_port_delete, wait_until
+from daemon_process import Harness, TcpProxy, neutron_port_delete, wait_until
 from k2hr3_server import FakeK2HR3
 from support.systemd_boot import Machine, booted, unavailable
 from tls_certs import Pki, make_pki
@@ -222,6 +222,34 @@ def test_start_returns_once_consuming_and_a_deletion_reaches_k2hr3_over_https(
     }, unit.report("restarted by the watchdog while healthy")
 
 
+def test_start_waits_for_rabbitmq_without_a_crash_loop(unit: Unit) -> None:
+    """TimeoutStartSec=infinity: until the broker answers, 'activating' and a STATUS= why."""
+    proxy = TcpProxy()  # RabbitMQ through a port that refuses connections for now
+    unit.configure(oslo_messaging_notifications={"transport_url": proxy.url})
+    unit.systemctl("start", "--no-block")
+    try:
+        connecting = f"connecting to RabbitMQ rabbit://127.0.0.1:{proxy.port}"
+        unit.machine.wait_for(UNIT, timeout=20, StatusText=connecting)
+        time.sleep(2 * WATCHDOG_SEC)  # no watchdog before READY=1, no restart, no timeout
+        values = unit.show("ActiveState", "SubState", "NRestarts", "StatusText")
+        assert values == {
+            "ActiveState": "activating",
+            "SubState": "start",
+            "NRestarts": "0",
+            "StatusText": connecting,
+        }, unit.report(str(values))
+
+        proxy.start()  # RabbitMQ is reachable: READY=1 once it consumes
+        unit.machine.wait_for(UNIT, timeout=30, ActiveState="active", SubState="running")
+        assert unit.consumers() == 1
+        cuk = str(uuid.uuid4())
+        unit.delete(cuk)
+        assert unit.k2hr3.wait_for(1, timeout=20), unit.report("nothing delivered")
+    finally:
+        unit.systemctl("stop", check=False)
+        proxy.stop()
+
+
 def test_a_parked_deletion_lands_in_the_state_directory(unit: Unit) -> None:
     cuk = str(uuid.uuid4())
     unit.k2hr3.status_for[cuk] = 404
@@ -271,16 +299,27 @@ def test_reload_rereads_the_file_and_an_invalid_one_keeps_the_old(
 ) -> None:
     unit.systemctl("start")
     unit.configure(k2hr3={"dry_run": "true"})
+    before_reload = unit.machine.cursor()
     unit.systemctl("reload")
-    wait_until(lambda: "reload: applied" in unit.journal(), 20, "the reload")
+    # The reload job ends at the daemon's READY=1, so the new status is there already.
     status = unit.show("StatusText", "ActiveState", "SubState")
     assert status["StatusText"].endswith("(dry run)"), unit.report(str(status))
     assert (status["ActiveState"], status["SubState"]) == ("active", "running")
-    # systemd heard the daemon: RELOADING=1 (with the clock), then READY=1 again.
-    heard = _notifications(unit.journal())
+    wait_until(lambda: "reload: applied [k2hr3] dry_run" in unit.journal(), 20, "the reload")
+    # What PID 1 heard and did: reload state, RELOADING=1 (with the clock), READY=1,
+    # and only then back to running.
+    journal = unit.machine.journal(UNIT, after=before_reload)
+    heard = _notifications(journal)
     reloading = next(i for i, m in enumerate(heard) if m.startswith("RELOADING=1, MONOTONIC_USEC="))
-    assert any(m.startswith("READY=1") for m in heard[reloading + 1 :]), heard
-    assert "Changed running -> reload" in unit.journal()
+    assert any(m.startswith("READY=1, STATUS=listening") for m in heard[reloading + 1 :]), heard
+    events = [
+        "Changed running -> reload",
+        "(RELOADING=1, MONOTONIC_USEC=",
+        "(READY=1, STATUS=listening",
+        "Changed reload -> running",
+    ]
+    at = [journal.find(event) for event in events]
+    assert -1 not in at and at == sorted(at), unit.report(f"{events} at {at}")
 
     cuk = str(uuid.uuid4())
     unit.delete(cuk)
@@ -290,7 +329,6 @@ def test_reload_rereads_the_file_and_an_invalid_one_keeps_the_old(
     # An invalid file: rejected whole, with an error line; the old configuration stays.
     unit.configure(k2hr3={"dry_run": "false", "timeout_seconds": "abc"})
     unit.systemctl("reload")
-    wait_until(lambda: "reload rejected" in unit.journal(), 20, "the rejected reload")
     status = unit.show("StatusText", "ActiveState", "SubState", "NRestarts")
     assert status["StatusText"].endswith("(dry run)"), unit.report(str(status))
     assert (status["ActiveState"], status["SubState"], status["NRestarts"]) == (
@@ -298,6 +336,8 @@ def test_reload_rereads_the_file_and_an_invalid_one_keeps_the_old(
         "running",
         "0",
     )
+    wait_until(lambda: "reload rejected" in unit.journal(), 20, "the rejected reload")
+    assert "[k2hr3] timeout_seconds: could not convert string to float: 'abc'" in unit.journal()
     other = str(uuid.uuid4())
     unit.delete(other)
     wait_until(lambda: f"cuk={other}" in unit.journal(), 20, "a deletion after the rejection")
