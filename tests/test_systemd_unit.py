@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.broker import TcpProxy
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
 from support.samples import neutron_port_delete
@@ -34,7 +38,8 @@ from support.systemd_boot import Machine, booted, unavailable
 from support.tls_certs import Pki, make_pki
 from support.waiting import wait_until
 
-pytestmark = [pytest.mark.systemd, pytest.mark.rabbitmq, pytest.mark.timeout(180)]
+# The first test also pays for building wheels and installing them in the container.
+pytestmark = [pytest.mark.systemd, pytest.mark.rabbitmq, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = "k2hr3-osnl.service"
@@ -54,7 +59,10 @@ WatchdogSec={WATCHDOG_SEC}
 """
 
 
-def _install_as_documented(machine: Machine, wheels: Path) -> None:
+_NOT_SOURCE = (".git", ".venv", ".tox", "build", "dist", "*.egg-info", "__pycache__", "*_cache")
+
+
+def _install_as_documented(machine: Machine) -> None:
     """docs/operations.md, 'Install it', step by step, inside the container."""
     machine.run("/usr/bin/python3", "-m", "venv", VENV)
     machine.run(
@@ -77,14 +85,19 @@ def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
         pytest.skip(f"no systemd can boot here: {reason}")
     wheels = tmp_path_factory.mktemp("wheels")
     # The project and its dependencies as wheels: the container installs them offline.
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels), str(ROOT)],
-        check=True,
+    # Built from a clean copy: setuptools' build/ in the tree may hold removed modules.
+    source = tmp_path_factory.mktemp("source") / "k2hr3-osnl"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*_NOT_SOURCE))
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels), str(source)],
         capture_output=True,
+        text=True,
         timeout=600,
+        check=False,
     )
+    assert built.returncode == 0, f"pip wheel failed:\n{built.stdout}\n{built.stderr}"
     with booted(tmp_path_factory.mktemp("machine"), read_only_binds={wheels: WHEELS}) as booted_:
-        _install_as_documented(booted_, wheels)
+        _install_as_documented(booted_)
         yield booted_
 
 
@@ -157,7 +170,10 @@ def unit(machine: Machine, pki: Pki, tmp_path: Path, rabbitmq: str, unique: str)
         finally:
             machine.systemctl("stop", UNIT, check=False)
             machine.systemctl("reset-failed", UNIT, check=False)
-            machine.run("rm", "-rf", "/var/lib/private/k2hr3-osnl", STATE_DIR, CONFIG)
+            machine.run(
+                "rm", "-rf", "/var/lib/private/k2hr3-osnl", STATE_DIR,
+                "/var/log/private/k2hr3-osnl", "/var/log/k2hr3-osnl", CONFIG,
+            )  # fmt: skip
             k2hr3.stop()
             unit.k2hr3.stop()
 
@@ -167,10 +183,8 @@ def test_the_unit_is_installed_unchanged_with_the_documented_paths(
 ) -> None:
     assert machine.path(f"/etc/systemd/system/{UNIT}").read_bytes() == UNIT_FILE.read_bytes()
     values = unit.show("ExecStart", "DropInPaths", "User", "DynamicUser")
-    assert (
-        "path=/usr/local/bin/k2hr3-osnl ; argv[]=/usr/local/bin/k2hr3-osnl -c " + CONFIG
-        in (values["ExecStart"])
-    )
+    command = f"argv[]=/usr/local/bin/k2hr3-osnl -c {CONFIG} ;"
+    assert command in values["ExecStart"], values
     assert values["DropInPaths"] == f"/etc/systemd/system/{UNIT}.d/test.conf"
     # The one drop-in says nothing but WatchdogSec=.
     assert machine.path(values["DropInPaths"]).read_text() == TEST_DROP_IN
@@ -182,6 +196,8 @@ def test_the_unit_is_installed_unchanged_with_the_documented_paths(
 def test_start_returns_once_consuming_and_a_deletion_reaches_k2hr3_over_https(
     unit: Unit,
 ) -> None:
+    port = _free_port()
+    unit.configure(metrics={"port": port})
     unit.systemctl("start")
     # Not polled: READY=1 must come only once RabbitMQ shows the consumer.
     assert unit.consumers() == 1, unit.report("start returned before the daemon consumed")
@@ -203,7 +219,12 @@ def test_start_returns_once_consuming_and_a_deletion_reaches_k2hr3_over_https(
     assert unit.k2hr3.wait_for(1, timeout=20), unit.report("no DELETE reached K2HR3")
     assert unit.k2hr3.deleted() == [(cuk, ("192.0.2.11",))]
     assert unit.k2hr3.tls_errors == []
-    assert f"k2hr3 DELETE cuk={cuk} host=['192.0.2.11'] status=204" in unit.journal()
+    # The daemon logs the call once it has the answer: a moment after K2HR3 saw it.
+    line = f"k2hr3 DELETE cuk={cuk} host=['192.0.2.11'] status=204"
+    wait_until(lambda: line in unit.journal(), 20, "the log line of the call")
+    # The metrics server binds and answers too (the container shares our network).
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:
+        assert answer.status == 200
 
     # Two watchdog periods later it is the same process: the pings reach systemd.
     time.sleep(2 * WATCHDOG_SEC)
@@ -214,6 +235,34 @@ def test_start_returns_once_consuming_and_a_deletion_reaches_k2hr3_over_https(
         "ActiveState": "active",
         "SubState": "running",
     }, unit.report("restarted by the watchdog while healthy")
+
+
+def test_start_waits_for_rabbitmq_without_a_crash_loop(unit: Unit) -> None:
+    """TimeoutStartSec=infinity: until the broker answers, 'activating' and a STATUS= why."""
+    proxy = TcpProxy()  # RabbitMQ through a port that refuses connections for now
+    unit.configure(oslo_messaging_notifications={"transport_url": proxy.url})
+    unit.systemctl("start", "--no-block")
+    try:
+        connecting = f"connecting to RabbitMQ rabbit://127.0.0.1:{proxy.port}"
+        unit.machine.wait_for(UNIT, timeout=20, StatusText=connecting)
+        time.sleep(2 * WATCHDOG_SEC)  # no watchdog before READY=1, no restart, no timeout
+        values = unit.show("ActiveState", "SubState", "NRestarts", "StatusText")
+        assert values == {
+            "ActiveState": "activating",
+            "SubState": "start",
+            "NRestarts": "0",
+            "StatusText": connecting,
+        }, unit.report(str(values))
+
+        proxy.start()  # RabbitMQ is reachable: READY=1 once it consumes
+        unit.machine.wait_for(UNIT, timeout=30, ActiveState="active", SubState="running")
+        assert unit.consumers() == 1
+        cuk = str(uuid.uuid4())
+        unit.delete(cuk)
+        assert unit.k2hr3.wait_for(1, timeout=20), unit.report("nothing delivered")
+    finally:
+        unit.systemctl("stop", check=False)
+        proxy.stop()
 
 
 def test_a_parked_deletion_lands_in_the_state_directory(unit: Unit) -> None:
@@ -237,8 +286,14 @@ def test_a_parked_deletion_lands_in_the_state_directory(unit: Unit) -> None:
         f"{STATE_DIR}/parked/{parked.name}",
     ).stdout.splitlines()  # fmt: skip
     assert owners == ["root:root 700", "k2hr3-osnl:k2hr3-osnl 750", "k2hr3-osnl:k2hr3-osnl 600"]
-    assert "parked in /var/lib/k2hr3-osnl/parked/" in unit.journal()
+    wait_until(lambda: f"parked in {STATE_DIR}/parked/" in unit.journal(), 20, "the log line")
     assert unit.show("ActiveState")["ActiveState"] == "active"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _notifications(journal: str) -> list[str]:
@@ -258,38 +313,58 @@ def test_reload_rereads_the_file_and_an_invalid_one_keeps_the_old(
     unit: Unit, systemd_debug: None
 ) -> None:
     unit.systemctl("start")
-    unit.configure(k2hr3={"dry_run": "true"})
+    # A mutable option (dry_run is not: it changes the queue the daemon reads).
+    unit.configure(DEFAULT={"log_format": "json"})
+    before_reload = unit.machine.cursor()
     unit.systemctl("reload")
-    wait_until(lambda: "reload: applied" in unit.journal(), 20, "the reload")
+    # The reload job ends at the daemon's READY=1, so the new status is there already.
     status = unit.show("StatusText", "ActiveState", "SubState")
-    assert status["StatusText"].endswith("(dry run)"), unit.report(str(status))
+    assert status["StatusText"].startswith("listening on"), unit.report(str(status))
     assert (status["ActiveState"], status["SubState"]) == ("active", "running")
-    # systemd heard the daemon: RELOADING=1 (with the clock), then READY=1 again.
-    heard = _notifications(unit.journal())
+    applied = "reload: applied [DEFAULT] log_format: 'text' -> 'json'"
+    wait_until(lambda: applied in unit.journal(), 20, "the reload")
+    # What PID 1 heard and did: reload state, RELOADING=1 (with the clock), READY=1,
+    # and only then back to running.
+    journal = unit.machine.journal(UNIT, after=before_reload)
+    heard = _notifications(journal)
     reloading = next(i for i, m in enumerate(heard) if m.startswith("RELOADING=1, MONOTONIC_USEC="))
-    assert any(m.startswith("READY=1") for m in heard[reloading + 1 :]), heard
-    assert "Changed running -> reload" in unit.journal()
+    assert any(m.startswith("READY=1, STATUS=listening") for m in heard[reloading + 1 :]), heard
+    events = [
+        "Changed running -> reload",
+        "(RELOADING=1, MONOTONIC_USEC=",
+        "(READY=1, STATUS=listening",
+        "Changed reload -> running",
+    ]
+    at = [journal.find(event) for event in events]
+    assert -1 not in at and at == sorted(at), unit.report(f"{events} at {at}")
+
+    def json_line_about(cuk: str) -> bool:
+        return any(
+            line.startswith("{") and f"cuk={cuk}" in line
+            for line in (entry.split(": ", 1)[-1] for entry in unit.journal().splitlines())
+        )
 
     cuk = str(uuid.uuid4())
     unit.delete(cuk)
-    wait_until(lambda: f"cuk={cuk}" in unit.journal(), 20, "the dry-run deletion")
-    assert "(dry run: not sent)" in unit.journal()
+    wait_until(lambda: json_line_about(cuk), 20, "the deletion, logged as JSON")
 
-    # An invalid file: rejected whole, with an error line; the old configuration stays.
-    unit.configure(k2hr3={"dry_run": "false", "timeout_seconds": "abc"})
+    # An invalid file (back to text lines, and a bad value): rejected whole, with an
+    # error line; the old configuration stays, JSON lines included.
+    unit.configure(k2hr3={"timeout_seconds": "abc"})
     unit.systemctl("reload")
-    wait_until(lambda: "reload rejected" in unit.journal(), 20, "the rejected reload")
     status = unit.show("StatusText", "ActiveState", "SubState", "NRestarts")
-    assert status["StatusText"].endswith("(dry run)"), unit.report(str(status))
+    assert status["StatusText"].startswith("listening on"), unit.report(str(status))
     assert (status["ActiveState"], status["SubState"], status["NRestarts"]) == (
         "active",
         "running",
         "0",
     )
+    why = "[k2hr3] timeout_seconds: could not convert string to float: 'abc'"
+    wait_until(lambda: why in unit.journal(), 20, "the rejected reload")
+    assert "reload rejected, still running on the previous configuration" in unit.journal()
     other = str(uuid.uuid4())
     unit.delete(other)
-    wait_until(lambda: f"cuk={other}" in unit.journal(), 20, "a deletion after the rejection")
-    assert unit.k2hr3.requests == 0, "the rejected file turned dry_run off"
+    wait_until(lambda: json_line_about(other), 20, "a deletion after the rejection, as JSON")
 
 
 def test_the_watchdog_kills_a_frozen_daemon_and_systemd_restarts_it(unit: Unit) -> None:
@@ -306,6 +381,9 @@ def test_the_watchdog_kills_a_frozen_daemon_and_systemd_restarts_it(unit: Unit) 
     assert f"Killing process {frozen} (k2hr3-osnl) with signal SIGABRT." in journal, journal
     assert "Failed with result 'watchdog'." in journal, journal
     assert "Scheduled restart job, restart counter is at 1." in journal, journal
+    # SIGABRT: Python's faulthandler writes where every thread was, for the post-mortem.
+    assert "Fatal Python error: Aborted" in journal, journal
+    assert re.search(r"Current thread .* \(most recent call first\)", journal), journal
 
     # The restarted daemon consumes and delivers.
     assert unit.consumers() == 1
@@ -359,7 +437,7 @@ def test_two_workers_start_reload_and_stop_together(unit: Unit) -> None:
     workers = unit.machine.run("ps", "--ppid", main, "-o", "pid=").stdout.split()
     assert len(workers) == 2, workers
 
-    unit.configure(DEFAULT={"workers": 2}, k2hr3={"dry_run": "true"})
+    unit.configure(DEFAULT={"workers": 2}, k2hr3={"timeout_seconds": "7"})
     unit.systemctl("reload")
     for pid in workers:
         wait_until(
@@ -371,7 +449,7 @@ def test_two_workers_start_reload_and_stop_together(unit: Unit) -> None:
         )
     status = unit.show("StatusText")["StatusText"]
     # The supervisor's STATUS= sums up both workers', each on the reloaded file.
-    listening = r"listening on 4 binding\(s\) .* \(dry run\)"
+    listening = r"listening on 4 binding\(s\) of \S+; K2HR3 \S+"
     assert re.fullmatch(f"worker 0: {listening}; worker 1: {listening}", status), status
 
     unit.systemctl("stop")
@@ -394,6 +472,7 @@ def test_the_journal_has_warnings_and_errors_at_their_priorities(unit: Unit) -> 
     unit.delete(delivered)
     wait_until(lambda: f"cuk={delivered}" in unit.journal(), 20, "the last deletion")
     wait_until(lambda: "invalid message" in unit.journal(), 20, "the unreadable message")
+    wait_until(lambda: "parked in" in unit.journal(), 20, "the parked deletion")
 
     def priority(needle: str) -> str:
         found = [
@@ -413,8 +492,28 @@ def test_the_journal_has_warnings_and_errors_at_their_priorities(unit: Unit) -> 
     assert f"cuk={delivered}" not in short
 
 
+def test_a_log_file_under_var_log_k2hr3_osnl(unit: Unit) -> None:
+    """The path docs/operations.md suggests for log_file, under ProtectSystem=strict."""
+    log_file = "/var/log/k2hr3-osnl/k2hr3-osnl.log"
+    unit.configure(DEFAULT={"log_file": log_file})
+    unit.systemctl("start")
+    cuk = str(uuid.uuid4())
+    unit.delete(cuk)
+    assert unit.k2hr3.wait_for(1, timeout=20), unit.report("nothing delivered")
+    logged = unit.machine.path(log_file)
+    wait_until(lambda: f"cuk={cuk}" in logged.read_text(), 10, "the log line in the file")
+    unit.systemctl("reload")  # logrotate's postrotate: the file is reopened, not an error
+    wait_until(lambda: "log file reopened" in logged.read_text(), 10, "the reopened log")
+    # LogsDirectory= made the directory; UMask=0077 keeps the file to the service (and root).
+    owners = unit.machine.run("stat", "--format=%U:%G %a", "/var/log/k2hr3-osnl/", log_file)
+    assert owners.stdout.splitlines() == ["k2hr3-osnl:k2hr3-osnl 750", "k2hr3-osnl:k2hr3-osnl 600"]
+    assert unit.show("NRestarts")["NRestarts"] == "0"
+
+
 def test_systemd_analyze_security_keeps_its_score(machine: Machine) -> None:
     output = machine.run("systemd-analyze", "security", "--no-pager", UNIT, check=False).stdout
     found = re.search(rf"Overall exposure level for {UNIT}: (\d+\.\d+) (\w+)", output)
     assert found, output
+    # What remains is mostly the network it needs (see docs/operations.md).
     assert float(found[1]) <= 1.1 and found[2] == "OK", output
+    assert "✓ UMask=" in output, output

@@ -15,13 +15,18 @@ among them. Commands run inside with ``nsenter`` into the container's namespaces
 Usage::
 
     reason = unavailable()          # None, or why no systemd can boot here (to skip)
-    with booted(tmp_path) as machine:
-        machine.install_unit(Path("systemd/foo.service"))
+    with booted(tmp_path, read_only_binds={wheels: "/run/wheels"}) as machine:
+        machine.run("/usr/bin/python3", "-m", "venv", "/opt/foo")   # as root, inside
+        machine.write("/etc/foo.conf", "[DEFAULT]\\n", mode=0o640)
+        machine.install_unit(Path("systemd/foo.service"))         # copied unchanged
         machine.drop_in("foo.service", "test", "[Service]\\nWatchdogSec=3\\n")
         machine.daemon_reload()
-        machine.systemctl("start", "foo.service")
-        machine.show("foo.service", "ActiveState", "SubState")
-        machine.journal("foo.service")
+        mark = machine.cursor()
+        machine.systemctl("start", "foo.service")               # raises BootError if it fails
+        machine.show("foo.service", "ActiveState", "SubState")  # {"ActiveState": "active", ...}
+        machine.wait_for("foo.service", NRestarts="1", ActiveState="active")
+        machine.journal("foo.service", "--priority=warning", after=mark)
+        machine.path("/var/lib/foo/state")                      # the file, seen from the host
 
 Each container's cgroups live under a directory of its own in every cgroup hierarchy of
 the host (``k2hr3-systemd-boot-<id>``, next to the cgroup of the process that boots it),
@@ -73,8 +78,12 @@ def unavailable() -> str | None:
         return "nsenter/unshare are not installed (util-linux)"
     if not SYSTEMD.exists():
         return f"{SYSTEMD} is not installed (Debian package systemd)"
-    if not _cgroup_hierarchies():
+    hierarchies = _cgroup_hierarchies()
+    if not hierarchies:
         return f"no cgroup hierarchy for systemd under {CGROUP_ROOT}"
+    for hierarchy in hierarchies:
+        if not os.access(_own_cgroup(hierarchy), os.W_OK):
+            return f"cannot make cgroups in {_own_cgroup(hierarchy)} (read-only?)"
     return None
 
 
@@ -217,6 +226,11 @@ class Machine:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def cgroups(self) -> tuple[Path, ...]:
+        """The host's cgroup directories the container lives in (removed on shutdown)."""
+        return tuple(self._cgroups)
 
     @property
     def leader(self) -> int:
