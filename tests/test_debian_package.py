@@ -147,7 +147,7 @@ def test_the_package_is_lintian_clean_and_depends_on_debian_12_only(
         "/usr/share/doc/k2hr3-osnl/README.Debian",
         "/usr/share/doc/k2hr3-osnl/k2hr3-osnl.conf.sample",
         "/usr/share/doc/k2hr3-osnl/k2hr3-osnl-alerts.yml",
-        "/usr/lib/python3/dist-packages/k2hr3_osnl/cli.py",
+        "/usr/lib/python3/dist-packages/k2hr3_osnl/commands/cli.py",
     ):
         assert path in files, f"{path} is not in the package"
     # Nothing from a pip install or a virtualenv.
