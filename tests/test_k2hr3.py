@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 from support.k2hr3_standin import FakeK2HR3
 
-from k2hr3_osnl.core.answers import Outcome
+from k2hr3_osnl.core.answers import Answer, Outcome
 from k2hr3_osnl.k2hr3.client import EXTRA, RoleClient
 from k2hr3_osnl.observability import logs
 
@@ -332,19 +332,25 @@ class _RawServer:
         self.sock.close()
 
 
+def _timed_delete(raw: _RawServer, connect: float, read: float) -> tuple[Answer, float]:
+    """One deletion against ``raw``: the answer, and how long the call took."""
+    client = RoleClient(
+        f"http://127.0.0.1:{raw.port}/v1/role", connect_timeout=connect, read_timeout=read
+    )
+    try:
+        started = time.monotonic()
+        answer = client.delete(CUK, IPS)
+        return answer, time.monotonic() - started
+    finally:
+        client.close()
+        raw.close()
+
+
 def test_a_trickling_k2hr3_cannot_hold_a_call_past_its_deadline() -> None:
     """K2HR3 (or something in between) sends a byte every 0.2 s, never finishing: each
     read is quick, so only an overall deadline (connect + read timeout) ends the call."""
     head = b"HTTP/1.1 204 No Content\r\nX-Slow: "  # a header that never ends
-    raw = _RawServer(head)
-    client = RoleClient(f"http://127.0.0.1:{raw.port}/v1/role", connect_timeout=0.5, read_timeout=1)
-    try:
-        started = time.monotonic()
-        answer = client.delete(CUK, IPS)
-        took = time.monotonic() - started
-    finally:
-        client.close()
-        raw.close()
+    answer, took = _timed_delete(_RawServer(head), connect=0.5, read=1)
     assert answer.outcome is Outcome.RETRY
     assert "timed out" in answer.detail
     assert took < 3.0, f"the call took {took:.1f}s; its deadline is 1.5 s"
@@ -358,15 +364,7 @@ def test_a_huge_error_body_is_not_read_whole() -> None:
         + b'{"result": false, "message": "'
         + b"m" * 1000
     )
-    raw = _RawServer(head, byte=b"m" * 1000, every=0.1)
-    client = RoleClient(f"http://127.0.0.1:{raw.port}/v1/role", connect_timeout=1, read_timeout=10)
-    try:
-        started = time.monotonic()
-        answer = client.delete(CUK, IPS)
-        took = time.monotonic() - started
-    finally:
-        client.close()
-        raw.close()
+    answer, took = _timed_delete(_RawServer(head, byte=b"m" * 1000, every=0.1), connect=1, read=10)
     assert answer.outcome is Outcome.REJECTED
     assert answer.status == 400
     assert len(answer.detail) <= 200
