@@ -132,12 +132,19 @@ def _parser() -> argparse.ArgumentParser:
         default="messagingv2",
         help="wire format: messaging (flat) or messagingv2 (envelope)",
     )
+    from k2hr3_osnl import mosk
+
+    mosk.add_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "mosk-config":
+        from k2hr3_osnl import mosk
+
+        return mosk.main(args)  # reads a secret, not the daemon's configuration
     if args.command == "replay" and not args.parked and not args.files:
         parser.error("replay needs FILE arguments or --parked")
     if args.daemonize and not args.pidfile:
