@@ -43,6 +43,9 @@ _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 #: The exchanges nova and neutron publish their notifications to.
 EXCHANGES = ("nova", "neutron")
+#: What oslo.messaging hands kombu unescaped (it quotes with ``safe="/"`` and passes the
+#: vhost raw), so that kombu would misread it: refused rather than failing at connect.
+_UNSAFE = {"username": "/", "password": "/", "vhost": "?#%;"}
 #: The files written, by secret field.
 FILES = {"ca_cert": "ca.pem", "client_cert": "client.pem", "client_key": "client.key"}
 
@@ -118,6 +121,20 @@ def parse(text: str) -> Endpoint:
         client_cert=values["client_cert"],
         client_key=values["client_key"],
     )
+
+
+def check_usable(endpoint: Endpoint, *, password: bool) -> None:
+    """:class:`SecretError` if oslo.messaging could not pass a value to RabbitMQ intact."""
+    for name, unsafe in _UNSAFE.items():
+        if name == "password" and not password:
+            continue
+        bad = sorted({c for c in getattr(endpoint, name) if c in unsafe})
+        if bad:
+            hint = "; use --auth certificate" if name == "password" else ""
+            raise SecretError(
+                f"data.{name} contains {', '.join(map(repr, bad))}, which oslo.messaging "
+                f"does not escape on its way to RabbitMQ{hint}"
+            )
 
 
 def _values(secret: Mapping[str, Any]) -> dict[str, str]:
@@ -252,6 +269,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
             with open(args.secret, encoding="utf-8") as handle:
                 text = handle.read()
         endpoint = parse(text)
+        check_usable(endpoint, password=args.auth == "password")
         directory = Path(args.dir or f"/etc/k2hr3-osnl/{endpoint.topic}").absolute()
         files = write_files(endpoint, directory)
     except SecretError as error:
