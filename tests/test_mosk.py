@@ -112,8 +112,8 @@ class Mosk:
     stranger: tuple[Path, Path]
     stranger_ca: Path
 
-    def admin_url(self) -> str:
-        return self.node.amqp_url(ADMIN, ADMIN, VHOST)
+    def admin_url(self, scheme: str = "amqp") -> str:
+        return self.node.amqp_url(ADMIN, ADMIN, VHOST, scheme)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ class Setup:
 
     def __post_init__(self) -> None:
         self.broker = Broker(self.mosk.admin_url())
-        self.notifiers = Notifiers(self.mosk.admin_url())
+        self.notifiers = Notifiers(self.mosk.admin_url("rabbit"))
         self.daemons: list[Daemon] = []
 
     def secret(self, **overrides: str | None) -> Path:

@@ -192,9 +192,9 @@ class Node:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
-    def amqp_url(self, user: str, password: str, vhost: str = "/", tls: bool = False) -> str:
-        port = self.tls_port if tls else self.port
-        return f"amqp://{user}:{password}@127.0.0.1:{port}/{_quote(vhost)}"
+    def amqp_url(self, user: str, password: str, vhost: str = "/", scheme: str = "amqp") -> str:
+        """kombu's ``amqp://`` URL, or oslo.messaging's with ``scheme="rabbit"``."""
+        return f"{scheme}://{user}:{password}@127.0.0.1:{self.port}/{_quote(vhost)}"
 
     def report(self, what: str, tail: int = 40) -> str:
         text = ""
