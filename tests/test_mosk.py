@@ -281,31 +281,47 @@ def failing(setup: Setup, sections: str, expected: str, queues: list[str] | None
 
 def test_wrong_ca_is_one_line(setup: Setup) -> None:
     secret_file = setup.secret(ca_cert=setup.mosk.stranger_ca.read_text())
-    line = failing(setup, setup.mosk_config(secret_file), "certificate verify failed")
+    line = failing(
+        setup, setup.mosk_config(secret_file), "ssl_ca_file must hold the CA that signed it"
+    )
     print(line)
 
 
 def test_expired_client_certificate_is_one_line(setup: Setup) -> None:
     cert, key = setup.mosk.expired
     secret_file = setup.secret(client_cert=cert.read_text(), client_key=key.read_text())
-    line = failing(setup, setup.mosk_config(secret_file, "--auth", "certificate"), "expired")
+    line = failing(
+        setup,
+        setup.mosk_config(secret_file, "--auth", "certificate"),
+        "refused the client certificate ([oslo_messaging_rabbit] ssl_cert_file): it has expired",
+    )
     print(line)
 
 
 def test_client_certificate_of_another_ca_is_one_line(setup: Setup) -> None:
     cert, key = setup.mosk.stranger
     secret_file = setup.secret(client_cert=cert.read_text(), client_key=key.read_text())
-    line = failing(setup, setup.mosk_config(secret_file, "--auth", "certificate"), "unknown ca")
+    line = failing(
+        setup,
+        setup.mosk_config(secret_file, "--auth", "certificate"),
+        "ssl_cert_file): RabbitMQ does not trust the CA that issued it",
+    )
     print(line)
 
 
 def test_vhost_access_refused_is_one_line(setup: Setup) -> None:
     secret_file = setup.secret(username=OUTSIDER)
-    line = failing(setup, setup.mosk_config(secret_file), "access to vhost")
+    line = failing(
+        setup, setup.mosk_config(secret_file), f"user '{OUTSIDER}' may not use vhost '{VHOST}'"
+    )
     print(line)
 
 
 def test_queue_declare_refused_names_the_permission(setup: Setup) -> None:
     secret_file = setup.secret(username=NO_QUEUE)
-    line = failing(setup, setup.mosk_config(secret_file), "configure access to queue")
+    line = failing(
+        setup,
+        setup.mosk_config(secret_file),
+        f"user '{NO_QUEUE}' lacks the configure permission on queue '{setup.pool}'",
+    )
     print(line)

@@ -26,11 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from k2hr3_osnl import refusals
 from k2hr3_osnl.breaker import CircuitBreaker
 from k2hr3_osnl.handler import Notification
 from k2hr3_osnl.k2hr3 import Answer, Outcome
 from k2hr3_osnl.observer import Observer
 from k2hr3_osnl.parking import ParkingLot
+
+LOG = logging.getLogger(__name__)
 
 #: Seconds a retryable K2HR3 failure keeps the daemon unhealthy without a newer answer:
 #: twice the longest pause between two probes of a failing K2HR3 (60 s).
@@ -246,6 +249,7 @@ class BrokerLogWatch(logging.Filter):
         super().__init__()
         self.observer = observer
         self._loggers = [logging.getLogger(name) for name in self.LOGGERS]
+        self._hint: str | None = None
 
     def install(self) -> BrokerLogWatch:
         for logger in self._loggers:
@@ -261,9 +265,16 @@ class BrokerLogWatch(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         template = str(record.msg)
         if self._BACK in template:
+            self._hint = None
             self.observer.broker_back()
         elif record.levelno >= logging.ERROR and any(m in template for m in self._LOST):
-            self.observer.broker_lost(_error_text(record))
+            detail = _error_text(record)
+            hint = refusals.explain(detail)
+            if hint is not None and hint != self._hint:
+                # The driver repeats its own line at each retry; what to fix, said once.
+                self._hint = hint
+                LOG.error("RabbitMQ refused k2hr3-osnl: %s", hint)
+            self.observer.broker_lost(hint or detail)
         parent = logging.getLogger(record.name).parent
         return parent is None or record.levelno >= parent.getEffectiveLevel()
 

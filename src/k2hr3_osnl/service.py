@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import oslo_messaging
 from oslo_config import cfg
 
-from k2hr3_osnl import __version__, config, liveness, metrics, reload, signals
+from k2hr3_osnl import __version__, config, liveness, metrics, refusals, reload, signals
 from k2hr3_osnl.batching import GreedyBatchServer
 from k2hr3_osnl.breaker import CircuitBreaker
 from k2hr3_osnl.dispatcher import (
@@ -204,7 +204,9 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
 
     def start() -> None:
         try:
-            daemon.listener.start()
+            # A refusal (TLS, vhost, permission) is logged in one line and retried.
+            if not refusals.start(daemon.listener, requests.stop, daemon.handler.observer):
+                return
         except Exception:
             LOG.exception("cannot start the listener")
             failed.set()
