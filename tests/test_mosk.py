@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from daemon_process import (
+    PRIORITIES,
     Broker,
     Daemon,
     Notifiers,
@@ -47,7 +48,7 @@ USER, PASSWORD = TOPIC, "mosk-Pa55:w@rd;%"
 ADMIN = "admin"
 #: A user that exists but may not use the vhost.
 OUTSIDER = "outsider"
-#: A user that may declare the exchanges but not a queue of its own.
+#: A user that may declare the exchanges and MOSK's queues, but no queue of its own.
 NO_QUEUE = "no-queue"
 EXCHANGES = ("nova", "neutron")
 
@@ -76,7 +77,8 @@ def _definitions() -> dict[str, object]:
     """What the cloud administrator set up: the vhost, its users and their rights."""
     users = [(ADMIN, "administrator"), (USER, ""), (OUTSIDER, ""), (NO_QUEUE, "")]
     everything = ".*"
-    exchanges_only = "^(nova|neutron)$"
+    # MOSK's model: the exchanges and the queues made for the topic, nothing of its own.
+    mosk_made = rf"^(nova|neutron|{TOPIC}\..+)$"
     return {
         "users": [
             {
@@ -93,7 +95,7 @@ def _definitions() -> dict[str, object]:
              "read": everything},
             {"user": USER, "vhost": VHOST, "configure": everything, "write": everything,
              "read": everything},
-            {"user": NO_QUEUE, "vhost": VHOST, "configure": exchanges_only,
+            {"user": NO_QUEUE, "vhost": VHOST, "configure": mosk_made,
              "write": everything, "read": everything},
         ],
     }  # fmt: skip
@@ -220,7 +222,8 @@ class Setup:
         for daemon in self.daemons:
             daemon.kill()
         self.notifiers.close()
-        self.broker.delete([self.pool])
+        if self.pool:
+            self.broker.delete([self.pool])
 
 
 @pytest.fixture
@@ -259,9 +262,10 @@ def test_delivers_over_tls_with_certificate_authentication(setup: Setup) -> None
     assert daemon.stop() == 0
 
 
-def failing(setup: Setup, sections: str, expected: str, queues: list[str] | None = None) -> str:
+def failing(setup: Setup, daemon: Daemon | str, expected: str, stop: bool = True) -> str:
     """The daemon keeps running and says ``expected`` in one line; that line."""
-    daemon = setup.daemon(sections, queues=[] if queues is None else queues)
+    if isinstance(daemon, str):
+        daemon = setup.daemon(daemon)
     daemon.start(wait=False)
     try:
         line = wait_until(
@@ -275,7 +279,8 @@ def failing(setup: Setup, sections: str, expected: str, queues: list[str] | None
     time.sleep(3)
     assert daemon.alive, daemon.report("the daemon exited instead of retrying")
     assert "Traceback" not in daemon.log(), daemon.report("a traceback instead of one line")
-    assert daemon.stop() == 0
+    if stop:
+        assert daemon.stop() == 0
     return line
 
 
@@ -309,12 +314,23 @@ def test_client_certificate_of_another_ca_is_one_line(setup: Setup) -> None:
     print(line)
 
 
-def test_vhost_access_refused_is_one_line(setup: Setup) -> None:
+def test_vhost_access_refused_is_one_line_and_heals_once_granted(setup: Setup) -> None:
     secret_file = setup.secret(username=OUTSIDER)
-    line = failing(
-        setup, setup.mosk_config(secret_file), f"user '{OUTSIDER}' may not use vhost '{VHOST}'"
+    daemon = setup.daemon(setup.mosk_config(secret_file))
+    failing(
+        setup,
+        daemon,
+        f"user '{OUTSIDER}' may not use vhost '{VHOST}': the vhost of transport_url is wrong",
+        stop=False,
     )
-    print(line)
+    node = setup.mosk.node
+    node.ctl("set_permissions", "-p", VHOST, OUTSIDER, ".*", ".*", ".*")
+    try:
+        daemon.wait_listening(timeout=90)  # the next attempt, 5 s then 10 s later
+        deliver(setup, daemon)
+    finally:
+        node.ctl("clear_permissions", "-p", VHOST, OUTSIDER)
+    assert daemon.stop() == 0
 
 
 def test_queue_declare_refused_names_the_permission(setup: Setup) -> None:
@@ -325,3 +341,15 @@ def test_queue_declare_refused_names_the_permission(setup: Setup) -> None:
         f"user '{NO_QUEUE}' lacks the configure permission on queue '{setup.pool}'",
     )
     print(line)
+
+
+def test_without_a_queue_of_its_own_it_consumes_the_queues_mosk_made(setup: Setup) -> None:
+    """``pool =`` empty: the listener takes MOSK's ``<topic>.<priority>`` queues."""
+    secret_file = setup.secret(username=NO_QUEUE)
+    setup.pool = ""
+    sections = setup.mosk_config(secret_file)
+    assert "\npool = \n" in sections
+    setup.publish_deletions()  # the publishers' side declares MOSK's queues
+    daemon = setup.daemon(sections, queues=[f"{TOPIC}.{p}" for p in PRIORITIES]).start()
+    deliver(setup, daemon)
+    assert daemon.stop() == 0
