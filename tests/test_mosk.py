@@ -353,3 +353,12 @@ def test_without_a_queue_of_its_own_it_consumes_the_queues_mosk_made(setup: Setu
     daemon = setup.daemon(sections, queues=[f"{TOPIC}.{p}" for p in PRIORITIES]).start()
     deliver(setup, daemon)
     assert daemon.stop() == 0
+
+
+def test_wrong_password_is_one_line(setup: Setup) -> None:
+    secret_file = setup.secret(password="not-the-password")
+    failing(
+        setup,
+        setup.mosk_config(secret_file),
+        "RabbitMQ refused the user name or password of transport_url",
+    )

@@ -30,7 +30,7 @@ _RESOURCE = re.compile(
     r"refused for user '(?P<user>[^']*)'"
 )
 _VHOST = re.compile(r"access to vhost '(?P<vhost>[^']*)' refused for user '(?P<user>[^']*)'")
-_LOGIN = re.compile(r"Login was refused using authentication mechanism (?P<mechanism>\S+)")
+_LOGIN = re.compile(r"Login was refused using authentication mechanism (?P<mechanism>[A-Z0-9-]+)")
 _INEQUIVALENT = re.compile(
     r"PRECONDITION_FAILED - inequivalent arg '(?P<arg>[^']*)' for (?P<what>.*?) in vhost"
 )
