@@ -147,12 +147,11 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
 
 
 def broker(conf: cfg.ConfigOpts) -> str:
-    """``scheme://host:port`` of the transport URL: never its user or password."""
+    """``scheme://host:port[,host:port...]`` of the transport URL: never user or password."""
     url = urllib.parse.urlsplit(conf.oslo_messaging_notifications.transport_url or "")
-    where = url.hostname or "?"
-    if url.port:
-        where += f":{url.port}"
-    return f"{url.scheme}://{where}"
+    # Every node of a cluster, as oslo.messaging reads them: comma-separated user@host:port.
+    where = ",".join(part.rpartition("@")[2] for part in url.netloc.split(",") if part)
+    return f"{url.scheme}://{where or '?'}"
 
 
 def listening(daemon: Daemon) -> str:
