@@ -116,11 +116,14 @@ def connected_node(cluster: Sequence[Node], daemon: Daemon) -> Node:
     raise AssertionError(f"no connection of pid {daemon.pid} in:\n{text}")
 
 
-@pytest.mark.parametrize("how", ["killed", "stopped"])
+@pytest.mark.parametrize("how", ["killed", "stopped", "drained"])
 def test_losing_the_daemons_node_loses_no_confirmed_deletion(
     harness: Harness, cluster: Sequence[Node], k2hr3: FakeK2HR3, how: str
 ) -> None:
-    """``killed``: SIGKILL, as a crash or power loss; ``stopped``: ``rabbitmqctl stop``."""
+    """How a node goes: ``killed`` (SIGKILL: a crash, a power loss), ``stopped``
+    (``rabbitmqctl stop``) or ``drained`` (``rabbitmq-upgrade drain`` first, as
+    RabbitMQ advises for maintenance: it closes the node's client listeners before
+    anything else)."""
     daemon = start_daemon(harness, "k2hr3-osnl")
     nodes = ",".join(f"127.0.0.1:{n.port}" for n in cluster)
     assert f"RabbitMQ rabbit://{nodes} [" in daemon.log(), "every node in the status line"
@@ -150,7 +153,9 @@ def test_losing_the_daemons_node_loses_no_confirmed_deletion(
         if how == "killed":
             victim.kill()
         else:
-            victim.stop()  # the node closes its connections, then shuts down
+            if how == "drained":
+                victim.ctl("drain", tool="rabbitmq-upgrade")
+            victim.stop()
         # Deletions keep flowing through the other two nodes for a while.
         wait_until(
             lambda: any(c.at > killed + 1 for c in k2hr3.calls), 60, "a delivery after the kill"
@@ -188,8 +193,9 @@ def test_losing_the_daemons_node_loses_no_confirmed_deletion(
     )
     assert survivor is not victim
     assert daemon.alive and daemon.stop() == 0
-    # The driver retries every rabbit_retry_interval (1 s) on the next node.
-    assert gap < 10, daemon.report(f"{gap:.1f}s without a delivery after the node was lost")
+    # Typically ~1 s (docs/scale-out.md); a stopping node that still accepts connections
+    # for a while holds the driver longer. The bound only catches a failover that hangs.
+    assert gap < 30, daemon.report(f"{gap:.1f}s without a delivery after the node was lost")
 
 
 def _reconnected_after(daemon: Daemon, killed: float) -> str:

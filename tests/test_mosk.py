@@ -278,7 +278,11 @@ def failing(setup: Setup, daemon: Daemon | str, expected: str, stop: bool = True
         raise AssertionError(daemon.report(str(error))) from None
     time.sleep(3)
     assert daemon.alive, daemon.report("the daemon exited instead of retrying")
-    assert "Traceback" not in daemon.log(), daemon.report("a traceback instead of one line")
+    log = daemon.log()
+    assert "Traceback" not in log, daemon.report("a traceback instead of one line")
+    assert "cannot start the listener" not in log, daemon.report("a start that gave up")
+    said = sum(expected in ln for ln in log.splitlines())
+    assert said == 1, daemon.report(f"said {said} times, not once")
     if stop:
         assert daemon.stop() == 0
     return line
@@ -286,32 +290,27 @@ def failing(setup: Setup, daemon: Daemon | str, expected: str, stop: bool = True
 
 def test_wrong_ca_is_one_line(setup: Setup) -> None:
     secret_file = setup.secret(ca_cert=setup.mosk.stranger_ca.read_text())
-    line = failing(
-        setup, setup.mosk_config(secret_file), "ssl_ca_file must hold the CA that signed it"
-    )
-    print(line)
+    failing(setup, setup.mosk_config(secret_file), "ssl_ca_file must hold the CA that signed it")
 
 
 def test_expired_client_certificate_is_one_line(setup: Setup) -> None:
     cert, key = setup.mosk.expired
     secret_file = setup.secret(client_cert=cert.read_text(), client_key=key.read_text())
-    line = failing(
+    failing(
         setup,
         setup.mosk_config(secret_file, "--auth", "certificate"),
         "refused the client certificate ([oslo_messaging_rabbit] ssl_cert_file): it has expired",
     )
-    print(line)
 
 
 def test_client_certificate_of_another_ca_is_one_line(setup: Setup) -> None:
     cert, key = setup.mosk.stranger
     secret_file = setup.secret(client_cert=cert.read_text(), client_key=key.read_text())
-    line = failing(
+    failing(
         setup,
         setup.mosk_config(secret_file, "--auth", "certificate"),
         "ssl_cert_file): RabbitMQ does not trust the CA that issued it",
     )
-    print(line)
 
 
 def test_vhost_access_refused_is_one_line_and_heals_once_granted(setup: Setup) -> None:
@@ -335,12 +334,11 @@ def test_vhost_access_refused_is_one_line_and_heals_once_granted(setup: Setup) -
 
 def test_queue_declare_refused_names_the_permission(setup: Setup) -> None:
     secret_file = setup.secret(username=NO_QUEUE)
-    line = failing(
+    failing(
         setup,
         setup.mosk_config(secret_file),
         f"user '{NO_QUEUE}' lacks the configure permission on queue '{setup.pool}'",
     )
-    print(line)
 
 
 def test_without_a_queue_of_its_own_it_consumes_the_queues_mosk_made(setup: Setup) -> None:

@@ -155,10 +155,12 @@ class Node:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def ctl(self, *args: str, check: bool = True, timeout: float = 60) -> str:
-        """``rabbitmqctl -n NODE ARGS``; its output, or an error naming the command."""
+    def ctl(
+        self, *args: str, check: bool = True, timeout: float = 60, tool: str = "rabbitmqctl"
+    ) -> str:
+        """``rabbitmqctl -n NODE ARGS`` (or another CLI ``tool``); its output, or an error."""
         result = subprocess.run(
-            [str(SBIN / "rabbitmqctl"), "-q", "-n", self.nodename, *args],
+            [str(SBIN / tool), "-q", "-n", self.nodename, *args],
             env=self.env(),
             capture_output=True,
             text=True,
@@ -167,7 +169,7 @@ class Node:
         )
         if check and result.returncode != 0:
             raise RuntimeError(
-                f"rabbitmqctl {' '.join(args)} on {self.nodename}: exit {result.returncode}: "
+                f"{tool} {' '.join(args)} on {self.nodename}: exit {result.returncode}: "
                 f"{result.stdout.strip()} {result.stderr.strip()}"
             )
         return result.stdout
