@@ -149,6 +149,7 @@ def test_losing_the_daemons_node_loses_no_confirmed_deletion(
     publisher.start()
     try:
         wait_until(lambda: len(k2hr3.deleted()) >= 100, 30, "deletions flowing")
+        leader = queue_leader(victim, harness.pool)
         killed, killed_wall, calls_at_kill = time.monotonic(), time.time(), len(k2hr3.calls)
         if how == "killed":
             victim.kill()
@@ -188,7 +189,9 @@ def test_losing_the_daemons_node_loses_no_confirmed_deletion(
     gap = max(b - a for a, b in itertools.pairwise(around))
     reconnected = _reconnected_after(daemon, killed_wall)
     print(
-        f"\n{how} {victim.nodename} (the daemon's node) at {calls_at_kill} calls: "
+        f"\n{how} {victim.nodename} (the daemon's node"
+        f"{', the pool queue leader' if leader == victim.nodename else ''}) "
+        f"at {calls_at_kill} calls: "
         f"{len(confirmed)} confirmed, {unconfirmed} unconfirmed publishes; every confirmed "
         f"deletion delivered, {duplicates} duplicate(s); longest pause in deliveries "
         f"{gap:.2f}s; {reconnected}; now consuming through {survivor.nodename}"
@@ -198,6 +201,15 @@ def test_losing_the_daemons_node_loses_no_confirmed_deletion(
     # Typically ~1 s (docs/scale-out.md); a stopping node that still accepts connections
     # for a while holds the driver longer. The bound only catches a failover that hangs.
     assert gap < 30, daemon.report(f"{gap:.1f}s without a delivery after the node was lost")
+
+
+def queue_leader(node: Node, queue: str) -> str:
+    """The node of the quorum queue's Raft leader."""
+    for line in node.ctl("list_queues", "name", "leader").splitlines():
+        name, _, leader = line.partition("\t")
+        if name == queue:
+            return leader.strip()
+    return "?"
 
 
 def _reconnected_after(daemon: Daemon, killed: float) -> str:
