@@ -124,7 +124,11 @@ def start(listener: Any, stop: threading.Event, observer: Observer | None = None
             hint = explain(str(error))
             if hint is None:
                 raise
-        LOG.error("RabbitMQ refused k2hr3-osnl: %s; trying again in %.0fs", hint, delay)
+            reason = str(error)
+        # The broker's own words last, for whoever searches the log for them.
+        LOG.error(
+            "RabbitMQ refused k2hr3-osnl: %s; trying again in %.0fs (%s)", hint, delay, reason
+        )
         if observer is not None:
             observer.broker_lost(hint)
         # A server whose start failed half-way starts again only after stop and wait.
