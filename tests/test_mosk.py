@@ -262,16 +262,26 @@ def test_delivers_over_tls_with_certificate_authentication(setup: Setup) -> None
     assert daemon.stop() == 0
 
 
-def failing(setup: Setup, daemon: Daemon | str, expected: str, stop: bool = True) -> str:
-    """The daemon keeps running and says ``expected`` in one line; that line."""
+#: What a refused client certificate may look like under TLS 1.3, where the broker can
+#: close the connection before the client reads its alert: said once, as its own line.
+HANDSHAKE_CLOSED = "RabbitMQ closed the TLS handshake: it refused the client certificate"
+
+
+def failing(
+    setup: Setup, daemon: Daemon | str, expected: str, stop: bool = True, alike: str = ""
+) -> str:
+    """The daemon keeps running and says ``expected`` (or ``alike``) in one line each."""
     if isinstance(daemon, str):
         daemon = setup.daemon(daemon)
     daemon.start(wait=False)
+    wanted = [w for w in (expected, alike) if w]
     try:
         line = wait_until(
-            lambda: next((ln for ln in daemon.log().splitlines() if expected in ln), None),
+            lambda: next(
+                (ln for ln in daemon.log().splitlines() if any(w in ln for w in wanted)), None
+            ),
             45,
-            f"a log line with {expected!r}",
+            f"a log line with {' or '.join(map(repr, wanted))}",
             interval=0.2,
         )
     except AssertionError as error:
@@ -281,8 +291,9 @@ def failing(setup: Setup, daemon: Daemon | str, expected: str, stop: bool = True
     log = daemon.log()
     assert "Traceback" not in log, daemon.report("a traceback instead of one line")
     assert "cannot start the listener" not in log, daemon.report("a start that gave up")
-    said = sum(expected in ln for ln in log.splitlines())
-    assert said == 1, daemon.report(f"said {said} times, not once")
+    for text in wanted:
+        said = sum(text in ln for ln in log.splitlines())
+        assert said <= 1, daemon.report(f"{text!r} said {said} times, not once")
     if stop:
         assert daemon.stop() == 0
     return line
@@ -300,6 +311,7 @@ def test_expired_client_certificate_is_one_line(setup: Setup) -> None:
         setup,
         setup.mosk_config(secret_file, "--auth", "certificate"),
         "refused the client certificate ([oslo_messaging_rabbit] ssl_cert_file): it has expired",
+        alike=HANDSHAKE_CLOSED,
     )
 
 
@@ -310,6 +322,7 @@ def test_client_certificate_of_another_ca_is_one_line(setup: Setup) -> None:
         setup,
         setup.mosk_config(secret_file, "--auth", "certificate"),
         "ssl_cert_file): RabbitMQ does not trust the CA that issued it",
+        alike=HANDSHAKE_CLOSED,
     )
 
 

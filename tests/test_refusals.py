@@ -38,6 +38,18 @@ CASES = [
         "RabbitMQ does not trust the CA that issued it",
     ),
     (
+        # TLS 1.3: the broker may close before its alert is read.
+        "EOF occurred in violation of protocol (_ssl.c:2427)",
+        "RabbitMQ closed the TLS handshake: it refused the client certificate "
+        "([oslo_messaging_rabbit] ssl_cert_file: expired, revoked or from a CA it does not "
+        "trust), or the port does not speak TLS",
+    ),
+    (
+        "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)",
+        "the port of transport_url does not speak TLS (ssl = true): use RabbitMQ's TLS port "
+        "(MOSK: the secret's port_amqp-tls)",
+    ),
+    (
         "Connection.open: (530) NOT_ALLOWED - access to vhost 'openstack' refused for user "
         "'outsider'",
         "user 'outsider' may not use vhost 'openstack': the vhost of transport_url is wrong, "
@@ -144,7 +156,7 @@ class Recorder(Observer):
         self.lost.append(detail)
 
 
-VHOST_REFUSED = CASES[3][0]
+VHOST_REFUSED = CASES[5][0]
 
 
 @pytest.fixture
@@ -161,9 +173,9 @@ def test_a_refused_start_is_logged_once_per_attempt_and_retried(
         assert refusals.start(listener, threading.Event(), observer) is True
     assert listener.calls == ["start", "stop", "wait"] * 2 + ["start"]
     assert [r.getMessage().split(";")[0] for r in caplog.records] == [
-        f"RabbitMQ refused k2hr3-osnl: {CASES[3][1]}"
+        f"RabbitMQ refused k2hr3-osnl: {CASES[5][1]}"
     ] * 2
-    assert observer.lost == [CASES[3][1]] * 2
+    assert observer.lost == [CASES[5][1]] * 2
 
 
 def test_a_stop_while_waiting_ends_the_retries(fast: None) -> None:

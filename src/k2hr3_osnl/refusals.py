@@ -68,6 +68,18 @@ def explain(text: str) -> str | None:
     for alert, why in _CLIENT_CERT_ALERTS.items():
         if f"alert {alert}" in lowered:
             return f"RabbitMQ refused the client certificate ({RABBIT} ssl_cert_file): {why}"
+    if "eof occurred in violation of protocol" in lowered:
+        # TLS 1.3: a broker that refuses our certificate may close before we read why.
+        return (
+            f"RabbitMQ closed the TLS handshake: it refused the client certificate ({RABBIT} "
+            "ssl_cert_file: expired, revoked or from a CA it does not trust), or the port "
+            "does not speak TLS"
+        )
+    if "wrong version number" in lowered:
+        return (
+            "the port of transport_url does not speak TLS (ssl = true): use RabbitMQ's TLS "
+            "port (MOSK: the secret's port_amqp-tls)"
+        )
     if match := _RESOURCE.search(text):
         return _resource(match)
     if match := _VHOST.search(text):
