@@ -373,3 +373,12 @@ def test_wrong_password_is_one_line(setup: Setup) -> None:
         setup.mosk_config(secret_file),
         "RabbitMQ refused the user name or password of transport_url",
     )
+
+
+def test_tls_on_the_plain_port_is_one_line(setup: Setup) -> None:
+    secret_file = setup.secret(**{"port_amqp-tls": str(setup.mosk.node.port)})
+    failing(
+        setup,
+        setup.mosk_config(secret_file),
+        "the port of transport_url does not speak TLS (ssl = true)",
+    )
