@@ -110,7 +110,8 @@ def connected_node(cluster: Sequence[Node], daemon: Daemon) -> Node:
     alive = next(n for n in cluster if n.alive)
     text = alive.ctl("list_connections", "name", "client_properties")
     for line in text.splitlines():
-        if f"cli.py:{daemon.pid}:" in line:
+        # oslo.messaging names its connections "<program>:<pid>:<uuid>".
+        if f":{daemon.pid}:" in line:
             port = int(re.search(r"-> 127\.0\.0\.1:(\d+)", line)[1])  # type: ignore[index]
             return next(n for n in cluster if n.port == port)
     raise AssertionError(f"no connection of pid {daemon.pid} in:\n{text}")

@@ -42,6 +42,8 @@ from tls_certs import Pki, client_certificate, make_pki
 
 pytestmark = [pytest.mark.mosk, pytest.mark.timeout(240)]
 
+#: The installed console script, as the operator runs it.
+COMMAND = str(Path(sys.executable).with_name("k2hr3-osnl"))
 TOPIC = "external-consumer-a"
 VHOST = "openstack"
 USER, PASSWORD = TOPIC, "mosk-Pa55:w@rd;%"
@@ -180,7 +182,7 @@ class Setup:
     def mosk_config(self, secret_file: Path, *args: str) -> str:
         """``k2hr3-osnl mosk-config``, as the operator runs it; its printed sections."""
         result = subprocess.run(
-            [sys.executable, "-m", "k2hr3_osnl.cli", "mosk-config", str(secret_file),
+            [COMMAND, "mosk-config", str(secret_file),
              "--dir", str(self.tmp_path / "tls"), "--pool", self.pool, *args],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
