@@ -249,7 +249,7 @@ class BrokerLogWatch(logging.Filter):
         super().__init__()
         self.observer = observer
         self._loggers = [logging.getLogger(name) for name in self.LOGGERS]
-        self._hint: str | None = None
+        self._said: set[str] = set()
 
     def install(self) -> BrokerLogWatch:
         for logger in self._loggers:
@@ -265,14 +265,15 @@ class BrokerLogWatch(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         template = str(record.msg)
         if self._BACK in template:
-            self._hint = None
+            self._said.clear()
             self.observer.broker_back()
         elif record.levelno >= logging.ERROR and any(m in template for m in self._LOST):
             detail = _error_text(record)
             hint = refusals.explain(detail)
-            if hint is not None and hint != self._hint:
-                # The driver repeats its own line at each retry; what to fix, said once.
-                self._hint = hint
+            if hint is not None and hint not in self._said:
+                # The driver repeats its own line at each retry (and TLS 1.3 alternates
+                # two of them): each explanation once, until connected again.
+                self._said.add(hint)
                 LOG.error("RabbitMQ refused k2hr3-osnl: %s", hint)
             self.observer.broker_lost(hint or detail)
         parent = logging.getLogger(record.name).parent
