@@ -207,6 +207,16 @@ def test_tls_files_are_checked_only_when_rabbit_ssl_is_on(check: Check, tmp_path
     )
 
 
+def test_certificate_login_needs_a_client_certificate(check: Check) -> None:
+    status, out = check("[oslo_messaging_rabbit]\nrabbit_login_method = EXTERNAL\n")
+    assert status == 1
+    assert out == [
+        "[oslo_messaging_rabbit] rabbit_login_method: EXTERNAL logs in with the client "
+        "certificate: set ssl = true and ssl_cert_file (docs/mosk.md)",
+        "1 problem(s)",
+    ]
+
+
 def test_clean_configs_pass(pki: Pki, tmp_path: Path) -> None:
     result = run("--check-config", "-c", ROOT / "etc" / "k2hr3-osnl.conf")
     assert (result.returncode, result.stdout) == (0, "configuration OK (no warnings)\n"), result

@@ -37,7 +37,9 @@ def _openssl(*args: str | Path, cwd: Path) -> None:
     subprocess.run(["openssl", *map(str, args)], cwd=cwd, check=True, capture_output=True)
 
 
-def _issue(directory: Path, name: str, subject: str, extensions: str) -> tuple[Path, Path]:
+def _issue(
+    directory: Path, name: str, subject: str, extensions: str, days: int = 2
+) -> tuple[Path, Path]:
     key, cert = directory / f"{name}.key", directory / f"{name}.pem"
     ext = directory / f"{name}.ext"
     ext.write_text(
@@ -49,7 +51,7 @@ def _issue(directory: Path, name: str, subject: str, extensions: str) -> tuple[P
     )  # fmt: skip
     _openssl(
         "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-out", cert, "-extfile", ext, cwd=directory,
+        "-CAcreateserial", "-days", str(days), "-out", cert, "-extfile", ext, cwd=directory,
     )  # fmt: skip
     return cert, key
 
@@ -74,3 +76,11 @@ def make_pki(directory: Path) -> Pki:
         directory, "client", f"/CN={CLIENT_CN}", "extendedKeyUsage = clientAuth"
     )
     return Pki(directory / "ca.pem", server_cert, server_key, client_cert, client_key)
+
+
+def client_certificate(directory: Path, name: str, cn: str, days: int = 2) -> tuple[Path, Path]:
+    """Another client certificate from the CA of ``make_pki(directory)``: ``(cert, key)``.
+
+    ``days=-1`` makes one that expired yesterday.
+    """
+    return _issue(directory, name, f"/CN={cn}", "extendedKeyUsage = clientAuth", days)

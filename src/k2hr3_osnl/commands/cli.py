@@ -137,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
         help="wire format: messaging (flat) or messagingv2 (envelope)",
     )
     _reconcile_parser(commands, common)
+    from k2hr3_osnl.commands import mosk
+
+    mosk.add_parser(commands)
     return parser
 
 
@@ -167,6 +170,10 @@ def _reconcile_parser(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "mosk-config":
+        from k2hr3_osnl.commands import mosk
+
+        return mosk.main(args)  # reads a secret, not the daemon's configuration
     if args.command == "replay" and not args.parked and not args.files:
         parser.error("replay needs FILE arguments or --parked")
     if args.daemonize and not args.pidfile:

@@ -176,6 +176,12 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
                 f"{', '.join(sorted(versions))} (leave it empty for the best available)"
             )
 
+    if r.rabbit_login_method == "EXTERNAL" and not (r.ssl and r.ssl_cert_file):
+        # EXTERNAL is the client certificate: without one RabbitMQ refuses every login.
+        found.append(
+            f"[{RABBIT_GROUP}] rabbit_login_method: EXTERNAL logs in with the client "
+            "certificate: set ssl = true and ssl_cert_file (docs/mosk.md)"
+        )
     found += _credentials_problems(conf)
 
     m = conf[opts.METRICS_GROUP]

@@ -1,6 +1,6 @@
 """Which cuks left K2HR3 whole, recently: so reconciliation does not delete them twice.
 
-The duplicate window (:mod:`k2hr3_osnl.recent`) knows message_ids, but a server that
+The duplicate window (:mod:`k2hr3_osnl.core.recent`) knows message_ids, but a server that
 reconciliation finds in Nova was deleted by a notification with another message_id, or
 by an earlier pass. This memory is fed by the handler's observer hook: every deletion by
 cuk alone (an instance deletion, never a port's) that K2HR3 accepted is remembered for

@@ -32,6 +32,9 @@ from k2hr3_osnl.core.observer import Observer
 from k2hr3_osnl.core.parking import ParkingLot
 from k2hr3_osnl.core.types import Notification
 from k2hr3_osnl.rabbit import seam
+from k2hr3_osnl.rabbit import refusals
+
+LOG = logging.getLogger(__name__)
 
 #: Seconds a retryable K2HR3 failure keeps the daemon unhealthy without a newer answer:
 #: twice the longest pause between two probes of a failing K2HR3 (60 s).
@@ -306,6 +309,7 @@ class BrokerLogWatch(logging.Filter):
         super().__init__()
         self.observer = observer
         self._loggers = [logging.getLogger(name) for name in self.LOGGERS]
+        self._said: set[str] = set()
 
     def install(self) -> BrokerLogWatch:
         for logger in self._loggers:
@@ -321,9 +325,17 @@ class BrokerLogWatch(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         template = str(record.msg)
         if self._BACK in template:
+            self._said.clear()
             self.observer.broker_back()
         elif record.levelno >= logging.ERROR and any(m in template for m in self._LOST):
-            self.observer.broker_lost(_error_text(record))
+            detail = _error_text(record)
+            hint = refusals.explain(detail)
+            if hint is not None and hint not in self._said:
+                # The driver repeats its own line at each retry (and TLS 1.3 alternates
+                # two of them): each explanation once, until connected again.
+                self._said.add(hint)
+                LOG.error("RabbitMQ refused k2hr3-osnl: %s", hint)
+            self.observer.broker_lost(hint or detail)
         parent = logging.getLogger(record.name).parent
         return parent is None or record.levelno >= parent.getEffectiveLevel()
 

@@ -35,6 +35,7 @@ from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher, UndecodableWatch
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
 from k2hr3_osnl.reconcile.reconciler import Reconciler
 from k2hr3_osnl.reconcile.wiring import attach as attach_openstack
+from k2hr3_osnl.rabbit import refusals
 
 LOG = logging.getLogger(__name__)
 
@@ -148,12 +149,11 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
 
 
 def broker(conf: cfg.ConfigOpts) -> str:
-    """``scheme://host:port`` of the transport URL: never its user or password."""
+    """``scheme://host:port[,host:port...]`` of the transport URL: never user or password."""
     url = urllib.parse.urlsplit(conf.oslo_messaging_notifications.transport_url or "")
-    where = url.hostname or "?"
-    if url.port:
-        where += f":{url.port}"
-    return f"{url.scheme}://{where}"
+    # Every node of a cluster, as oslo.messaging reads them: comma-separated user@host:port.
+    where = ",".join(part.rpartition("@")[2] for part in url.netloc.split(",") if part)
+    return f"{url.scheme}://{where or '?'}"
 
 
 def listening(daemon: Daemon) -> str:
@@ -212,7 +212,9 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
 
     def start() -> None:
         try:
-            daemon.listener.start()
+            # A refusal (TLS, vhost, permission) is logged in one line and retried.
+            if not refusals.start(daemon.listener, requests.stop, daemon.handler.observer):
+                return
         except Exception:
             LOG.exception("cannot start the listener")
             failed.set()
