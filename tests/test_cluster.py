@@ -23,15 +23,15 @@ import kombu
 import oslo_messaging
 import oslo_messaging.opts
 import pytest
+from oslo_config import cfg
 from support.broker import Broker
 from support.daemon import Daemon
 from support.harness import Harness
+from support.k2hr3_standin import FakeK2HR3
 from support.notifiers import Notifiers
+from support.rabbitmq_node import Node, make_nodes, running
 from support.samples import nova_legacy_delete, wire_body
 from support.waiting import wait_until
-from support.k2hr3_standin import FakeK2HR3
-from oslo_config import cfg
-from support.rabbitmq_node import Node, make_nodes, running
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 

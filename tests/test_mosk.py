@@ -27,13 +27,13 @@ from pathlib import Path
 import pytest
 from support.broker import PRIORITIES, Broker
 from support.daemon import Daemon, write_config
-from support.notifiers import Notifiers
-from support.samples import neutron_port_delete, nova_versioned_delete
-from support.waiting import wait_until
 from support.k2hr3_standin import FakeK2HR3
 from support.mosk_secret import secret
+from support.notifiers import Notifiers
 from support.rabbitmq_node import Node, make_nodes, running
+from support.samples import neutron_port_delete, nova_versioned_delete
 from support.tls_certs import Pki, client_certificate, make_pki
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.mosk, pytest.mark.timeout(240)]
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from support.mosk_secret import secret
 from support.tls_certs import Pki, make_pki
 
-from k2hr3_osnl.commands import cli, mosk
 from k2hr3_osnl import config
+from k2hr3_osnl.commands import cli, mosk
 
 TOPIC = "external-consumer-a"
 HOSTS = ["10.10.0.11", "10.10.0.12", "fd00::13"]

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from k2hr3_osnl.rabbit import refusals
-from k2hr3_osnl.observability.health import BrokerLogWatch
 from k2hr3_osnl.core.observer import Observer
+from k2hr3_osnl.observability.health import BrokerLogWatch
+from k2hr3_osnl.rabbit import refusals
 
 CASES = [
     (

@@ -31,8 +31,7 @@ from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.observer import Observer
 from k2hr3_osnl.core.parking import ParkingLot
 from k2hr3_osnl.core.types import Notification
-from k2hr3_osnl.rabbit import seam
-from k2hr3_osnl.rabbit import refusals
+from k2hr3_osnl.rabbit import refusals, seam
 
 LOG = logging.getLogger(__name__)
 

@@ -29,13 +29,12 @@ from k2hr3_osnl.observability import metrics
 from k2hr3_osnl.observability.health import BrokerLogWatch, Health
 from k2hr3_osnl.process import reload, signals
 from k2hr3_osnl.process.lifecycle import Lifecycle
-from k2hr3_osnl.rabbit import dryrun, liveness, seam
+from k2hr3_osnl.rabbit import dryrun, liveness, refusals, seam
 from k2hr3_osnl.rabbit.batching import GreedyBatchServer
 from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher, UndecodableWatch
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
 from k2hr3_osnl.reconcile.reconciler import Reconciler
 from k2hr3_osnl.reconcile.wiring import attach as attach_openstack
-from k2hr3_osnl.rabbit import refusals
 
 LOG = logging.getLogger(__name__)
 
