@@ -11,6 +11,7 @@ import io
 import json
 import stat
 import sys
+import types
 from pathlib import Path
 
 import oslo_messaging
@@ -222,10 +223,15 @@ def kombu_sees(endpoint: mosk.Endpoint, password: bool) -> list[tuple[str, str |
     url = oslo_messaging.TransportURL.parse(
         config.new_conf(), endpoint.transport_url(password=password)
     )
+    # The driver's own transformation, on a stand-in for its instance: releases up to 14
+    # (Debian 12) also ask it to bracket an IPv6 host, which uses no state.
+    driver = impl_rabbit.Connection
+    instance = types.SimpleNamespace(
+        _parse_url_hostname=lambda name: driver._parse_url_hostname(None, name)
+    )
     seen = []
     for host in url.hosts:
-        # The driver's own transformation: a method that does not use its instance.
-        parts = url_to_parts(impl_rabbit.Connection._transform_transport_url(None, url, host))
+        parts = url_to_parts(driver._transform_transport_url(instance, url, host))
         seen.append((parts.username, parts.password if password else None, parts.path))
     return seen
 
