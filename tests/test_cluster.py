@@ -20,10 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import kombu
-import oslo_messaging
-import oslo_messaging.opts
 import pytest
-from oslo_config import cfg
 from support.broker import Broker
 from support.daemon import Daemon
 from support.harness import Harness
@@ -62,24 +59,6 @@ def kombu_url(nodes: Sequence[Node]) -> str:
     return ";".join(n.amqp_url("guest", "guest") for n in nodes)
 
 
-class QuorumNotifiers(Notifiers):
-    """nova's and neutron's Notifier with the cluster settings: durable and quorum."""
-
-    def transport(self, exchange: str) -> oslo_messaging.Transport:
-        if exchange not in self._transports:
-            conf = cfg.ConfigOpts()
-            for group, group_opts in oslo_messaging.opts.list_opts():
-                conf.register_opts(group_opts, group=group)
-            conf([], project="k2hr3-osnl-tests", default_config_files=[], use_env=False)
-            conf.set_override("control_exchange", exchange)
-            for name in ("amqp_durable_queues", "rabbit_quorum_queue"):
-                conf.set_override(name, True, "oslo_messaging_rabbit")
-            self._transports[exchange] = oslo_messaging.get_notification_transport(
-                conf, url=self.transport_url
-            )
-        return self._transports[exchange]
-
-
 @pytest.fixture
 def harness(
     tmp_path: Path, cluster: Sequence[Node], k2hr3: FakeK2HR3, unique: str
@@ -87,7 +66,8 @@ def harness(
     with Harness(tmp_path, unique, k2hr3.url, transport_url(cluster), durable=True) as h:
         h.broker = Broker(kombu_url(cluster))
         h.notifiers.close()
-        h.notifiers = QuorumNotifiers(transport_url(cluster), durable=True)
+        # nova's and neutron's Notifier with the cluster settings: durable and quorum.
+        h.notifiers = Notifiers(transport_url(cluster), durable=True, quorum=True)
         yield h
 
 

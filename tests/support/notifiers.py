@@ -18,10 +18,12 @@ class Notifiers:
     body: ``messaging`` is flat, ``messagingv2`` wraps it in ``oslo.message``.
     """
 
-    def __init__(self, transport_url: str, durable: bool = False) -> None:
+    def __init__(self, transport_url: str, durable: bool = False, quorum: bool = False) -> None:
         self.transport_url = transport_url
         #: ``[oslo_messaging_rabbit] amqp_durable_queues`` of the publishing service.
         self.durable = durable
+        #: ``[oslo_messaging_rabbit] rabbit_quorum_queue`` of the publishing service.
+        self.quorum = quorum
         self._transports: dict[str, oslo_messaging.Transport] = {}
 
     def transport(self, exchange: str) -> oslo_messaging.Transport:
@@ -32,6 +34,7 @@ class Notifiers:
             conf([], project="k2hr3-osnl-tests", default_config_files=[], use_env=False)
             conf.set_override("control_exchange", exchange)
             conf.set_override("amqp_durable_queues", self.durable, "oslo_messaging_rabbit")
+            conf.set_override("rabbit_quorum_queue", self.quorum, "oslo_messaging_rabbit")
             self._transports[exchange] = oslo_messaging.get_notification_transport(
                 conf, url=self.transport_url
             )
