@@ -13,10 +13,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from support import tools
 
 from k2hr3_osnl.core.answers import Answer, Outcome
 from k2hr3_osnl.core.types import Notification
@@ -61,8 +61,9 @@ def test_every_metric_in_the_rules_is_exported() -> None:
     assert used <= exported, f"not exported: {sorted(used - exported)}"
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (prometheus) not installed")
 def test_promtool_checks_and_unit_tests_the_rules() -> None:
+    if shutil.which("promtool") is None:
+        tools.require("unit-testing the alert rules needs promtool: apt-get install prometheus")
     check = subprocess.run(
         ["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, check=False
     )

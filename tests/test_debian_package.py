@@ -7,15 +7,14 @@ throw-away overlay, its systemd as PID 1, the host's network) and installs it th
 with ``dpkg -i``: nothing but what the package brings and Debian's own libraries. The
 service talks to the real RabbitMQ on 127.0.0.1 and to a K2HR3 stand-in on the host.
 
-Nothing here is skipped on a machine that can run it: without root, systemd-nspawn or
-the build tools these tests fail, unless ``K2HR3_OSNL_SKIP_DEBIAN=1`` says to skip.
+Without root, systemd-nspawn or the build tools these tests skip with one line naming
+what to install (``support/tools.py``); CI installs them and makes that a failure.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import subprocess
 import tomllib
@@ -24,14 +23,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import debian_package
+from support import debian_package, tools
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
 from support.samples import neutron_port_delete
-from support.systemd_boot import Machine, booted, unavailable
+from support.systemd_boot import K2HR3_OSNL_PATHS, Machine, booted, unavailable
 from support.waiting import wait_until
 
 pytestmark = [pytest.mark.debian, pytest.mark.timeout(300)]
+
+#: Why the package cannot be built and booted here, if it cannot.
+_MISSING = "; ".join(r for r in (unavailable(), debian_package.unavailable()) if r) or None
+tools.skip_module_without(_MISSING)
 
 UNIT = "k2hr3-osnl.service"
 CONFIG = "/etc/k2hr3-osnl/k2hr3-osnl.conf"
@@ -45,22 +48,18 @@ SEARCHED = ("/etc", "/usr", "/lib", "/var/lib", "/var/log", "/var/cache", "/run"
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> debian_package.Built:
-    reasons = [r for r in (unavailable(),) if r]
-    missing = debian_package.missing_tools()
-    if missing:
-        reasons.append(f"missing {', '.join(missing)} (see .ci/run's Debian packages)")
-    if reasons:
-        message = "cannot build and boot the .deb here: " + "; ".join(reasons)
-        if os.environ.get("K2HR3_OSNL_SKIP_DEBIAN"):
-            pytest.skip(message)
-        pytest.fail(message + " (set K2HR3_OSNL_SKIP_DEBIAN=1 to skip on purpose)")
+    tools.require(_MISSING)
     return debian_package.build(tmp_path_factory.mktemp("deb"))
 
 
 @pytest.fixture
 def machine(package: debian_package.Built, tmp_path: Path) -> Iterator[Machine]:
     """A fresh container with the package installed by dpkg, as an operator would."""
-    with booted(tmp_path / "machine", read_only_binds={package.deb.parent: DEB_DIR}) as machine:
+    with booted(
+        tmp_path / "machine",
+        read_only_binds={package.deb.parent: DEB_DIR},
+        absent=K2HR3_OSNL_PATHS,
+    ) as machine:
         # This machine is a container image whose policy-rc.d forbids every service
         # action to maintainer scripts (exit 101, Docker's default); a gateway node has
         # none, so the node in the container has none either.

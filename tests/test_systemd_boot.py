@@ -12,16 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import tools
 from support.systemd_boot import TARGET, Machine, booted, unavailable
 
 pytestmark = pytest.mark.systemd
+tools.skip_module_without(unavailable())
 
 
 @pytest.fixture
 def machine(tmp_path: Path) -> Iterator[Machine]:
-    reason = unavailable()
-    if reason:
-        pytest.skip(f"no systemd can boot here: {reason}")
+    tools.require(unavailable())
     with booted(tmp_path) as machine:
         yield machine
 
@@ -42,9 +42,7 @@ def test_writes_inside_never_reach_the_host(machine: Machine) -> None:
 
 
 def test_shutdown_leaves_no_process_and_no_cgroup(tmp_path: Path) -> None:
-    reason = unavailable()
-    if reason:
-        pytest.skip(f"no systemd can boot here: {reason}")
+    tools.require(unavailable())
     machine = Machine(tmp_path).boot()
     leader = machine.leader
     cgroups = machine.cgroups
@@ -52,3 +50,18 @@ def test_shutdown_leaves_no_process_and_no_cgroup(tmp_path: Path) -> None:
     machine.shutdown()
     assert not Path(f"/proc/{leader}").exists()
     assert not any(c.exists() for c in cgroups)
+
+
+def test_what_the_host_left_behind_is_absent_inside_and_kept_outside(tmp_path: Path) -> None:
+    tools.require(unavailable())
+    leftover = Path(f"/var/lib/k2hr3-systemd-boot-leftover-{uuid.uuid4().hex}")
+    (leftover / "checkpoint").mkdir(parents=True)
+    try:
+        with booted(tmp_path, absent=[str(leftover)]) as machine:
+            inside = machine.run("test", "-e", str(leftover), check=False)
+            assert inside.returncode != 0, f"{leftover} is visible inside"
+            machine.run("mkdir", "-p", str(leftover / "fresh"))
+        assert (leftover / "checkpoint").is_dir() and not (leftover / "fresh").exists()
+    finally:
+        (leftover / "checkpoint").rmdir()
+        leftover.rmdir()

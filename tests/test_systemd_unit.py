@@ -30,16 +30,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import tools
 from support.broker import TcpProxy
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
 from support.samples import neutron_port_delete
-from support.systemd_boot import Machine, booted, unavailable
+from support.systemd_boot import K2HR3_OSNL_PATHS, Machine, booted, unavailable
 from support.tls_certs import Pki, make_pki
 from support.waiting import wait_until
 
 # The first test also pays for building wheels and installing them in the container.
 pytestmark = [pytest.mark.systemd, pytest.mark.rabbitmq, pytest.mark.timeout(600)]
+tools.skip_module_without(unavailable())
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = "k2hr3-osnl.service"
@@ -80,9 +82,7 @@ def _install_as_documented(machine: Machine) -> None:
 
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
-    reason = unavailable()
-    if reason:
-        pytest.skip(f"no systemd can boot here: {reason}")
+    tools.require(unavailable())
     wheels = tmp_path_factory.mktemp("wheels")
     # The project and its dependencies as wheels: the container installs them offline.
     # Built from a clean copy: setuptools' build/ in the tree may hold removed modules.
@@ -96,7 +96,11 @@ def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
         check=False,
     )
     assert built.returncode == 0, f"pip wheel failed:\n{built.stdout}\n{built.stderr}"
-    with booted(tmp_path_factory.mktemp("machine"), read_only_binds={wheels: WHEELS}) as booted_:
+    with booted(
+        tmp_path_factory.mktemp("machine"),
+        read_only_binds={wheels: WHEELS},
+        absent=K2HR3_OSNL_PATHS,
+    ) as booted_:
         _install_as_documented(booted_)
         yield booted_
 

@@ -23,8 +23,14 @@ DEBIAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 _LEFT_OUT = {".git", ".tox", "__pycache__", ".pytest_cache", ".ruff_cache", ".pybuild"}
 #: ...and in debian/, what an earlier build in the tree left.
 _DEBIAN_LEFT_OUT = {".debhelper", PACKAGE, "files", "debhelper-build-stamp"}
-#: Build-Depends of debian/control, plus lintian (.ci/run installs them).
-TOOLS = ("dpkg-buildpackage", "dh", "pybuild", "lintian")
+#: Build-Depends of debian/control, plus lintian (.ci/run installs them): each tool and
+#: the Debian package that brings it.
+TOOLS = {
+    "dpkg-buildpackage": "dpkg-dev",
+    "dh": "debhelper",
+    "pybuild": "dh-python",
+    "lintian": "lintian",
+}
 
 
 class BuildError(RuntimeError):
@@ -39,8 +45,23 @@ class Built:
     seconds: float
 
 
-def missing_tools() -> list[str]:
-    return [tool for tool in TOOLS if shutil.which(tool, path=DEBIAN_PATH) is None]
+def missing_packages() -> list[str]:
+    """The Debian packages to install before the .deb can be built here."""
+    return [
+        package for tool, package in TOOLS.items() if shutil.which(tool, path=DEBIAN_PATH) is None
+    ]
+
+
+def unavailable() -> str | None:
+    """Why the .deb cannot be built here (one line naming what to install), or None."""
+    missing = missing_packages()
+    if not missing:
+        return None
+    every = ["debhelper", "dh-python", "pybuild-plugin-pyproject", "lintian"]
+    return (
+        f"building the .deb needs {', '.join(missing)}: "
+        f"apt-get install --no-install-recommends {' '.join(every)}"
+    )
 
 
 def build(workdir: Path, timeout: float = 600) -> Built:

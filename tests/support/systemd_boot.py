@@ -45,7 +45,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 #: The target the container boots: sysinit.target (journald, tmpfiles, sysusers), no more.
@@ -60,6 +60,16 @@ AllowIsolate=yes
 SYSTEMD = Path("/lib/systemd/systemd")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 UNIT_DIR = "/etc/systemd/system"
+#: What k2hr3-osnl installed or run by hand on the host may have left, which a container
+#: testing a fresh install must not see (pass as ``absent`` to :func:`booted`).
+K2HR3_OSNL_PATHS = (
+    "/etc/k2hr3-osnl",
+    "/var/lib/k2hr3-osnl",
+    "/var/lib/private/k2hr3-osnl",
+    "/var/log/k2hr3-osnl",
+    "/opt/k2hr3-osnl",
+    "/usr/local/bin/k2hr3-osnl",
+)
 #: The tag of the marks :meth:`Machine.cursor` logs.
 _MARK = "k2hr3-systemd-boot-mark"
 
@@ -73,7 +83,9 @@ def unavailable() -> str | None:
     if os.geteuid() != 0:
         return "booting systemd in a container needs root"
     if shutil.which("systemd-nspawn") is None:
-        return "systemd-nspawn is not installed (Debian package systemd-container)"
+        return (
+            "booting systemd in a container needs systemd-nspawn: apt-get install systemd-container"
+        )
     if shutil.which("nsenter") is None or shutil.which("unshare") is None:
         return "nsenter/unshare are not installed (util-linux)"
     if not SYSTEMD.exists():
@@ -502,12 +514,21 @@ def booted(
     *,
     binds: Mapping[Path | str, str] | None = None,
     read_only_binds: Mapping[Path | str, str] | None = None,
+    absent: Sequence[str] = (),
     timeout: float = 90,
 ) -> Iterator[Machine]:
-    """A booted :class:`Machine`, shut down (and its cgroups removed) on exit."""
+    """A booted :class:`Machine`, shut down (and its cgroups removed) on exit.
+
+    ``absent``: paths that must not exist inside, whatever the host left there (a daemon
+    once run by hand as root leaves /var/lib/k2hr3-osnl, which systemd then cannot move
+    under DynamicUser= across the overlay: "Invalid cross-device link"). They are
+    removed inside only; the overlay keeps the host's copy as it is.
+    """
     machine = Machine(workdir, binds=binds, read_only_binds=read_only_binds)
     machine.boot(timeout)
     try:
+        if absent:
+            machine.run("rm", "-rf", "--one-file-system", "--", *absent)
         yield machine
     finally:
         machine.shutdown()
