@@ -193,9 +193,48 @@ def test_secret_field_not_base64_and_bad_topic(
         f"k2hr3-osnl mosk-config: {tmp_path / 'secret.json'}: data.vhost: not base64 of UTF-8 text",
     )
     document = mosk_secret(pki)
-    document["metadata"] = {"name": "notifications"}
+    document["metadata"] = {"name": "openstack-notifications-notifications"}
     status, _, err = run(tmp_path, document, capsys=capsys)
-    assert status == 2 and "not a MOSK topic name" in err
+    assert status == 2 and "its topic 'notifications' is not a MOSK topic name" in err
+
+
+def test_the_topic_is_taken_from_the_name_mosk_gives_the_secret(
+    tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MOSK's listing: the topic ``external-consumer-A`` has the secret
+    ``openstack-external-consumer-A-notifications``; nova and neutron publish on the topic."""
+    document = mosk_secret(pki)
+    assert document["metadata"] == {  # type: ignore[comparison-overlap]
+        "name": f"openstack-{TOPIC}-notifications",
+        "namespace": "openstack-external",
+    }
+    status, out, _ = run(tmp_path, document, capsys=capsys)
+    assert status == 0
+    assert load_printed(tmp_path, out).oslo_messaging_notifications.topic == [TOPIC]
+    document["metadata"] = {"name": "openstack-external-consumer-A-notifications"}
+    status, out, _ = run(tmp_path, document, capsys=capsys)
+    assert load_printed(tmp_path, out).oslo_messaging_notifications.topic == [
+        "external-consumer-A"
+    ]
+
+
+def test_a_secret_named_otherwise_needs_the_topic_given(
+    tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name not of MOSK's form is not guessed into a topic nobody publishes on."""
+    document = mosk_secret(pki)
+    document["metadata"] = {"name": TOPIC, "namespace": "openstack-external"}
+    status, out, err = run(tmp_path, document, capsys=capsys)
+    assert (status, out) == (2, "")
+    assert err.strip().endswith(
+        f"metadata.name '{TOPIC}' is not MOSK's 'openstack-<topic>-notifications': "
+        "give the topic with --topic"
+    )
+    status, out, _ = run(tmp_path, document, "--topic", "billing.events", capsys=capsys)
+    assert status == 0
+    assert load_printed(tmp_path, out).oslo_messaging_notifications.topic == ["billing.events"]
+    status, _, err = run(tmp_path, document, "--topic", "notifications", capsys=capsys)
+    assert status == 2 and "--topic 'notifications' is not a MOSK topic name" in err
 
 
 def test_missing_secret_file_is_one_line_and_exit_2(

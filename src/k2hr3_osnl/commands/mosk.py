@@ -1,7 +1,8 @@
 """``k2hr3-osnl mosk-config``: from MOSK's external notification secret to this daemon's config.
 
 Mirantis OpenStack for Kubernetes hands an outside consumer one Kubernetes secret per
-notification topic (``openstack-external/<topic>``): the RabbitMQ ``hosts``, its plain
+notification topic (``openstack-external/openstack-<topic>-notifications``, as its own
+listing names it): the RabbitMQ ``hosts``, its plain
 and TLS ports, ``vhost``, ``username``, ``password`` and the PEM ``ca_cert``,
 ``client_cert`` and ``client_key``. This module checks that secret, writes the three PEM
 files where the daemon will read them (mode 0600: one of them is a private key) and
@@ -37,8 +38,12 @@ FIELDS = (
     "client_cert",
     "client_key",
 )
-#: MOSK's rule for topic names (``notifications`` is its own, reserved).
-TOPIC = re.compile(r"^[a-z0-9.-]+$")
+#: MOSK's rule for topic names: "lowercase alphanumeric characters, -, or ." (its own
+#: example, ``external-consumer-A``, has a capital: accepted); ``notifications`` is
+#: reserved.
+TOPIC = re.compile(r"^[A-Za-z0-9.-]+$")
+#: How MOSK names the secret of a topic, from the listing on its page.
+SECRET_NAME = re.compile(r"^openstack-(?P<topic>.+)-notifications$")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 #: The exchanges nova and neutron publish their notifications to.
@@ -79,8 +84,11 @@ class Endpoint:
         return f"rabbit://{hosts}/{urllib.parse.quote(self.vhost, safe='')}"
 
 
-def parse(text: str) -> Endpoint:
-    """The secret (``kubectl get secret -o json``: base64 ``data``) or :class:`SecretError`."""
+def parse(text: str, topic: str | None = None) -> Endpoint:
+    """The secret (``kubectl get secret -o json``: base64 ``data``) or :class:`SecretError`.
+
+    ``topic`` (``--topic``) wins over the one the secret's name gives.
+    """
     try:
         secret = json.loads(text)
     except ValueError as error:
@@ -91,15 +99,7 @@ def parse(text: str) -> Endpoint:
     missing = [name for name in FIELDS if not values.get(name, "").strip()]
     if missing:
         raise SecretError(f"missing or empty: {', '.join('data.' + m for m in missing)}")
-    metadata = secret.get("metadata")
-    topic = metadata.get("name") if isinstance(metadata, dict) else None
-    if not isinstance(topic, str) or not topic:
-        raise SecretError("metadata.name missing: MOSK names the secret after its topic")
-    if not TOPIC.match(topic) or topic == "notifications":
-        raise SecretError(
-            f"metadata.name {topic!r} is not a MOSK topic name "
-            "(lowercase letters, digits, '-' and '.'; not 'notifications')"
-        )
+    topic = check_topic(topic) if topic else topic_of(secret.get("metadata"))
     for name in ("ca_cert", "client_cert"):
         if "-----BEGIN CERTIFICATE-----" not in values[name]:
             raise SecretError(f"data.{name}: not a PEM certificate")
@@ -135,6 +135,35 @@ def check_usable(endpoint: Endpoint, *, password: bool) -> None:
                 f"data.{name} contains {', '.join(map(repr, bad))}, which oslo.messaging "
                 f"does not escape on its way to RabbitMQ{hint}"
             )
+
+
+def check_topic(topic: str, what: str = "--topic") -> str:
+    """``topic`` if MOSK could have made it, else :class:`SecretError`."""
+    if not TOPIC.match(topic) or topic == "notifications":
+        raise SecretError(
+            f"{what} {topic!r} is not a MOSK topic name (letters, digits, '-' and '.'; "
+            "not 'notifications', which MOSK keeps for itself)"
+        )
+    return topic
+
+
+def topic_of(metadata: object) -> str:
+    """The topic from the secret's name, as MOSK's own listing names it.
+
+    MOSK's page lists ``openstack-external-consumer-A-notifications`` for the topic
+    ``external-consumer-A``. A name of another form is refused rather than taken as the
+    topic: nova and neutron would publish elsewhere, and the daemon would wait in silence.
+    """
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(name, str) or not name:
+        raise SecretError("metadata.name missing: give the topic with --topic")
+    found = SECRET_NAME.match(name)
+    if not found:
+        raise SecretError(
+            f"metadata.name {name!r} is not MOSK's 'openstack-<topic>-notifications': "
+            "give the topic with --topic"
+        )
+    return check_topic(found["topic"], f"metadata.name {name!r}: its topic")
 
 
 def _values(secret: Mapping[str, Any]) -> dict[str, str]:
@@ -268,7 +297,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
         else:
             with open(args.secret, encoding="utf-8") as handle:
                 text = handle.read()
-        endpoint = parse(text)
+        endpoint = parse(text, args.topic)
         check_usable(endpoint, password=args.auth == "password")
         directory = Path(args.dir or f"/etc/k2hr3-osnl/{endpoint.topic}").absolute()
         files = write_files(endpoint, directory)
@@ -287,11 +316,16 @@ def add_parser(commands: Any) -> None:
     m = commands.add_parser(
         "mosk-config",
         help="write the TLS files of a MOSK notification secret and print the config",
-        description="Read the JSON of 'kubectl -n openstack-external get secret TOPIC -o json', "
+        description="Read the JSON of 'kubectl -n openstack-external get secret "
+        "openstack-TOPIC-notifications -o json', "
         "write its CA, client certificate and key (mode 0600) and print the configuration "
         "sections that use them.",
     )
     m.add_argument("secret", metavar="SECRET", help="the secret's JSON file, or '-'")
+    m.add_argument(
+        "--topic",
+        help="the topic, when the secret's name is not MOSK's 'openstack-TOPIC-notifications'",
+    )
     m.add_argument(
         "--dir", metavar="DIR", help="where to write the PEM files (default /etc/k2hr3-osnl/TOPIC)"
     )
