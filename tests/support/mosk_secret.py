@@ -16,6 +16,8 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import yaml
+
 
 def secret_name(topic: str) -> str:
     """The secret's name for ``topic``, from the listing on MOSK's page."""
@@ -61,3 +63,8 @@ def secret(
         "metadata": {"name": secret_name(topic), "namespace": "openstack-external"},
         "data": data,
     }
+
+
+def as_yaml(document: Mapping[str, object]) -> str:
+    """The secret as ``kubectl ... -o yaml`` prints it (block style, keys sorted)."""
+    return yaml.safe_dump(dict(document), default_flow_style=False, sort_keys=True)
