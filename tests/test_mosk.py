@@ -28,8 +28,9 @@ import pytest
 from support.broker import PRIORITIES, Broker
 from support.daemon import Daemon, write_config
 from support.k2hr3_standin import FakeK2HR3
-from support.mosk_secret import secret
+from support.mosk_secret import as_yaml, secret
 from support.notifiers import Notifiers
+from support.openstack_standin import OpenStackStandIn
 from support.rabbitmq_node import Node, make_nodes, running
 from support.samples import neutron_port_delete, nova_versioned_delete
 from support.tls_certs import Pki, client_certificate, make_pki
@@ -149,13 +150,15 @@ class Setup:
     tmp_path: Path
     k2hr3: FakeK2HR3
     pool: str
+    #: Keystone and Nova, for the [service_credentials] the operator fills in.
+    openstack: OpenStackStandIn
 
     def __post_init__(self) -> None:
         self.broker = Broker(self.mosk.admin_url())
         self.notifiers = Notifiers(self.mosk.admin_url("rabbit"))
         self.daemons: list[Daemon] = []
 
-    def secret(self, **overrides: str | None) -> Path:
+    def secret(self, fmt: str = "json", **overrides: str | None) -> Path:
         cert, key = self.mosk.client
         document = secret(
             TOPIC,
@@ -170,19 +173,23 @@ class Setup:
             client_key=key,
             overrides=overrides,
         )
-        path = self.tmp_path / "secret.json"
-        path.write_text(json.dumps(document))
+        path = self.tmp_path / f"secret.{fmt}"
+        path.write_text(json.dumps(document) if fmt == "json" else as_yaml(document))
         return path
 
-    def mosk_config(self, secret_file: Path, *args: str) -> str:
-        """``k2hr3-osnl mosk-config``, as the operator runs it; its printed sections."""
-        result = subprocess.run(
+    def run_mosk_config(self, secret_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        """``k2hr3-osnl mosk-config``, as the operator runs it."""
+        return subprocess.run(
             [COMMAND, "mosk-config", str(secret_file),
              "--dir", str(self.tmp_path / "tls"), "--pool", self.pool, *args],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
+
+    def mosk_config(self, secret_file: Path, *args: str) -> str:
+        """The printed sections, with the account the operator fills in."""
+        result = self.run_mosk_config(secret_file, *args)
         assert result.returncode == 0, result.stderr
-        return result.stdout
+        return fill_in(result.stdout, self.openstack)
 
     def daemon(self, sections: str, queues: list[str] | None = None) -> Daemon:
         """The site's own config file, then the pasted MOSK sections (later files win)."""
@@ -223,9 +230,27 @@ class Setup:
             self.broker.delete([self.pool])
 
 
+def fill_in(printed: str, openstack: OpenStackStandIn) -> str:
+    """What the operator does to the printed [service_credentials]: the account's values."""
+    account = openstack.credentials()
+    for name in ("auth_url", "username", "password", "project_name"):
+        line = next(ln for ln in printed.splitlines() if ln.startswith(f"#{name} = "))
+        printed = printed.replace(line, f"{name} = {account[name]}")
+    return printed.replace("interface = public", f"interface = {account['interface']}")
+
+
 @pytest.fixture
-def setup(mosk: Mosk, tmp_path: Path, k2hr3: FakeK2HR3, unique: str) -> Iterator[Setup]:
-    s = Setup(mosk, tmp_path, k2hr3, f"k2hr3_osnl_{unique}")
+def openstack() -> Iterator[OpenStackStandIn]:
+    server = OpenStackStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def setup(
+    mosk: Mosk, tmp_path: Path, k2hr3: FakeK2HR3, unique: str, openstack: OpenStackStandIn
+) -> Iterator[Setup]:
+    s = Setup(mosk, tmp_path, k2hr3, f"k2hr3_osnl_{unique}", openstack)
     yield s
     s.close()
 
@@ -242,9 +267,28 @@ def deliver(setup: Setup, daemon: Daemon) -> None:
         raise AssertionError(daemon.report(str(error))) from None
 
 
-def test_delivers_over_tls_with_the_secrets_password(setup: Setup) -> None:
-    daemon = setup.daemon(setup.mosk_config(setup.secret())).start()
+def lost_on_the_bus(setup: Setup) -> str:
+    """A VM deleted in Nova whose notification never came: polling must find it."""
+    server = setup.openstack.create()
+    setup.openstack.delete(server)
+    return server.id
+
+
+def polled(setup: Setup, daemon: Daemon, lost: str) -> None:
+    """The first pass, a few seconds after the daemon consumes, finds ``lost``."""
+    try:
+        wait_until(lambda: lost in delivered(setup.k2hr3), 60, "the polled deletion")
+    except AssertionError as error:
+        raise AssertionError(daemon.report(str(error))) from None
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_delivers_over_tls_with_the_secrets_password(setup: Setup, fmt: str) -> None:
+    """The secret as MOSK names it, from kubectl -o json or -o yaml, to deletions."""
+    lost = lost_on_the_bus(setup)
+    daemon = setup.daemon(setup.mosk_config(setup.secret(fmt))).start()
     deliver(setup, daemon)
+    polled(setup, daemon, lost)
     assert f":{setup.mosk.node.tls_port}" in daemon.log()  # the TLS port, as configured
     assert daemon.stop() == 0
 
@@ -252,8 +296,10 @@ def test_delivers_over_tls_with_the_secrets_password(setup: Setup) -> None:
 def test_delivers_over_tls_with_certificate_authentication(setup: Setup) -> None:
     sections = setup.mosk_config(setup.secret(), "--auth", "certificate")
     assert "rabbit_login_method = EXTERNAL" in sections and PASSWORD not in sections
+    lost = lost_on_the_bus(setup)
     daemon = setup.daemon(sections).start()
     deliver(setup, daemon)
+    polled(setup, daemon, lost)
     users = setup.mosk.node.ctl("list_connections", "user", "auth_mechanism", "ssl", "-p", VHOST)
     assert f"{USER}\tEXTERNAL\ttrue" in users
     assert daemon.stop() == 0
@@ -298,7 +344,24 @@ def failing(
 
 def test_wrong_ca_is_one_line(setup: Setup) -> None:
     secret_file = setup.secret(ca_cert=setup.mosk.stranger_ca.read_text())
-    failing(setup, setup.mosk_config(secret_file), "ssl_ca_file must hold the CA that signed it")
+    sections = setup.mosk_config(secret_file, "--no-check")
+    failing(setup, sections, "ssl_ca_file must hold the CA that signed it")
+
+
+def test_mosk_config_says_when_the_secrets_ca_does_not_verify_the_broker(setup: Setup) -> None:
+    """MOSK calls ca_cert "the client CA certificate": the broker's CA may be another."""
+    secret_file = setup.secret(ca_cert=setup.mosk.stranger_ca.read_text())
+    result = setup.run_mosk_config(secret_file)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"k2hr3-osnl mosk-config: {secret_file}: 127.0.0.1:{setup.mosk.node.tls_port}: "
+        "RabbitMQ's certificate is not signed by the CA of data.ca_cert (self-signed "
+        "certificate in certificate chain): give the CA that signed it with --server-ca FILE\n"
+    )
+    sections = setup.mosk_config(secret_file, "--server-ca", str(setup.mosk.pki.ca))
+    daemon = setup.daemon(sections).start()
+    deliver(setup, daemon)
+    assert daemon.stop() == 0
 
 
 def test_expired_client_certificate_is_one_line(setup: Setup) -> None:

@@ -422,7 +422,12 @@ def login_mismatch(endpoint: Endpoint) -> str | None:
     )
 
 
-def check_broker(endpoint: Endpoint, ca_file: Path, timeout: float = CHECK_TIMEOUT) -> str | None:
+def check_broker(
+    endpoint: Endpoint,
+    ca_file: Path,
+    client: tuple[Path, Path] | None = None,
+    timeout: float = CHECK_TIMEOUT,
+) -> str | None:
     """Connect to the hosts as the daemon will and verify RabbitMQ's certificate.
 
     :class:`SecretError` if the CA does not verify it (the daemon could never connect);
@@ -432,6 +437,8 @@ def check_broker(endpoint: Endpoint, ca_file: Path, timeout: float = CHECK_TIMEO
     # The rabbit driver checks the chain, not the host name (MOSK's hosts are addresses).
     context.check_hostname = False
     context.load_verify_locations(ca_file)
+    if client:
+        context.load_cert_chain(*client)  # a broker may insist on one before it answers
     where = "--server-ca" if endpoint.server_ca else "data.ca_cert"
     failures = []
     for host, port in endpoint.hosts:
@@ -551,7 +558,8 @@ def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
         directory = Path(args.dir or f"/etc/k2hr3-osnl/{endpoint.topic}").absolute()
         files = write_files(endpoint, directory)
         if tls and not args.no_check:
-            unchecked = check_broker(endpoint, files[endpoint.verifying_ca()])
+            pair = (files["client_cert"], files["client_key"]) if "client_cert" in files else None
+            unchecked = check_broker(endpoint, files[endpoint.verifying_ca()], pair)
             if unchecked:
                 notes.append(unchecked)
     except SecretError as error:
