@@ -153,6 +153,10 @@ GARBAGE_PEM = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END C
         ("{not json", "neither JSON (Expecting property name"),
         ("[1, 2]", "a JSON or YAML object is expected"),
         ({"kind": "Secret", "metadata": {"name": TOPIC}}, "no 'data' object"),
+        (
+            {"kind": "List", "items": [{}, {}]},
+            "a list of 2 objects, not one secret: give the secret's name",
+        ),
         ({"password": None}, "data.password is missing or empty: the password login sends it"),
         (
             {"hosts": "", "vhost": None},
@@ -489,7 +493,10 @@ def test_server_ca_verifies_the_broker_instead_of_the_client_ca(
     assert (tmp_path / "tls" / "server-ca.pem").read_text() == other_pki.ca.read_text()
     status, out, err = run(tmp_path, document, "--server-ca", str(pki.client_key), capsys=capsys)
     assert (status, out) == (2, "")
-    assert err.strip().endswith(f"{pki.client_key}: --server-ca: not a PEM certificate")
+    assert err.strip().endswith(f": --server-ca {pki.client_key}: not a PEM certificate")
+    status, out, err = run(tmp_path, document, "--server-ca", str(tmp_path / "no"), capsys=capsys)
+    assert (status, out) == (2, "")
+    assert err.strip().endswith(f": --server-ca {tmp_path / 'no'}: No such file or directory")
 
 
 def test_certificate_login_says_when_the_certificate_names_another_user(

@@ -147,6 +147,12 @@ def load(text: str) -> dict[str, Any]:
             ) from None
     if not isinstance(document, dict):
         raise SecretError("not a Kubernetes secret: a JSON or YAML object is expected")
+    items = document.get("items")
+    if document.get("kind") == "List" and isinstance(items, list):
+        raise SecretError(
+            f"a list of {len(items)} objects, not one secret: give the secret's name "
+            "(kubectl -n openstack-external get secret openstack-TOPIC-notifications -o json)"
+        )
     return document
 
 
@@ -537,12 +543,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
     try:
         if certificate and not tls:
             raise SecretError("--auth certificate needs TLS: it cannot go with --connection plain")
-        server_ca = ""
-        if args.server_ca:
-            source = args.server_ca
-            server_ca = Path(args.server_ca).read_text(encoding="utf-8")
-            _check_certificate("--server-ca", server_ca)
-            source = "standard input" if args.secret == "-" else args.secret
+        server_ca = _server_ca(args.server_ca) if args.server_ca else ""
         if args.secret == "-":
             text = sys.stdin.read()
         else:
@@ -572,6 +573,18 @@ def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
         print(f"k2hr3-osnl mosk-config: warning: {note}", file=err)
     out.write(render(endpoint, files, certificate=certificate, pool=args.pool, notes=tuple(notes)))
     return 0
+
+
+def _server_ca(path: str) -> str:
+    """The text of ``--server-ca``, or :class:`SecretError` naming the option."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SecretError(
+            f"--server-ca {path}: {getattr(error, 'strerror', None) or error}"
+        ) from None
+    _check_certificate(f"--server-ca {path}", text)
+    return text
 
 
 def add_parser(commands: Any) -> None:
