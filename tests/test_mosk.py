@@ -49,6 +49,9 @@ OUTSIDER = "outsider"
 #: A user that may declare the exchanges and MOSK's queues, but no queue of its own.
 NO_QUEUE = "no-queue"
 EXCHANGES = ("nova", "neutron")
+#: A vhost whose publishers declare durable exchanges and queues (MOSK's durability is
+#: not on its page: both kinds are tested).
+VHOST_DURABLE = "openstack-durable"
 
 TLS_CONF = """
 listeners.ssl.default = 127.0.0.1:{tls_port}
@@ -87,8 +90,10 @@ def _definitions() -> dict[str, object]:
             }
             for name, tags in users
         ],
-        "vhosts": [{"name": VHOST}],
+        "vhosts": [{"name": VHOST}, {"name": VHOST_DURABLE}],
         "permissions": [
+            *({"user": name, "vhost": VHOST_DURABLE, "configure": everything,
+               "write": everything, "read": everything} for name in (ADMIN, USER)),
             {"user": ADMIN, "vhost": VHOST, "configure": everything, "write": everything,
              "read": everything},
             {"user": USER, "vhost": VHOST, "configure": everything, "write": everything,
@@ -177,17 +182,20 @@ class Setup:
         path.write_text(json.dumps(document) if fmt == "json" else as_yaml(document))
         return path
 
-    def run_mosk_config(self, secret_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-        """``k2hr3-osnl mosk-config``, as the operator runs it."""
+    def run_mosk_config(
+        self, secret_file: Path, *args: str, pool: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """``k2hr3-osnl mosk-config``, as the operator runs it (``pool``: ``--pool`` ours)."""
+        ours = ["--pool", self.pool] if pool else []
         return subprocess.run(
             [COMMAND, "mosk-config", str(secret_file),
-             "--dir", str(self.tmp_path / "tls"), "--pool", self.pool, *args],
+             "--dir", str(self.tmp_path / "tls"), *ours, *args],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
 
-    def mosk_config(self, secret_file: Path, *args: str) -> str:
+    def mosk_config(self, secret_file: Path, *args: str, pool: bool = True) -> str:
         """The printed sections, with the account the operator fills in."""
-        result = self.run_mosk_config(secret_file, *args)
+        result = self.run_mosk_config(secret_file, *args, pool=pool)
         assert result.returncode == 0, result.stderr
         return fill_in(result.stdout, self.openstack)
 
@@ -442,3 +450,38 @@ def test_tls_on_the_plain_port_is_one_line(setup: Setup) -> None:
         setup.mosk_config(secret_file),
         "the port of transport_url does not speak TLS (ssl = true)",
     )
+
+
+def test_mosk_config_consumes_mosks_own_queues_declared_as_they_are(setup: Setup) -> None:
+    """MOSK's services made the topic's queues (durable here): the daemon reads them.
+
+    oslo.messaging's notifier declares ``<topic>.<priority>`` bound to its exchange on
+    its first notification, durable if its amqp_durable_queues says so. Without --pool,
+    mosk-config finds them and prints ``pool =`` (empty) and their durability, so what
+    MOSK kept before the daemon's first start is delivered too.
+    """
+    node = setup.mosk.node
+    setup.notifiers.close()
+    setup.notifiers = Notifiers(node.amqp_url(ADMIN, ADMIN, VHOST_DURABLE, "rabbit"), durable=True)
+    setup.broker = Broker(node.amqp_url(ADMIN, ADMIN, VHOST_DURABLE))
+    setup.pool = ""
+    kept = setup.publish_deletions()  # before the daemon ever ran
+    sections = setup.mosk_config(setup.secret(vhost=VHOST_DURABLE), pool=False)
+    assert f"# Found: MOSK's queue '{TOPIC}.info' exists: consumed.\npool = \n" in sections
+    assert "\namqp_durable_queues = true\n" in sections
+    daemon = setup.daemon(sections, queues=[f"{TOPIC}.{p}" for p in PRIORITIES]).start()
+    try:
+        wait_until(lambda: delivered(setup.k2hr3) >= kept, 30, "what MOSK's queue kept")
+    except AssertionError as error:
+        raise AssertionError(daemon.report(str(error))) from None
+    deliver(setup, daemon)
+    assert daemon.stop() == 0
+
+
+def test_mosk_config_declares_a_queue_of_its_own_when_mosk_made_none(setup: Setup) -> None:
+    result = setup.run_mosk_config(setup.secret(), "--topic", "no-such-topic", pool=False)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "# Found: MOSK's queue 'no-such-topic.info' is not there: the daemon declares a queue "
+        "of its own.\npool = k2hr3_osnl\n"
+    ) in result.stdout

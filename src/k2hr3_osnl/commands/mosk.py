@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import kombu
+
 #: MOSK's rule for topic names: "lowercase alphanumeric characters, -, or ." (its own
 #: example, ``external-consumer-A``, has a capital: accepted); ``notifications`` is
 #: reserved.
@@ -52,6 +54,8 @@ FILES = {
     "client_cert": "client.pem",
     "client_key": "client.key",
 }
+#: The queue declared when MOSK's are not there (or not to be used).
+DEFAULT_POOL = "k2hr3_osnl"
 #: Seconds the TLS check may wait for a host.
 CHECK_TIMEOUT = 5.0
 #: Object identifier 2.5.4.3 (commonName), DER-encoded.
@@ -469,12 +473,94 @@ def check_broker(
     )
 
 
+@dataclass(frozen=True)
+class Queues:
+    """Where the daemon consumes, and how it declares: what the broker already has."""
+
+    #: ``""``: MOSK's own ``<topic>.<priority>`` queues.
+    pool: str
+    durable: bool | None = None
+    quorum: bool | None = None
+    why: str = ""
+
+
+def choose_queues(
+    endpoint: Endpoint, files: Mapping[str, Path], *, certificate: bool, pool: str | None
+) -> tuple[Queues, str | None]:
+    """MOSK's queues when they exist (``pool`` not given), declared as they are declared.
+
+    Also a line to show when the broker could not tell.
+    """
+    from k2hr3_osnl.rabbit import survey  # kombu: only for this command
+
+    fallback = Queues(DEFAULT_POOL if pool is None else pool)
+    mosk_queue = f"{endpoint.topic}.info"
+    found: dict[str, survey.Declared] = {}
+    failures = []
+    for host, port in endpoint.hosts:
+        connection = kombu.Connection(
+            hostname=_url_host(host),
+            port=port,
+            userid=endpoint.username or None,
+            password=endpoint.password if not certificate else None,
+            virtual_host=endpoint.vhost,
+            ssl=_ssl_options(endpoint, files),
+            login_method="EXTERNAL" if certificate else "AMQPLAIN",
+            connect_timeout=CHECK_TIMEOUT,
+            transport_options={"max_retries": 0},
+        )
+        try:
+            found = survey.survey(connection, [mosk_queue], EXCHANGES)
+            break
+        except survey.SurveyError as error:
+            failures.append(f"{_url_host(host)}:{port}: {error}")
+    if not found:
+        return fallback, (
+            f"could not ask RabbitMQ what MOSK declared ({'; '.join(failures)}): "
+            f"pool = {fallback.pool}, amqp_durable_queues left as it is"
+        )
+    queue = found[mosk_queue]
+    unknown = [f"{name}: {d.unknown}" for name, d in found.items() if d.unknown]
+    existing = [d for d in found.values() if d.exists and not d.unknown]
+    durable = {d.durable for d in existing}
+    quorum = any(d.quorum for d in existing)
+    if len(durable) > 1:
+        unknown.append(
+            "MOSK declared these exchanges and queues with different durability, which "
+            "one amqp_durable_queues cannot match"
+        )
+    if unknown:
+        return fallback, "; ".join(unknown)
+    consume = pool if pool is not None else ("" if queue.exists else DEFAULT_POOL)
+    if consume == "":
+        state = "exists: consumed" if queue.exists else "is not there yet: the daemon declares it"
+    elif queue.exists:
+        state = f"exists, but --pool {consume} was given"
+    else:
+        state = "is not there: the daemon declares a queue of its own"
+    why = f"MOSK's queue {mosk_queue!r} {state}"
+    return Queues(consume, durable.pop() if durable else None, quorum or None, why), None
+
+
+def _ssl_options(endpoint: Endpoint, files: Mapping[str, Path]) -> dict[str, Any] | bool:
+    """What oslo.messaging's rabbit driver hands kombu: verify the chain, present the pair."""
+    if not endpoint.tls:
+        return False
+    options: dict[str, Any] = {
+        "ca_certs": str(files[endpoint.verifying_ca()]),
+        "cert_reqs": ssl.CERT_REQUIRED,
+    }
+    if "client_cert" in files:
+        options.update(certfile=str(files["client_cert"]), keyfile=str(files["client_key"]))
+    return options
+
+
 def render(
     endpoint: Endpoint,
     files: Mapping[str, Path],
     *,
     certificate: bool,
-    pool: str,
+    queues: Queues,
     notes: tuple[str, ...] = (),
 ) -> str:
     """The sections to paste into the daemon's configuration file.
@@ -495,11 +581,19 @@ def render(
         f"topic = {endpoint.topic}",
         "# The queue this daemon declares and consumes; empty: MOSK's own",
         f"# '{endpoint.topic}.<priority>' queues (docs/mosk.md, section 5).",
-        f"pool = {pool}",
+        *([f"# Found: {queues.why}."] if queues.why else []),
+        f"pool = {queues.pool}",
         "",
         "[oslo_messaging_rabbit]",
         f"ssl = {'true' if endpoint.tls else 'false'}",
     ]
+    if queues.durable is not None:
+        lines += [
+            "# As MOSK declared its exchanges and queues (RabbitMQ refuses a difference).",
+            f"amqp_durable_queues = {'true' if queues.durable else 'false'}",
+        ]
+        if queues.quorum:
+            lines.append("rabbit_quorum_queue = true")
     if endpoint.tls:
         lines.append(f"ssl_ca_file = {files[endpoint.verifying_ca()]}")
         if "client_cert" in files:
@@ -558,11 +652,17 @@ def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
                 notes.append(mismatch)
         directory = Path(args.dir or f"/etc/k2hr3-osnl/{endpoint.topic}").absolute()
         files = write_files(endpoint, directory)
+        queues = Queues(DEFAULT_POOL if args.pool is None else args.pool)
+        unchecked = None
         if tls and not args.no_check:
             pair = (files["client_cert"], files["client_key"]) if "client_cert" in files else None
             unchecked = check_broker(endpoint, files[endpoint.verifying_ca()], pair)
-            if unchecked:
-                notes.append(unchecked)
+        if unchecked:
+            notes.append(unchecked)
+        elif not args.no_check:
+            queues, unsure = choose_queues(endpoint, files, certificate=certificate, pool=args.pool)
+            if unsure:
+                notes.append(unsure)
     except SecretError as error:
         print(f"k2hr3-osnl mosk-config: {source}: {error}", file=err)
         return 2
@@ -571,7 +671,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None
         return 2
     for note in notes:
         print(f"k2hr3-osnl mosk-config: warning: {note}", file=err)
-    out.write(render(endpoint, files, certificate=certificate, pool=args.pool, notes=tuple(notes)))
+    out.write(render(endpoint, files, certificate=certificate, queues=queues, notes=tuple(notes)))
     return 0
 
 
@@ -626,8 +726,11 @@ def add_parser(commands: Any) -> None:
     m.add_argument(
         "--no-check",
         action="store_true",
-        help="do not connect to the hosts to verify RabbitMQ's certificate",
+        help="do not connect to the hosts (to verify RabbitMQ's certificate and ask what "
+        "MOSK declared)",
     )
     m.add_argument(
-        "--pool", default="k2hr3_osnl", help="the queue to consume (default %(default)s)"
+        "--pool",
+        help=f"the queue to declare and consume ('': MOSK's own); default: MOSK's own if "
+        f"they exist, else {DEFAULT_POOL}",
     )
