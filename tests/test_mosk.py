@@ -445,9 +445,16 @@ def test_wrong_password_is_one_line(setup: Setup) -> None:
 
 def test_tls_on_the_plain_port_is_one_line(setup: Setup) -> None:
     secret_file = setup.secret(**{"port_amqp-tls": str(setup.mosk.node.port)})
+    result = setup.run_mosk_config(secret_file)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"k2hr3-osnl mosk-config: {secret_file}: 127.0.0.1:{setup.mosk.node.port} does not "
+        "speak TLS: is data.port_amqp-tls the plain port? (--connection plain connects "
+        "without TLS)\n"
+    )
     failing(
         setup,
-        setup.mosk_config(secret_file),
+        setup.mosk_config(secret_file, "--no-check"),
         "the port of transport_url does not speak TLS (ssl = true)",
     )
 

@@ -465,7 +465,15 @@ def check_broker(
                 f"of {where} ({error.verify_message}): give the CA that signed it with "
                 "--server-ca FILE"
             ) from None
-        except (OSError, ssl.SSLError) as error:
+        except ssl.SSLError as error:
+            if error.reason != "WRONG_VERSION_NUMBER":
+                failures.append(f"{_url_host(host)}:{port}: {error}")
+                continue
+            raise SecretError(
+                f"{_url_host(host)}:{port} does not speak TLS: is data.port_amqp-tls "
+                "the plain port? (--connection plain connects without TLS)"
+            ) from None
+        except OSError as error:
             failures.append(f"{_url_host(host)}:{port}: {error.strerror or error}")
     return (
         f"RabbitMQ's certificate not checked ({'; '.join(failures)}): the daemon checks it "
