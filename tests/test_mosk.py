@@ -52,6 +52,8 @@ EXCHANGES = ("nova", "neutron")
 #: A vhost whose publishers declare durable exchanges and queues (MOSK's durability is
 #: not on its page: both kinds are tested).
 VHOST_DURABLE = "openstack-durable"
+#: ...and one whose publishers declare quorum queues.
+VHOST_QUORUM = "openstack-quorum"
 
 TLS_CONF = """
 listeners.ssl.default = 127.0.0.1:{tls_port}
@@ -90,10 +92,11 @@ def _definitions() -> dict[str, object]:
             }
             for name, tags in users
         ],
-        "vhosts": [{"name": VHOST}, {"name": VHOST_DURABLE}],
+        "vhosts": [{"name": VHOST}, {"name": VHOST_DURABLE}, {"name": VHOST_QUORUM}],
         "permissions": [
-            *({"user": name, "vhost": VHOST_DURABLE, "configure": everything,
-               "write": everything, "read": everything} for name in (ADMIN, USER)),
+            *({"user": name, "vhost": vhost, "configure": everything,
+               "write": everything, "read": everything}
+              for name in (ADMIN, USER) for vhost in (VHOST_DURABLE, VHOST_QUORUM)),
             {"user": ADMIN, "vhost": VHOST, "configure": everything, "write": everything,
              "read": everything},
             {"user": USER, "vhost": VHOST, "configure": everything, "write": everything,
@@ -492,3 +495,19 @@ def test_mosk_config_declares_a_queue_of_its_own_when_mosk_made_none(setup: Setu
         "# Found: MOSK's queue 'no-such-topic.info' is not there: the daemon declares a queue "
         "of its own.\npool = k2hr3_osnl\n"
     ) in result.stdout
+
+
+def test_mosk_config_finds_quorum_queues(setup: Setup) -> None:
+    node = setup.mosk.node
+    notifiers = Notifiers(
+        node.amqp_url(ADMIN, ADMIN, VHOST_QUORUM, "rabbit"), durable=True, quorum=True
+    )
+    try:
+        event, publisher, payload = nova_versioned_delete(str(uuid.uuid4()))
+        notifiers.notify("nova", TOPIC, "messagingv2", event, payload, publisher)
+    finally:
+        notifiers.close()
+    result = setup.run_mosk_config(setup.secret(vhost=VHOST_QUORUM), pool=False)
+    assert result.returncode == 0, result.stderr
+    assert "\npool = \n" in result.stdout
+    assert "\namqp_durable_queues = true\nrabbit_quorum_queue = true\n" in result.stdout

@@ -21,7 +21,10 @@ import amqp.exceptions
 import kombu
 
 #: RabbitMQ's words for an existing declaration that differs from ours.
-_INEQUIVALENT = re.compile(r"inequivalent arg '(?P<arg>[^']+)'.*current is '(?P<current>[^']*)'")
+#: (``current is 'true'``; for arguments ``current is the value 'quorum' of type ...``)
+_INEQUIVALENT = re.compile(
+    r"inequivalent arg '(?P<arg>[^']+)'.*current is (?:the value )?'(?P<current>[^']*)'"
+)
 
 
 @dataclass(frozen=True)
