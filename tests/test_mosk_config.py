@@ -378,7 +378,8 @@ def test_only_the_keys_the_connection_and_login_use_are_required(
     status, out, err = run(tmp_path, document, *args, capsys=capsys)
     assert status == 0 and "missing" not in err
     assert config_of(tmp_path, out)["rabbit"] == expected
-    written = sorted(p.name for p in (tmp_path / "tls").iterdir())
+    tls = tmp_path / "tls"
+    written = sorted(p.name for p in tls.iterdir()) if tls.exists() else []
     assert written == sorted(f for f in expected["files"].split() if f != "-")
 
 

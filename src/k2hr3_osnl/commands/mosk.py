@@ -334,8 +334,10 @@ def _url_host(host: str) -> str:
 
 def write_files(endpoint: Endpoint, directory: Path) -> dict[str, Path]:
     """The PEM files the config names, mode 0600, each replaced at once; the pair checked."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     fields = [field for field in FILES if getattr(endpoint, field)]
+    if not fields:
+        return {}  # plain AMQP with a password: no file, no directory
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     staged: dict[str, Path] = {}
     try:
         for field in fields:
