@@ -165,6 +165,8 @@ class Setup:
         self.broker = Broker(self.mosk.admin_url())
         self.notifiers = Notifiers(self.mosk.admin_url("rabbit"))
         self.daemons: list[Daemon] = []
+        #: What the last mosk_config() said on standard error.
+        self.warnings = ""
 
     def secret(self, fmt: str = "json", **overrides: str | None) -> Path:
         cert, key = self.mosk.client
@@ -200,6 +202,7 @@ class Setup:
         """The printed sections, with the account the operator fills in."""
         result = self.run_mosk_config(secret_file, *args, pool=pool)
         assert result.returncode == 0, result.stderr
+        self.warnings = result.stderr
         return fill_in(result.stdout, self.openstack)
 
     def daemon(self, sections: str, queues: list[str] | None = None) -> Daemon:
@@ -297,7 +300,9 @@ def polled(setup: Setup, daemon: Daemon, lost: str) -> None:
 def test_delivers_over_tls_with_the_secrets_password(setup: Setup, fmt: str) -> None:
     """The secret as MOSK names it, from kubectl -o json or -o yaml, to deletions."""
     lost = lost_on_the_bus(setup)
-    daemon = setup.daemon(setup.mosk_config(setup.secret(fmt))).start()
+    sections = setup.mosk_config(setup.secret(fmt))
+    assert setup.warnings == ""  # the broker's certificate verified, its queues asked for
+    daemon = setup.daemon(sections).start()
     deliver(setup, daemon)
     polled(setup, daemon, lost)
     assert f":{setup.mosk.node.tls_port}" in daemon.log()  # the TLS port, as configured
@@ -307,6 +312,7 @@ def test_delivers_over_tls_with_the_secrets_password(setup: Setup, fmt: str) -> 
 def test_delivers_over_tls_with_certificate_authentication(setup: Setup) -> None:
     sections = setup.mosk_config(setup.secret(), "--auth", "certificate")
     assert "rabbit_login_method = EXTERNAL" in sections and PASSWORD not in sections
+    assert setup.warnings == ""  # the broker checked and asked, with the certificate too
     lost = lost_on_the_bus(setup)
     daemon = setup.daemon(sections).start()
     deliver(setup, daemon)

@@ -527,6 +527,8 @@ def test_certificate_login_says_when_the_certificate_names_another_user(
 def test_common_names_are_read_as_openssl_wrote_them(pki: Pki, cn: str) -> None:
     cert, _ = client_certificate(pki.ca.parent, f"cn{len(cn)}", cn)
     assert mosk.certificate_names(cert.read_text()) == [cn]
+    # A client certificate followed by its chain: the leaf's name.
+    assert mosk.certificate_names(cert.read_text() + pki.ca.read_text()) == [cn]
 
 
 def test_an_encrypted_client_key_says_how_to_decrypt_it(

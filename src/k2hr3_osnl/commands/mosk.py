@@ -375,7 +375,9 @@ def _no() -> bytes:
 
 def certificate_names(pem: str) -> list[str]:
     """The common names in a PEM certificate's subject (DER read by hand: no library)."""
-    der = ssl.PEM_cert_to_DER_cert(pem)
+    first = pem[pem.index("-----BEGIN CERTIFICATE-----") :]  # a chain: the leaf comes first
+    end = "-----END CERTIFICATE-----"
+    der = ssl.PEM_cert_to_DER_cert(first[: first.index(end) + len(end)])
     _, start, end = _tlv(der, 0)  # Certificate
     _, start, end = _tlv(der, start)  # TBSCertificate
     fields = list(_children(der, start, end))
