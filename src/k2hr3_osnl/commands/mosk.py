@@ -179,8 +179,8 @@ def parse(text: str, topic: str | None = None, choice: Choice | None = None) -> 
     port_key = "port_amqp-tls" if choice.tls else "port_amqp"
     client_cert, client_key = values.get("client_cert", ""), values.get("client_key", "")
     if choice.tls and bool(client_cert) != bool(client_key):
-        have, lacking = ("client_cert", "client_key") if client_cert else ("client_key", "")
-        lacking = lacking or "client_cert"
+        pair = ("client_cert", "client_key")
+        have, lacking = pair if client_cert else pair[::-1]
         raise SecretError(f"data.{lacking} is missing or empty: data.{have} needs it")
     if choice.tls:
         for name in ("ca_cert", "client_cert"):
