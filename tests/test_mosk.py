@@ -309,6 +309,16 @@ def test_delivers_over_tls_with_the_secrets_password(setup: Setup, fmt: str) -> 
     assert daemon.stop() == 0
 
 
+def test_delivers_with_only_the_keys_a_tls_password_login_uses(setup: Setup) -> None:
+    """No plain port and no client pair in the secret (where RabbitMQ does not ask for one)."""
+    secret_file = setup.secret(port_amqp=None, client_cert=None, client_key=None)
+    sections = setup.mosk_config(secret_file)
+    assert "ssl_cert_file" not in sections and setup.warnings == ""
+    daemon = setup.daemon(sections).start()
+    deliver(setup, daemon)
+    assert daemon.stop() == 0
+
+
 def test_delivers_over_tls_with_certificate_authentication(setup: Setup) -> None:
     sections = setup.mosk_config(setup.secret(), "--auth", "certificate")
     assert "rabbit_login_method = EXTERNAL" in sections and PASSWORD not in sections
