@@ -28,8 +28,9 @@ import pytest
 from support.broker import PRIORITIES, Broker
 from support.daemon import Daemon, write_config
 from support.k2hr3_standin import FakeK2HR3
-from support.mosk_secret import secret
+from support.mosk_secret import as_yaml, secret
 from support.notifiers import Notifiers
+from support.openstack_standin import OpenStackStandIn
 from support.rabbitmq_node import Node, make_nodes, running
 from support.samples import neutron_port_delete, nova_versioned_delete
 from support.tls_certs import Pki, client_certificate, make_pki
@@ -48,6 +49,11 @@ OUTSIDER = "outsider"
 #: A user that may declare the exchanges and MOSK's queues, but no queue of its own.
 NO_QUEUE = "no-queue"
 EXCHANGES = ("nova", "neutron")
+#: A vhost whose publishers declare durable exchanges and queues (MOSK's durability is
+#: not on its page: both kinds are tested).
+VHOST_DURABLE = "openstack-durable"
+#: ...and one whose publishers declare quorum queues.
+VHOST_QUORUM = "openstack-quorum"
 
 TLS_CONF = """
 listeners.ssl.default = 127.0.0.1:{tls_port}
@@ -86,8 +92,11 @@ def _definitions() -> dict[str, object]:
             }
             for name, tags in users
         ],
-        "vhosts": [{"name": VHOST}],
+        "vhosts": [{"name": VHOST}, {"name": VHOST_DURABLE}, {"name": VHOST_QUORUM}],
         "permissions": [
+            *({"user": name, "vhost": vhost, "configure": everything,
+               "write": everything, "read": everything}
+              for name in (ADMIN, USER) for vhost in (VHOST_DURABLE, VHOST_QUORUM)),
             {"user": ADMIN, "vhost": VHOST, "configure": everything, "write": everything,
              "read": everything},
             {"user": USER, "vhost": VHOST, "configure": everything, "write": everything,
@@ -149,13 +158,17 @@ class Setup:
     tmp_path: Path
     k2hr3: FakeK2HR3
     pool: str
+    #: Keystone and Nova, for the [service_credentials] the operator fills in.
+    openstack: OpenStackStandIn
 
     def __post_init__(self) -> None:
         self.broker = Broker(self.mosk.admin_url())
         self.notifiers = Notifiers(self.mosk.admin_url("rabbit"))
         self.daemons: list[Daemon] = []
+        #: What the last mosk_config() said on standard error.
+        self.warnings = ""
 
-    def secret(self, **overrides: str | None) -> Path:
+    def secret(self, fmt: str = "json", **overrides: str | None) -> Path:
         cert, key = self.mosk.client
         document = secret(
             TOPIC,
@@ -170,19 +183,27 @@ class Setup:
             client_key=key,
             overrides=overrides,
         )
-        path = self.tmp_path / "secret.json"
-        path.write_text(json.dumps(document))
+        path = self.tmp_path / f"secret.{fmt}"
+        path.write_text(json.dumps(document) if fmt == "json" else as_yaml(document))
         return path
 
-    def mosk_config(self, secret_file: Path, *args: str) -> str:
-        """``k2hr3-osnl mosk-config``, as the operator runs it; its printed sections."""
-        result = subprocess.run(
+    def run_mosk_config(
+        self, secret_file: Path, *args: str, pool: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """``k2hr3-osnl mosk-config``, as the operator runs it (``pool``: ``--pool`` ours)."""
+        ours = ["--pool", self.pool] if pool else []
+        return subprocess.run(
             [COMMAND, "mosk-config", str(secret_file),
-             "--dir", str(self.tmp_path / "tls"), "--pool", self.pool, *args],
+             "--dir", str(self.tmp_path / "tls"), *ours, *args],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
+
+    def mosk_config(self, secret_file: Path, *args: str, pool: bool = True) -> str:
+        """The printed sections, with the account the operator fills in."""
+        result = self.run_mosk_config(secret_file, *args, pool=pool)
         assert result.returncode == 0, result.stderr
-        return result.stdout
+        self.warnings = result.stderr
+        return fill_in(result.stdout, self.openstack)
 
     def daemon(self, sections: str, queues: list[str] | None = None) -> Daemon:
         """The site's own config file, then the pasted MOSK sections (later files win)."""
@@ -223,9 +244,27 @@ class Setup:
             self.broker.delete([self.pool])
 
 
+def fill_in(printed: str, openstack: OpenStackStandIn) -> str:
+    """What the operator does to the printed [service_credentials]: the account's values."""
+    account = openstack.credentials()
+    for name in ("auth_url", "username", "password", "project_name"):
+        line = next(ln for ln in printed.splitlines() if ln.startswith(f"#{name} = "))
+        printed = printed.replace(line, f"{name} = {account[name]}")
+    return printed.replace("interface = public", f"interface = {account['interface']}")
+
+
 @pytest.fixture
-def setup(mosk: Mosk, tmp_path: Path, k2hr3: FakeK2HR3, unique: str) -> Iterator[Setup]:
-    s = Setup(mosk, tmp_path, k2hr3, f"k2hr3_osnl_{unique}")
+def openstack() -> Iterator[OpenStackStandIn]:
+    server = OpenStackStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def setup(
+    mosk: Mosk, tmp_path: Path, k2hr3: FakeK2HR3, unique: str, openstack: OpenStackStandIn
+) -> Iterator[Setup]:
+    s = Setup(mosk, tmp_path, k2hr3, f"k2hr3_osnl_{unique}", openstack)
     yield s
     s.close()
 
@@ -242,18 +281,52 @@ def deliver(setup: Setup, daemon: Daemon) -> None:
         raise AssertionError(daemon.report(str(error))) from None
 
 
-def test_delivers_over_tls_with_the_secrets_password(setup: Setup) -> None:
-    daemon = setup.daemon(setup.mosk_config(setup.secret())).start()
+def lost_on_the_bus(setup: Setup) -> str:
+    """A VM deleted in Nova whose notification never came: polling must find it."""
+    server = setup.openstack.create()
+    setup.openstack.delete(server)
+    return server.id
+
+
+def polled(setup: Setup, daemon: Daemon, lost: str) -> None:
+    """The first pass, a few seconds after the daemon consumes, finds ``lost``."""
+    try:
+        wait_until(lambda: lost in delivered(setup.k2hr3), 60, "the polled deletion")
+    except AssertionError as error:
+        raise AssertionError(daemon.report(str(error))) from None
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_delivers_over_tls_with_the_secrets_password(setup: Setup, fmt: str) -> None:
+    """The secret as MOSK names it, from kubectl -o json or -o yaml, to deletions."""
+    lost = lost_on_the_bus(setup)
+    sections = setup.mosk_config(setup.secret(fmt))
+    assert setup.warnings == ""  # the broker's certificate verified, its queues asked for
+    daemon = setup.daemon(sections).start()
     deliver(setup, daemon)
+    polled(setup, daemon, lost)
     assert f":{setup.mosk.node.tls_port}" in daemon.log()  # the TLS port, as configured
+    assert daemon.stop() == 0
+
+
+def test_delivers_with_only_the_keys_a_tls_password_login_uses(setup: Setup) -> None:
+    """No plain port and no client pair in the secret (where RabbitMQ does not ask for one)."""
+    secret_file = setup.secret(port_amqp=None, client_cert=None, client_key=None)
+    sections = setup.mosk_config(secret_file)
+    assert "ssl_cert_file" not in sections and setup.warnings == ""
+    daemon = setup.daemon(sections).start()
+    deliver(setup, daemon)
     assert daemon.stop() == 0
 
 
 def test_delivers_over_tls_with_certificate_authentication(setup: Setup) -> None:
     sections = setup.mosk_config(setup.secret(), "--auth", "certificate")
     assert "rabbit_login_method = EXTERNAL" in sections and PASSWORD not in sections
+    assert setup.warnings == ""  # the broker checked and asked, with the certificate too
+    lost = lost_on_the_bus(setup)
     daemon = setup.daemon(sections).start()
     deliver(setup, daemon)
+    polled(setup, daemon, lost)
     users = setup.mosk.node.ctl("list_connections", "user", "auth_mechanism", "ssl", "-p", VHOST)
     assert f"{USER}\tEXTERNAL\ttrue" in users
     assert daemon.stop() == 0
@@ -298,7 +371,24 @@ def failing(
 
 def test_wrong_ca_is_one_line(setup: Setup) -> None:
     secret_file = setup.secret(ca_cert=setup.mosk.stranger_ca.read_text())
-    failing(setup, setup.mosk_config(secret_file), "ssl_ca_file must hold the CA that signed it")
+    sections = setup.mosk_config(secret_file, "--no-check")
+    failing(setup, sections, "ssl_ca_file must hold the CA that signed it")
+
+
+def test_mosk_config_says_when_the_secrets_ca_does_not_verify_the_broker(setup: Setup) -> None:
+    """MOSK calls ca_cert "the client CA certificate": the broker's CA may be another."""
+    secret_file = setup.secret(ca_cert=setup.mosk.stranger_ca.read_text())
+    result = setup.run_mosk_config(secret_file)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"k2hr3-osnl mosk-config: {secret_file}: 127.0.0.1:{setup.mosk.node.tls_port}: "
+        "RabbitMQ's certificate is not signed by the CA of data.ca_cert (self-signed "
+        "certificate in certificate chain): give the CA that signed it with --server-ca FILE\n"
+    )
+    sections = setup.mosk_config(secret_file, "--server-ca", str(setup.mosk.pki.ca))
+    daemon = setup.daemon(sections).start()
+    deliver(setup, daemon)
+    assert daemon.stop() == 0
 
 
 def test_expired_client_certificate_is_one_line(setup: Setup) -> None:
@@ -374,8 +464,66 @@ def test_wrong_password_is_one_line(setup: Setup) -> None:
 
 def test_tls_on_the_plain_port_is_one_line(setup: Setup) -> None:
     secret_file = setup.secret(**{"port_amqp-tls": str(setup.mosk.node.port)})
+    result = setup.run_mosk_config(secret_file)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"k2hr3-osnl mosk-config: {secret_file}: 127.0.0.1:{setup.mosk.node.port} does not "
+        "speak TLS: is data.port_amqp-tls the plain port? (--connection plain connects "
+        "without TLS)\n"
+    )
     failing(
         setup,
-        setup.mosk_config(secret_file),
+        setup.mosk_config(secret_file, "--no-check"),
         "the port of transport_url does not speak TLS (ssl = true)",
     )
+
+
+def test_mosk_config_consumes_mosks_own_queues_declared_as_they_are(setup: Setup) -> None:
+    """MOSK's services made the topic's queues (durable here): the daemon reads them.
+
+    oslo.messaging's notifier declares ``<topic>.<priority>`` bound to its exchange on
+    its first notification, durable if its amqp_durable_queues says so. Without --pool,
+    mosk-config finds them and prints ``pool =`` (empty) and their durability, so what
+    MOSK kept before the daemon's first start is delivered too.
+    """
+    node = setup.mosk.node
+    setup.notifiers.close()
+    setup.notifiers = Notifiers(node.amqp_url(ADMIN, ADMIN, VHOST_DURABLE, "rabbit"), durable=True)
+    setup.broker = Broker(node.amqp_url(ADMIN, ADMIN, VHOST_DURABLE))
+    setup.pool = ""
+    kept = setup.publish_deletions()  # before the daemon ever ran
+    sections = setup.mosk_config(setup.secret(vhost=VHOST_DURABLE), pool=False)
+    assert f"# Found: MOSK's queue '{TOPIC}.info' exists: consumed.\npool = \n" in sections
+    assert "\namqp_durable_queues = true\n" in sections
+    daemon = setup.daemon(sections, queues=[f"{TOPIC}.{p}" for p in PRIORITIES]).start()
+    try:
+        wait_until(lambda: delivered(setup.k2hr3) >= kept, 30, "what MOSK's queue kept")
+    except AssertionError as error:
+        raise AssertionError(daemon.report(str(error))) from None
+    deliver(setup, daemon)
+    assert daemon.stop() == 0
+
+
+def test_mosk_config_declares_a_queue_of_its_own_when_mosk_made_none(setup: Setup) -> None:
+    result = setup.run_mosk_config(setup.secret(), "--topic", "no-such-topic", pool=False)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "# Found: MOSK's queue 'no-such-topic.info' is not there: the daemon declares a queue "
+        "of its own.\npool = k2hr3_osnl\n"
+    ) in result.stdout
+
+
+def test_mosk_config_finds_quorum_queues(setup: Setup) -> None:
+    node = setup.mosk.node
+    notifiers = Notifiers(
+        node.amqp_url(ADMIN, ADMIN, VHOST_QUORUM, "rabbit"), durable=True, quorum=True
+    )
+    try:
+        event, publisher, payload = nova_versioned_delete(str(uuid.uuid4()))
+        notifiers.notify("nova", TOPIC, "messagingv2", event, payload, publisher)
+    finally:
+        notifiers.close()
+    result = setup.run_mosk_config(setup.secret(vhost=VHOST_QUORUM), pool=False)
+    assert result.returncode == 0, result.stderr
+    assert "\npool = \n" in result.stdout
+    assert "\namqp_durable_queues = true\nrabbit_quorum_queue = true\n" in result.stdout

@@ -1,7 +1,12 @@
 """A secret shaped like the one MOSK makes for an external notification topic.
 
-MOSK puts one Kubernetes secret per topic in the ``openstack-external`` namespace;
-``kubectl get secret TOPIC -o json`` shows its values base64-encoded under ``data``.
+As MOSK's page lists it: one Kubernetes secret per topic in the ``openstack-external``
+namespace, named ``openstack-<topic>-notifications`` (its ``kubectl get secret``
+listing), of type ``Opaque``, with the keys ``hosts``, ``port_amqp``, ``port_amqp-tls``,
+``vhost``, ``username``, ``password``, ``ca_cert``, ``client_cert`` and ``client_key``.
+``kubectl get secret NAME -o json`` (or ``-o yaml``) shows the values base64-encoded
+under ``data``. The value formats (``hosts`` as a JSON list, PEM text) are not on the
+page: they are assumptions, and mosk-config accepts the other forms an operator may meet.
 """
 
 from __future__ import annotations
@@ -10,6 +15,13 @@ import base64
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+import yaml
+
+
+def secret_name(topic: str) -> str:
+    """The secret's name for ``topic``, from the listing on MOSK's page."""
+    return f"openstack-{topic}-notifications"
 
 
 def secret(
@@ -48,6 +60,11 @@ def secret(
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": {"name": topic, "namespace": "openstack-external"},
+        "metadata": {"name": secret_name(topic), "namespace": "openstack-external"},
         "data": data,
     }
+
+
+def as_yaml(document: Mapping[str, object]) -> str:
+    """The secret as ``kubectl ... -o yaml`` prints it (block style, keys sorted)."""
+    return yaml.safe_dump(dict(document), default_flow_style=False, sort_keys=True)
