@@ -95,3 +95,24 @@ def test_nova_failing_is_exit_1(
     failed = reconcile(write(tmp_path, k2hr3, standin.credentials()))
     assert failed.returncode == 1
     assert "reconciliation failed: Nova GET /servers/detail answered status 500" in failed.stderr
+
+
+def test_a_config_in_dry_run_never_moves_the_checkpoint_a_live_pass_reads(
+    tmp_path: Path, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    gone = standin.create()
+    standin.delete(gone, when=time.time() - 1000)
+    config = write(tmp_path, k2hr3, standin.credentials())
+    live_text = config.read_text(encoding="utf-8")
+    config.write_text(live_text + "[k2hr3]\ndry_run = true\n", encoding="utf-8")
+
+    dry = reconcile(config)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines() == [f"would delete cuk={gone.id} (deleted in Nova)"]
+    assert "dry_run = true: a pass as with --dry-run" in dry.stderr
+    assert k2hr3.calls == []
+
+    config.write_text(live_text, encoding="utf-8")
+    live = reconcile(config)
+    assert live.returncode == 0, live.stderr
+    assert k2hr3.deleted() == [(gone.id, None)]

@@ -214,3 +214,30 @@ def test_with_two_workers_only_one_reconciles_and_no_password_is_logged(
     everything = daemon.log(since_start=False) + daemon.output.read_text()
     assert "keystoneauth" in everything  # the libraries did log at debug
     assert PASSWORD not in everything
+
+
+def test_a_dry_run_daemon_never_moves_the_checkpoint_the_live_one_reads(
+    e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    # The documented go-live path: install in dry run, then dry_run = false and restart.
+    gone = standin.create()
+    standin.delete(gone, when=time.time() - 1000)
+    dry_queue = f"{e2e.pool}-dry-run"
+    e2e.extra_queues.append(dry_queue)
+    port = free_port()
+    dry_sections = sections(standin, port, interval_seconds=600)
+    dry_sections["k2hr3"] = {"dry_run": "true"}
+    dry = e2e.daemon(e2e.config("dry", sections=dry_sections), queues=[dry_queue]).start()
+    wait_until(
+        lambda: metric(port, "k2hr3_osnl_reconcile_passes_total", outcome="ok") >= 1,
+        30,
+        "the dry run's first pass",
+    )
+    assert "dry run: not sent" in dry.log()
+    assert dry.stop() == 0
+    assert k2hr3.calls == []
+
+    live = e2e.daemon(e2e.config("live", sections=sections(standin, free_port()))).start()
+    wait_until(lambda: gone.id in cuks(k2hr3), 30, "the live daemon's catch-up")
+    assert cuks(k2hr3) == [gone.id]
+    assert live.stop() == 0

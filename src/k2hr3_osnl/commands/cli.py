@@ -353,6 +353,14 @@ def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
         except ValueError as error:
             print(f"k2hr3-osnl: --since: {error}", file=sys.stderr)
             return 2
+    if conf.k2hr3.dry_run and not args.dry_run:
+        # The dry-run client would "deliver" everything: never a live pass, never its checkpoint.
+        print(
+            "k2hr3-osnl: [k2hr3] dry_run = true: a pass as with --dry-run (nothing sent, "
+            "no checkpoint moved)",
+            file=sys.stderr,
+        )
+        args.dry_run = True
     handler = service.make_handler(conf)
     reconciler = openstack_parts.make_reconciler(conf, session.connect(conf), handler)
     try:

@@ -11,6 +11,8 @@ carried. Three rules make that lose nothing:
   ``SOFT_DELETED`` ones can still be restored, and anything else is alive.
 - **The checkpoint** becomes the time the pass began, only once every deletion it
   found was delivered or parked, and it never moves backwards.
+- **A dry run never moves what a live run reads**: it keeps a checkpoint file of its
+  own (:func:`checkpoint_file`), so going live after a rehearsal skips nothing.
 
 The reconciler (:mod:`k2hr3_osnl.reconcile.reconciler`) does the I/O around these functions.
 """
@@ -31,6 +33,11 @@ SOFT_DELETED = "SOFT_DELETED"
 #: The synthetic notification a found deletion travels as, through the notification path.
 EVENT_TYPE = "k2hr3_osnl.reconcile.server.deleted"
 PUBLISHER_ID = "k2hr3_osnl.reconcile"
+
+#: The checkpoint a live reconciler reads and moves, in ``state_dir``...
+CHECKPOINT_FILE = "reconcile-checkpoint.json"
+#: ...and a dry run's own: a rehearsal that "delivered" nothing must not move the live one.
+DRY_RUN_CHECKPOINT_FILE = "reconcile-checkpoint-dry-run.json"
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
@@ -55,6 +62,11 @@ def window(checkpoint: float | None, now: float, overlap: float, initial_lookbac
         return Window(now - initial_lookback)
     # A checkpoint from the future (a clock set back) must not hide what happens now.
     return Window(min(checkpoint, now) - overlap)
+
+
+def checkpoint_file(dry_run: bool) -> str:
+    """The checkpoint file of a live run or of a dry run: never the same one."""
+    return DRY_RUN_CHECKPOINT_FILE if dry_run else CHECKPOINT_FILE
 
 
 def next_checkpoint(checkpoint: float | None, started: float, settled: bool) -> float | None:

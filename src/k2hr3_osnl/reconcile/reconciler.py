@@ -47,16 +47,19 @@ BATCHES_IN_FLIGHT = 4
 #: Seconds between the listener consuming and the first pass: a queue that survived the
 #: downtime hands its backlog over first, so those deletions count as delivered.
 STARTUP_DELAY = 3.0
-CHECKPOINT_FILE = "reconcile-checkpoint.json"
+CHECKPOINT_FILE = catchup.checkpoint_file(dry_run=False)
 #: Results after which a found deletion needs nothing more from this pass.
 _SETTLED = frozenset(Result) - {Result.REQUEUED}
 
 
 class Checkpoint:
-    """The time up to which every deleted server was dealt with, in ``state_dir``."""
+    """The time up to which every deleted server was dealt with, in ``state_dir``.
 
-    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
-        self.path = Path(state_dir) / CHECKPOINT_FILE
+    A dry run has a file of its own: what it "delivered" was never sent.
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str], dry_run: bool = False) -> None:
+        self.path = Path(state_dir) / catchup.checkpoint_file(dry_run)
 
     def load(self) -> float | None:
         """None on the very first start; an unreadable file is said once and ignored."""
