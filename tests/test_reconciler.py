@@ -86,6 +86,7 @@ def world(tmp_path: Path, k2hr3: FakeK2HR3) -> Iterator[World]:
 
 
 def test_a_pass_deletes_what_nova_deleted_and_nothing_else(world: World) -> None:
+    world.reconciler.run_pass()  # the daemon ran before: there is a checkpoint
     gone = [world.standin.create() for _ in range(7)]
     for server in gone:
         world.standin.delete(server)
@@ -109,6 +110,7 @@ def test_a_pass_deletes_what_nova_deleted_and_nothing_else(world: World) -> None
 
 
 def test_a_cuk_a_notification_already_deleted_costs_no_second_call(world: World) -> None:
+    world.reconciler.run_pass()
     told, lost = world.standin.create(), world.standin.create()
     world.standin.delete(told)
     world.standin.delete(lost)
@@ -127,15 +129,39 @@ def test_a_cuk_a_notification_already_deleted_costs_no_second_call(world: World)
     assert world.metric("k2hr3_osnl_reconcile_missed_total") == 1
 
 
+def test_the_first_pass_after_install_delivers_its_look_back_without_calling_it_missed(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = [world.standin.create() for _ in range(4)]
+    for server in before:
+        world.standin.delete(server, when=world.standin.now() - 3600)
+    caplog.set_level(logging.INFO, logger="k2hr3_osnl.reconcile.reconciler")
+
+    first = world.reconciler.run_pass()
+    world.reconciler._judge(first, 600)
+
+    assert sorted(cuk for cuk, _ in world.k2hr3.deleted()) == sorted(s.id for s in before)
+    assert world.metric("k2hr3_osnl_reconcile_missed_total") == 0
+    assert "no notification deleted it" not in caplog.text
+    assert "none counted as missed (no checkpoint yet)" in caplog.text
+    # From the checkpoint on, a deletion no notification made is a miss again.
+    lost = world.standin.create()
+    world.standin.delete(lost)
+    world.reconciler.run_pass()
+    assert world.metric("k2hr3_osnl_reconcile_missed_total") == 1
+
+
 def test_the_checkpoint_moves_once_everything_is_delivered_or_parked(world: World) -> None:
     before = time.time()
     first = world.reconciler.run_pass()
-    assert first.checkpoint is not None and first.checkpoint >= before
+    # Nova's Date header: whole seconds.
+    assert first.checkpoint is not None and first.checkpoint >= before - 1
     assert world.reconciler.checkpoint.load() == first.checkpoint
 
     # K2HR3 says 400: parked, which settles it; the checkpoint moves on.
     world.k2hr3.status = 400
     world.standin.delete(world.standin.create())
+    world.standin.clock_offset += 10  # time passes in Nova
     second = world.reconciler.run_pass()
     assert second.results == {"parked": 1}
     assert second.checkpoint is not None and second.checkpoint > first.checkpoint
@@ -163,13 +189,16 @@ def test_the_first_pass_looks_back_a_day_and_later_ones_from_the_checkpoint(worl
     assert [cuk for cuk, _ in world.k2hr3.deleted()] == [old.id]
 
 
-def test_an_idle_pass_is_one_request_per_page(world: World) -> None:
+def test_an_idle_pass_is_the_down_cell_probe_and_one_request_per_page(world: World) -> None:
     for _ in range(7):  # page_size 3: three pages
         world.standin.delete(world.standin.create())
     world.reconciler.run_pass()
     world.standin.requests.clear()
     world.reconciler.run_pass()
-    assert world.standin.requests == [("GET", "/compute/v2.1/servers/detail")] * 3
+    assert world.standin.requests == [
+        ("GET", "/compute/v2.1/os-services"),
+        *[("GET", "/compute/v2.1/servers/detail")] * 3,
+    ]
 
 
 def test_nova_failing_is_logged_once_per_streak_and_keeps_the_checkpoint(

@@ -333,8 +333,6 @@ def _replay(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
 
 def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     """One pass on demand; see :mod:`k2hr3_osnl.reconcile.reconciler`."""
-    import time
-
     from k2hr3_osnl.core import catchup
     from k2hr3_osnl.openstack import session
     from k2hr3_osnl.reconcile import wiring as openstack_parts
@@ -349,7 +347,7 @@ def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     since = None
     if args.since is not None:
         try:
-            since = catchup.parse_since(args.since, time.time())
+            since = catchup.parse_since(args.since)
         except ValueError as error:
             print(f"k2hr3-osnl: --since: {error}", file=sys.stderr)
             return 2
