@@ -50,6 +50,12 @@ class World:
                 return float(line.split()[1])
         raise AssertionError(f"{name} not exported")
 
+    def metrics_now(self) -> list[tuple[str, float]]:
+        """Every exported sample as (name{labels}, value)."""
+        lines = generate_latest(self.metrics.registry).decode().splitlines()
+        samples = [line.rsplit(" ", 1) for line in lines if not line.startswith("#")]
+        return [(name, float(value)) for name, value in samples]
+
     def notify_instance_deleted(self, cuk: str) -> None:
         """What the notification path does with nova's instance.delete.end."""
         payload = {"nova_object.data": {"uuid": cuk}}
@@ -282,3 +288,122 @@ def test_a_checkpoint_that_cannot_be_written_is_a_failed_pass_not_a_crash(world:
     report = world.reconciler.run_pass()
     assert report.error is not None and "cannot write" in report.error
     assert len(world.k2hr3.calls) == 1  # the deletion itself went out
+
+
+YEAR = 365 * 86400
+
+
+def write_checkpoint(world: World, text: str) -> None:
+    world.state_dir.mkdir(parents=True, exist_ok=True)
+    world.reconciler.checkpoint.path.write_text(
+        '{"checkpoint_unix": ' + text + "}\n", encoding="utf-8"
+    )
+
+
+def test_a_checkpoint_a_year_ahead_does_not_hide_what_nova_deleted(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A boot before NTP once wrote the checkpoint with a clock a year ahead.
+    write_checkpoint(world, repr(time.time() + YEAR))
+    gone = world.standin.create()
+    world.standin.delete(gone, when=world.standin.now() - 400)
+    caplog.set_level(logging.WARNING, logger="k2hr3_osnl.reconcile.reconciler")
+
+    first = world.reconciler.run_pass()
+    second = world.reconciler.run_pass()
+
+    assert first.ok and second.ok
+    assert world.k2hr3.deleted() == [(gone.id, None)]
+    said = [r.getMessage() for r in caplog.records if "later than Nova's clock" in r.getMessage()]
+    assert len(said) == 1, said
+    saved = world.reconciler.checkpoint.load()
+    assert saved is not None and saved <= world.standin.now()
+
+
+def test_nova_s_clock_not_ours_decides_the_window_and_the_checkpoint(world: World) -> None:
+    # Our clock a year ahead of Nova's (or Nova's a year behind: the same to us).
+    world.standin.clock_offset = -YEAR
+    world.reconciler.run_pass()
+    saved = world.reconciler.checkpoint.load()
+    assert saved is not None and abs(saved - world.standin.now()) < 5
+
+    gone = world.standin.create()
+    world.standin.delete(gone)
+    report = world.reconciler.run_pass()
+
+    assert report.ok and world.k2hr3.deleted() == [(gone.id, None)]
+
+
+@pytest.mark.parametrize(
+    "value", ["NaN", "-Infinity", "Infinity", "1e308", "-1", "0", "true", '"soon"', "[]"]
+)
+def test_a_checkpoint_that_is_no_time_is_one_line_and_a_first_start_s_look_back(
+    world: World, caplog: pytest.LogCaptureFixture, value: str
+) -> None:
+    write_checkpoint(world, value)
+    gone = world.standin.create()
+    world.standin.delete(gone, when=world.standin.now() - 400)
+    caplog.set_level(logging.WARNING, logger="k2hr3_osnl.reconcile.reconciler")
+
+    report = world.reconciler.run_pass()
+    again = world.reconciler.run_pass()
+
+    assert report.ok and again.ok, (report, again)
+    assert world.k2hr3.deleted() == [(gone.id, None)]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and str(world.reconciler.checkpoint.path) in lines[0], lines
+    saved = world.reconciler.checkpoint.load()
+    assert saved is not None and abs(saved - world.standin.now()) < 5
+
+
+def test_a_down_cell_holds_the_checkpoint_until_its_deletions_can_be_seen(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.standin.cells["cell2"] = ["compute-21", "compute-22"]
+    world.reconciler.run_pass()
+    kept = world.reconciler.checkpoint.load()
+    hidden = world.standin.create(cell="cell2")
+    world.standin.delete(hidden)
+    world.standin.down_cells.add("cell2")
+    caplog.set_level(logging.INFO, logger="k2hr3_osnl.reconcile.reconciler")
+
+    gauge = []
+    for _ in range(2):
+        world.standin.clock_offset += 1000  # well past the overlap
+        assert world.reconciler.run_pass().ok
+        gauge.append(dict(world.metrics_now()).get("k2hr3_osnl_reconcile_unknown_compute_services"))
+    assert world.reconciler.checkpoint.load() == kept
+    assert world.k2hr3.deleted() == []
+
+    world.standin.down_cells.clear()
+    back = world.reconciler.run_pass()
+
+    assert back.ok and world.k2hr3.deleted() == [(hidden.id, None)]
+    assert world.reconciler.checkpoint.load() != kept
+    assert gauge == [2, 2]
+    assert world.metric("k2hr3_osnl_reconcile_unknown_compute_services") == 0
+    assert world.metric('k2hr3_osnl_reconcile_cell_checks_total{outcome="cell_down"}') == 2
+    assert set(world.standin.services_microversions) == {(2, 69)}
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("as UNKNOWN: a cell is down" in m for m in messages) == 1, messages
+    assert sum("every Nova cell answers again" in m for m in messages) == 1, messages
+
+
+def test_a_nova_too_old_to_tell_about_cells_is_said_once_and_passes_go_on(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.standin.max_microversion = (2, 60)  # Rocky: no down-cell support
+    caplog.set_level(logging.WARNING, logger="k2hr3_osnl.reconcile.reconciler")
+    first = world.reconciler.run_pass()
+    world.standin.clock_offset += 1000
+    gone = world.standin.create()
+    world.standin.delete(gone)
+    second = world.reconciler.run_pass()
+
+    assert first.ok and second.ok and second.cells_down is None
+    assert second.checkpoint is not None and second.checkpoint != first.checkpoint
+    assert world.k2hr3.deleted() == [(gone.id, None)]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("cannot tell whether a Nova cell is down" in m for m in messages) == 1, messages
+    assert "status 406" in messages[0]
+    assert world.metric('k2hr3_osnl_reconcile_cell_checks_total{outcome="unknown"}') == 2

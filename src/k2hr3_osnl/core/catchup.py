@@ -93,7 +93,7 @@ def trusted(checkpoint: float | None, now: float, overlap: float) -> tuple[float
     if checkpoint < EARLIEST:
         return None, f"{checkpoint!r} is before {iso(EARLIEST)}"
     if checkpoint > now + overlap:
-        return None, f"{iso(checkpoint)} is later than Nova's clock ({iso(now)})"
+        return None, f"{_shown(checkpoint)} is later than Nova's clock ({iso(now)})"
     return checkpoint, ""
 
 
@@ -195,6 +195,14 @@ class Since:
         if wanted is None or not math.isfinite(wanted) or wanted < EARLIEST:
             return EARLIEST, True
         return wanted, False
+
+
+def _shown(when: float) -> str:
+    """ISO 8601 where a date can say it (up to year 9999), the number otherwise."""
+    try:
+        return iso(when)
+    except (OverflowError, ValueError, OSError):
+        return repr(when)
 
 
 def parse_since(text: str) -> Since:
