@@ -371,10 +371,12 @@ def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     print(
         f"{report.found} deleted server(s) since {catchup.iso(report.since)}, "
         f"{report.already} already deleted, {report.sent} sent"
-        + (" (dry run)" if args.dry_run else ""),
+        + (" (dry run)" if args.dry_run else "")
+        + ("; a Nova cell is down: its servers were not listed" if report.cells_down else ""),
         file=sys.stderr,
     )
-    return 0 if report.settled else 1
+    # Never a false OK: a listing without a down cell's servers did not see everything.
+    return 0 if report.settled and not report.cells_down else 1
 
 
 if __name__ == "__main__":

@@ -225,6 +225,13 @@ class Reconciler:
                     "asking from then",
                     catchup.iso(catchup.EARLIEST),
                 )
+            elif asked > started:
+                LOG.warning(
+                    "reconciliation: --since %s is later than Nova's clock (%s): nothing "
+                    "deleted since then can exist yet",
+                    catchup.iso(asked),
+                    catchup.iso(started),
+                )
         self.memory.cover(2 * (started - asked))
         report = Pass(
             since=asked,
