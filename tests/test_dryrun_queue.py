@@ -54,8 +54,8 @@ def test_a_dry_run_killed_uncleanly_leaves_a_queue_that_expires_and_is_bounded(
 
     assert e2e.broker.queue_info(queue) is not None
     # RabbitMQ deletes it an hour after its last consumer, and keeps 10,000 copies at most.
-    assert dryrun.arguments() == LIMITS
     assert declared_with(queue, LIMITS)
+    assert dryrun.arguments() == LIMITS
 
 
 def test_a_queue_left_without_limits_by_an_earlier_release_does_not_stop_a_dry_run(
