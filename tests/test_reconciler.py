@@ -407,3 +407,29 @@ def test_a_nova_too_old_to_tell_about_cells_is_said_once_and_passes_go_on(
     assert sum("cannot tell whether a Nova cell is down" in m for m in messages) == 1, messages
     assert "status 406" in messages[0]
     assert world.metric('k2hr3_osnl_reconcile_cell_checks_total{outcome="unknown"}') == 2
+
+
+def test_while_a_down_cell_holds_the_checkpoint_what_notifications_deleted_stays_known(
+    world: World,
+) -> None:
+    # The memory of deleted cuks runs on the monotonic clock; this test moves it by hand.
+    now = [0.0]
+    world.reconciler.memory._clock = lambda: now[0]
+    world.standin.cells["cell2"] = ["compute-21"]
+    world.reconciler.run_pass()
+    world.standin.down_cells.add("cell2")
+    told = world.standin.create()
+    world.standin.delete(told)
+    world.notify_instance_deleted(told.id)
+
+    for _ in range(3):  # an outage of 50 minutes, a pass every 10
+        now[0] += 1000
+        world.standin.clock_offset += 1000
+        report = world.reconciler.run_pass()
+        assert report.ok and report.cells_down == 1
+
+    # Each held pass asks from the kept checkpoint: the notified deletion is found again,
+    # and is neither sent twice nor taken for one the bus lost.
+    assert report.found == 1 and report.already == 1
+    assert world.k2hr3.deleted() == [(told.id, None)]
+    assert world.metric("k2hr3_osnl_reconcile_missed_total") == 0
