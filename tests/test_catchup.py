@@ -112,3 +112,57 @@ def test_since_in_local_offset_and_bad_input() -> None:
     assert catchup.parse_since("2026-01-31T12:00:00").resolve(0) == (stamp, False)
     with pytest.raises(ValueError, match="neither an ISO 8601 time"):
         catchup.parse_since("yesterday")
+
+
+nova_times = st.floats(min_value=catchup.EARLIEST, max_value=4_000_000_000)
+any_floats = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
+
+
+@given(any_floats, nova_times, spans, spans)
+def test_whatever_the_checkpoint_file_holds_the_window_is_a_date_nova_can_take(
+    stored: float | None, now: float, overlap: float, lookback: float
+) -> None:
+    checkpoint, why = catchup.trusted(stored, now, overlap)
+    if checkpoint is None:
+        # Refused (with the reason for the one log line) or absent: a first start.
+        assert bool(why) == (stored is not None)
+    else:
+        assert why == "" and catchup.EARLIEST <= checkpoint <= now + overlap
+    since = catchup.window(checkpoint, now, overlap, lookback).since
+    if checkpoint is None:
+        assert since == now - lookback
+    else:
+        # Never later than Nova's now minus the overlap: a checkpoint ahead hides nothing.
+        assert since <= now - overlap + 1e-6
+    assert catchup.iso(since).endswith("Z")
+
+
+@given(st.one_of(st.none(), nova_times), nova_times, st.booleans(), st.booleans())
+def test_the_checkpoint_never_moves_past_a_pass_that_missed_a_cell(
+    checkpoint: float | None, started: float, settled: bool, every_cell: bool
+) -> None:
+    moved = catchup.next_checkpoint(checkpoint, started, settled, every_cell)
+    if not (settled and every_cell):
+        assert moved == checkpoint
+
+
+def test_a_cell_check_holds_the_checkpoint_only_for_what_it_saw_or_could_not_see_now() -> None:
+    assert catchup.saw_every_cell(0, failed=False)
+    assert not catchup.saw_every_cell(2, failed=False)
+    assert not catchup.saw_every_cell(None, failed=True)  # a 5xx: ask again next pass
+    assert catchup.saw_every_cell(None, failed=False)  # never able to tell: said, not held
+
+
+@given(st.one_of(st.floats(min_value=0), st.just(float("inf"))), nova_times)
+def test_since_never_reaches_before_any_nova(ago: float, now: float) -> None:
+    since, moved = catchup.Since(ago=ago).resolve(now)
+    assert catchup.EARLIEST <= since <= now
+    assert moved == (now - ago < catchup.EARLIEST)
+    assert catchup.iso(since).endswith("Z")
+
+
+def test_only_a_pass_from_a_checkpoint_in_its_usual_window_counts_misses() -> None:
+    usual = catchup.window(2_000_000_000, 2_000_000_600, 300, 86400)
+    assert catchup.counts_as_missed(2_000_000_000, usual.since, usual)
+    assert not catchup.counts_as_missed(None, usual.since, usual)  # first pass after install
+    assert not catchup.counts_as_missed(2_000_000_000, usual.since - 86400, usual)  # --since 1d
