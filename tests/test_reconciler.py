@@ -434,3 +434,33 @@ def test_while_a_down_cell_holds_the_checkpoint_what_notifications_deleted_stays
     assert world.k2hr3.deleted() == [(told.id, None)]
     assert world.metric("k2hr3_osnl_reconcile_missed_total") == 0
     assert report.cells_down == 1
+
+
+def test_without_a_date_header_nova_s_service_heartbeats_tell_its_time(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.standin.send_date = False  # a proxy that strips it
+    world.standin.clock_offset = -YEAR  # and our clock a year ahead of Nova's
+    caplog.set_level(logging.WARNING, logger="k2hr3_osnl.reconcile.reconciler")
+    world.reconciler.run_pass()
+    gone = world.standin.create()
+    world.standin.delete(gone)
+
+    report = world.reconciler.run_pass()
+
+    assert report.ok and world.k2hr3.deleted() == [(gone.id, None)]
+    assert "local clock decides" not in caplog.text
+
+
+def test_with_no_clock_of_nova_s_at_all_the_local_one_decides_and_it_is_said_once(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.standin.send_date = False
+    world.standin.max_microversion = (2, 60)  # no service list to read heartbeats from
+    caplog.set_level(logging.WARNING, logger="k2hr3_osnl.reconcile.reconciler")
+    gone = world.standin.create()
+    world.standin.delete(gone)
+    for _ in range(2):
+        assert world.reconciler.run_pass().ok
+    assert world.k2hr3.deleted() == [(gone.id, None)]
+    assert caplog.text.count("the local clock decides what is reconciled") == 1

@@ -106,6 +106,8 @@ class OpenStackStandIn:
         self.down_cells: set[str] = set()
         #: The highest compute microversion this Nova knows.
         self.max_microversion = (2, 95)
+        #: Whether answers carry a Date header (a proxy may strip it).
+        self.send_date = True
         #: The microversion each GET /os-services asked for, in order.
         self.services_microversions: list[tuple[int, int]] = []
         self._lock = threading.Lock()
@@ -181,6 +183,10 @@ class OpenStackStandIn:
 
             def log_message(self, *args: object) -> None:
                 pass
+
+            def send_header(self, keyword: str, value: str) -> None:
+                if keyword != "Date" or standin.send_date:
+                    super().send_header(keyword, value)
 
             def date_time_string(self, timestamp: float | None = None) -> str:
                 # Nova's clock, not ours, in the Date header of every answer.
@@ -377,7 +383,7 @@ class OpenStackStandIn:
         services: list[dict[str, Any]] = [
             {"id": str(uuid.uuid5(uuid.NAMESPACE_DNS, "conductor")), "binary": "nova-conductor",
              "host": "controller-1", "state": "up", "status": "enabled", "zone": "internal",
-             "updated_at": _iso(self.now()), "disabled_reason": None, "forced_down": False}
+             "updated_at": self._heartbeat(), "disabled_reason": None, "forced_down": False}
         ]  # fmt: skip
         for cell, hosts in sorted(self.cells.items()):
             for host in hosts:
@@ -390,7 +396,7 @@ class OpenStackStandIn:
                 services.append(
                     {"id": str(uuid.uuid5(uuid.NAMESPACE_DNS, host)), "binary": "nova-compute",
                      "host": host, "state": "up", "status": "enabled", "zone": "nova",
-                     "updated_at": _iso(self.now()), "disabled_reason": None,
+                     "updated_at": self._heartbeat(), "disabled_reason": None,
                      "forced_down": False}
                 )  # fmt: skip
         binary = params.get("binary", [""])[-1]
@@ -398,6 +404,11 @@ class OpenStackStandIn:
             services = [s for s in services if s["binary"] == binary]
         version = f"compute {microversion[0]}.{microversion[1]}"
         return 200, {"services": services}, {"OpenStack-API-Version": version}
+
+    def _heartbeat(self) -> str:
+        """A service's last report, a few seconds ago by Nova's clock, as Nova writes it."""
+        stamp = datetime.datetime.fromtimestamp(self.now() - 3, datetime.UTC)
+        return stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")
 
     def _neutron(self, path: str) -> tuple[int, Any, dict[str, str]]:
         if path.startswith("/v2.0/ports/"):

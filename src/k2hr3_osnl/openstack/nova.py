@@ -32,7 +32,8 @@ class Cells:
     unknown: int | None
     #: Why it cannot tell (Nova too old for 2.69, a policy refusing the listing...).
     problem: str = ""
-    #: Nova's clock: the ``Date`` of its answer (Unix time), None if it sent none.
+    #: Nova's clock (Unix time): the ``Date`` of its answer or, without one, the newest
+    #: heartbeat of its services; None if neither is there.
     clock: float | None = None
     #: Nova failed to answer this time (5xx, 401, 429): it may tell next time.
     transient: bool = False
@@ -63,7 +64,27 @@ def cells(cloud: Cloud) -> Cells:
     if not isinstance(services, list):
         return Cells(None, "Nova GET /os-services: not a list of services", clock)
     down = sum(1 for s in services if isinstance(s, Mapping) and s.get("status") == UNKNOWN)
-    return Cells(down, "", clock)
+    return Cells(down, "", clock if clock is not None else _newest_heartbeat(services))
+
+
+def _newest_heartbeat(services: list[Any]) -> float | None:
+    """The latest ``updated_at`` of the services: Nova's database clock, seconds behind.
+
+    Each service stamps it every ``report_interval`` (10 s), by Nova's own time.
+    """
+    newest: float | None = None
+    for service in services:
+        text = service.get("updated_at") if isinstance(service, Mapping) else None
+        if not isinstance(text, str):
+            continue
+        try:
+            stamp = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=datetime.UTC)
+        newest = max(newest or stamp.timestamp(), stamp.timestamp())
+    return newest
 
 
 def date_of(response: Any) -> float | None:
