@@ -464,3 +464,22 @@ def test_with_no_clock_of_nova_s_at_all_the_local_one_decides_and_it_is_said_onc
         assert world.reconciler.run_pass().ok
     assert world.k2hr3.deleted() == [(gone.id, None)]
     assert caplog.text.count("the local clock decides what is reconciled") == 1
+
+
+def test_a_cell_check_that_fails_this_once_holds_the_checkpoint_for_this_pass(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.reconciler.run_pass()
+    kept = world.reconciler.checkpoint.load()
+    world.standin.services_fail_with = 500
+    caplog.set_level(logging.INFO, logger="k2hr3_osnl.reconcile.reconciler")
+    for _ in range(2):
+        world.standin.clock_offset += 1000
+        assert world.reconciler.run_pass().ok  # the listing itself worked
+    assert world.reconciler.checkpoint.load() == kept
+
+    world.standin.services_fail_with = None
+    world.reconciler.run_pass()
+    assert world.reconciler.checkpoint.load() != kept
+    assert caplog.text.count("Nova could not say whether a cell is down (Nova GET") == 1
+    assert "every Nova cell answers again" in caplog.text

@@ -106,6 +106,8 @@ class OpenStackStandIn:
         self.down_cells: set[str] = set()
         #: The highest compute microversion this Nova knows.
         self.max_microversion = (2, 95)
+        #: GET /os-services alone answers this status while set (a cell database timing out).
+        self.services_fail_with: int | None = None
         #: Whether answers carry a Date header (a proxy may strip it).
         self.send_date = True
         #: The microversion each GET /os-services asked for, in order.
@@ -377,6 +379,9 @@ class OpenStackStandIn:
         """``GET /os-services``: a down cell's computes are UNKNOWN from 2.69 on."""
         with self._lock:
             self.services_microversions.append(microversion)
+        if self.services_fail_with is not None:
+            code = self.services_fail_with
+            return code, {"computeFault": {"code": code, "message": "Unexpected API Error."}}, {}
         if project != ADMIN_PROJECT:
             message = "Policy doesn't allow os_compute_api:os-services:list to be performed."
             return 403, {"forbidden": {"code": 403, "message": message}}, {}

@@ -208,6 +208,8 @@ class Reconciler:
         except OpenStackError as error:
             return Pass(since=0.0, error=str(error))
         started = self._nova_now(cells.clock)
+        if not cells.transient:  # said before what the pass finds; a 5xx only if it lists
+            self._judge_cells(cells)
         checkpoint, why = catchup.trusted(self.checkpoint.load(), started, self.overlap)
         self._say(
             "checkpoint",
@@ -251,7 +253,7 @@ class Reconciler:
         finally:
             # What was found before a failure is delivered all the same.
             batches.finish()
-        if report.error is None:
+        if report.error is None and cells.transient:
             self._judge_cells(cells)
         if report.error is None and not dry_run:
             # An on-demand --since later than the usual window saw less than it promises.
