@@ -483,3 +483,16 @@ def test_a_cell_check_that_fails_this_once_holds_the_checkpoint_for_this_pass(
     assert world.reconciler.checkpoint.load() != kept
     assert caplog.text.count("Nova could not say whether a cell is down (Nova GET") == 1
     assert "every Nova cell answers again" in caplog.text
+
+
+def test_a_bad_checkpoint_that_a_down_cell_keeps_in_place_is_said_once(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_checkpoint(world, repr(time.time() + YEAR))
+    world.standin.cells["cell2"] = ["compute-21"]
+    world.standin.down_cells.add("cell2")  # so no pass may replace the file
+    caplog.set_level(logging.WARNING, logger="k2hr3_osnl.reconcile.reconciler")
+    for _ in range(3):
+        world.standin.clock_offset += 600
+        assert world.reconciler.run_pass().ok
+    assert caplog.text.count("later than Nova's clock") == 1

@@ -210,12 +210,14 @@ class Reconciler:
         started = self._nova_now(cells.clock)
         if not cells.transient:  # said before what the pass finds; a 5xx only if it lists
             self._judge_cells(cells)
-        checkpoint, why = catchup.trusted(self.checkpoint.load(), started, self.overlap)
+        stored = self.checkpoint.load()
+        checkpoint, why = catchup.trusted(stored, started, self.overlap)
         self._say(
             "checkpoint",
             why
             and f"reconciliation checkpoint {self.checkpoint.path}: {why}; looking back "
             f"{self.initial_lookback:.0f}s as on a first start",
+            key=repr(stored) if why else "",
         )
         usual = catchup.window(checkpoint, started, self.overlap, self.initial_lookback)
         asked = usual.since
@@ -271,14 +273,15 @@ class Reconciler:
         return report
 
     def _nova_now(self, clock: float | None) -> float:
-        """Nova's time, from the ``Date`` of its answer; ours only if it sent none."""
+        """Nova's time (the ``Date`` of its answer, or its services' heartbeats); ours
+        only if it gave neither."""
         usable = clock is not None and clock >= catchup.EARLIEST
         self._say(
             "clock",
             ""
             if usable
-            else "reconciliation: Nova's answer carries no usable Date header: the local "
-            "clock decides what is reconciled",
+            else "reconciliation: Nova's answer carries no usable Date header and no service "
+            "heartbeat: the local clock decides what is reconciled",
         )
         return clock if usable and clock is not None else self._clock()
 
@@ -307,14 +310,16 @@ class Reconciler:
             text = ""
         self._say("cells", text, "reconciliation: every Nova cell answers again")
 
-    def _say(self, topic: str, text: str, healed: str = "") -> None:
-        """A warning once until its text changes, and ``healed`` once it goes away."""
+    def _say(self, topic: str, text: str, healed: str = "", key: str | None = None) -> None:
+        """A warning once until it changes (its ``key``, or its text), and ``healed``
+        once it goes away."""
+        key = text if key is None else key
         before = self._said.get(topic, "")
-        if text and text != before:
+        if text and key != before:
             LOG.warning("%s", text)
         elif before and not text and healed:
             LOG.info("%s", healed)
-        self._said[topic] = text
+        self._said[topic] = key if text else ""
 
     def _page(
         self,
