@@ -1,7 +1,7 @@
 """Reconciliation's decisions, with no I/O: what to ask Nova, what to delete, when to move on.
 
 Nova remembers deleted servers, so the daemon can ask it what the message bus never
-carried. Three rules make that lose nothing:
+carried. These rules make that lose nothing, and cry wolf only when it happened:
 
 - **The window.** A pass asks for servers changed since its checkpoint *minus an
   overlap*, so that a server Nova's database stamped a little before our clock said
@@ -14,9 +14,10 @@ carried. Three rules make that lose nothing:
 - **A dry run never moves what a live run reads**: it keeps a checkpoint file of its
   own (:func:`checkpoint_file`), so going live after a rehearsal skips nothing.
 - **Nova's clock decides, not ours.** ``now`` is the time Nova says it is (the ``Date``
-  of its answer): a checkpoint later than that, or not a time at all, is said once and
-  replaced by the first start's look-back (:func:`trusted`); the next checkpoint is
-  Nova's time too, so a local clock a year ahead never hides a deletion.
+  of its answer, or its services' heartbeats): a checkpoint later than that, or not a
+  time at all, is said once and replaced by the first start's look-back
+  (:func:`trusted`); the next checkpoint is Nova's time too, so a local clock a year
+  ahead never hides a deletion.
 - **A pass that could not see every cell** (a Nova cell down hides its servers) does
   not move the checkpoint: the next pass asks again from where this one began.
 - **Missed means missed.** A deletion counts as one the bus lost only if the window it

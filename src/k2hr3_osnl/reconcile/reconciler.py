@@ -62,20 +62,26 @@ class Checkpoint:
         self.path = Path(state_dir) / catchup.checkpoint_file(dry_run)
 
     def load(self) -> float | None:
-        """None on the very first start; an unreadable file is said once and ignored."""
+        """None on the very first start; an unreadable file is said and ignored."""
+        value, problem = self.read()
+        if problem:
+            LOG.warning(
+                "reconciliation checkpoint %s %s: looking back as on a first start",
+                self.path,
+                problem,
+            )
+        return value
+
+    def read(self) -> tuple[float | None, str]:
+        """The value in the file as it is (NaN included: judging it is not ours), and
+        what made it unreadable ("" if nothing did, or if there is no file yet)."""
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            value = float(data["checkpoint_unix"])
+            return float(data["checkpoint_unix"]), ""
         except FileNotFoundError:
-            return None
+            return None, ""
         except (OSError, ValueError, KeyError, TypeError) as error:
-            LOG.warning(
-                "reconciliation checkpoint %s unreadable (%s): looking back as on a first start",
-                self.path,
-                error,
-            )
-            return None
-        return value
+            return None, f"unreadable ({error})"
 
     def save(self, when: float) -> None:
         """Write atomically (temporary file, fsync, rename): a crash leaves old or new."""
@@ -210,14 +216,15 @@ class Reconciler:
         started = self._nova_now(cells.clock)
         if not cells.transient:  # said before what the pass finds; a 5xx only if it lists
             self._judge_cells(cells)
-        stored = self.checkpoint.load()
+        stored, unreadable = self.checkpoint.read()
         checkpoint, why = catchup.trusted(stored, started, self.overlap)
+        why = unreadable or why
         self._say(
             "checkpoint",
             why
             and f"reconciliation checkpoint {self.checkpoint.path}: {why}; looking back "
             f"{self.initial_lookback:.0f}s as on a first start",
-            key=repr(stored) if why else "",
+            key=f"{stored!r} {unreadable}" if why else "",
         )
         usual = catchup.window(checkpoint, started, self.overlap, self.initial_lookback)
         asked = usual.since
