@@ -20,6 +20,7 @@ from support.k2hr3_standin import FakeK2HR3
 from support.openstack_standin import OpenStackStandIn
 
 from k2hr3_osnl import config
+from k2hr3_osnl.core import catchup
 from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.observer import Observers
@@ -496,3 +497,14 @@ def test_a_bad_checkpoint_that_a_down_cell_keeps_in_place_is_said_once(
         world.standin.clock_offset += 600
         assert world.reconciler.run_pass().ok
     assert caplog.text.count("later than Nova's clock") == 1
+
+
+def test_a_look_back_of_a_million_years_asks_from_2010_and_fails_nothing(world: World) -> None:
+    # initial_lookback_seconds has no maximum; 3.2e13 s is a million years.
+    world.reconciler.initial_lookback = 3.2e13
+    gone = world.standin.create()
+    world.standin.delete(gone, when=world.standin.now() - 400)
+    report = world.reconciler.run_pass()
+    assert report.ok, report.error
+    assert world.k2hr3.deleted() == [(gone.id, None)]
+    assert report.since == catchup.EARLIEST

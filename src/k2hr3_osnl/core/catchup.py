@@ -71,11 +71,15 @@ class Window:
 
 
 def window(checkpoint: float | None, now: float, overlap: float, initial_lookback: float) -> Window:
-    """Where a pass starting at ``now`` looks, given the last checkpoint (None: never)."""
+    """Where a pass starting at ``now`` looks, given the last checkpoint (None: never).
+
+    Never before :data:`EARLIEST`: an ``initial_lookback_seconds`` or an overlap of a
+    million years asks from 2010, not from a date Nova (or Python) cannot take.
+    """
     if checkpoint is None:
-        return Window(now - initial_lookback)
+        return Window(max(EARLIEST, now - initial_lookback))
     # A checkpoint from the future (a clock set back) must not hide what happens now.
-    return Window(min(checkpoint, now) - overlap)
+    return Window(max(EARLIEST, min(checkpoint, now) - overlap))
 
 
 def trusted(checkpoint: float | None, now: float, overlap: float) -> tuple[float | None, str]:
