@@ -14,7 +14,7 @@ from k2hr3_osnl.core.events import Delete, decide
 
 times = st.floats(min_value=0, max_value=4_000_000_000, allow_nan=False)
 #: Times a pass can start at by Nova's clock (after 2010: no Nova existed before).
-nova_times_ = st.floats(min_value=catchup.EARLIEST + 10 * 86400, max_value=4_000_000_000)
+nova_times = st.floats(min_value=catchup.EARLIEST + 10 * 86400, max_value=4_000_000_000)
 spans = st.floats(min_value=0, max_value=10 * 86400, allow_nan=False)
 statuses = st.sampled_from(["ACTIVE", "DELETED", "SOFT_DELETED", "ERROR", "SHELVED", None, 3])
 uuids = st.uuids().map(str)
@@ -28,7 +28,7 @@ servers = st.one_of(
 )
 
 
-@given(st.one_of(st.none(), nova_times_), nova_times_, spans, spans)
+@given(st.one_of(st.none(), nova_times), nova_times, spans, spans)
 def test_the_window_covers_everything_since_the_checkpoint_minus_the_overlap(
     checkpoint: float | None, now: float, overlap: float, lookback: float
 ) -> None:
@@ -116,7 +116,6 @@ def test_since_in_local_offset_and_bad_input() -> None:
         catchup.parse_since("yesterday")
 
 
-nova_times = st.floats(min_value=catchup.EARLIEST, max_value=4_000_000_000)
 any_floats = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
 
 
