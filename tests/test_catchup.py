@@ -13,6 +13,8 @@ from k2hr3_osnl.core import catchup
 from k2hr3_osnl.core.events import Delete, decide
 
 times = st.floats(min_value=0, max_value=4_000_000_000, allow_nan=False)
+#: Times a pass can start at by Nova's clock (after 2010: no Nova existed before).
+nova_times = st.floats(min_value=catchup.EARLIEST + 10 * 86400, max_value=4_000_000_000)
 spans = st.floats(min_value=0, max_value=10 * 86400, allow_nan=False)
 statuses = st.sampled_from(["ACTIVE", "DELETED", "SOFT_DELETED", "ERROR", "SHELVED", None, 3])
 uuids = st.uuids().map(str)
@@ -26,13 +28,13 @@ servers = st.one_of(
 )
 
 
-@given(st.one_of(st.none(), times), times, spans, spans)
+@given(st.one_of(st.none(), nova_times), nova_times, spans, spans)
 def test_the_window_covers_everything_since_the_checkpoint_minus_the_overlap(
     checkpoint: float | None, now: float, overlap: float, lookback: float
 ) -> None:
     since = catchup.window(checkpoint, now, overlap, lookback).since
     if checkpoint is None:
-        assert since == now - lookback
+        assert since == max(catchup.EARLIEST, now - lookback)
     else:
         # Nothing after the checkpoint (or now, if the clock went back) is left out...
         assert since <= min(checkpoint, now) - overlap
@@ -90,24 +92,78 @@ def test_a_found_deletion_is_a_notification_the_handler_deletes_by_cuk_alone(cuk
     assert catchup.notification(catchup.Found(cuk))[0] == message_id
 
 
-@given(times)
+@given(st.floats(min_value=catchup.EARLIEST, max_value=4_000_000_000))
 def test_since_round_trips_through_iso_8601(when: float) -> None:
     text = catchup.iso(when)
     assert text.endswith("Z")
     # Rounded down, never up: the window asked for is never later than meant.
-    assert when - 1 < catchup.parse_since(text, now=0) <= when
+    assert when - 1 < catchup.parse_since(text).resolve(now=0)[0] <= when
 
 
 @pytest.mark.parametrize(
     ("text", "ago"), [("45s", 45), ("90m", 5400), ("12h", 43200), ("2d", 172800), ("30", 30)]
 )
 def test_since_as_a_duration(text: str, ago: float) -> None:
-    assert catchup.parse_since(text, now=1_000_000) == 1_000_000 - ago
+    now = 2_000_000_000  # a duration counts back from Nova's clock
+    assert catchup.parse_since(text).resolve(now) == (now - ago, False)
 
 
 def test_since_in_local_offset_and_bad_input() -> None:
     stamp = datetime.datetime(2026, 1, 31, 12, 0, tzinfo=datetime.UTC).timestamp()
-    assert catchup.parse_since("2026-01-31T13:00:00+01:00", now=0) == stamp
-    assert catchup.parse_since("2026-01-31T12:00:00", now=0) == stamp
+    assert catchup.parse_since("2026-01-31T13:00:00+01:00").resolve(0) == (stamp, False)
+    assert catchup.parse_since("2026-01-31T12:00:00").resolve(0) == (stamp, False)
     with pytest.raises(ValueError, match="neither an ISO 8601 time"):
-        catchup.parse_since("yesterday", now=0)
+        catchup.parse_since("yesterday")
+
+
+any_floats = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
+
+
+@given(any_floats, nova_times, spans, spans)
+def test_whatever_the_checkpoint_file_holds_the_window_is_a_date_nova_can_take(
+    stored: float | None, now: float, overlap: float, lookback: float
+) -> None:
+    checkpoint, why = catchup.trusted(stored, now, overlap)
+    if checkpoint is None:
+        # Refused (with the reason for the one log line) or absent: a first start.
+        assert bool(why) == (stored is not None)
+    else:
+        assert why == "" and catchup.EARLIEST <= checkpoint <= now + overlap
+    since = catchup.window(checkpoint, now, overlap, lookback).since
+    if checkpoint is None:
+        assert since == max(catchup.EARLIEST, now - lookback)
+    else:
+        # Never later than Nova's now minus the overlap: a checkpoint ahead hides nothing.
+        assert since <= now - overlap + 1e-6
+    assert catchup.iso(since).endswith("Z")
+
+
+@given(st.one_of(st.none(), nova_times), nova_times, st.booleans(), st.booleans())
+def test_the_checkpoint_never_moves_past_a_pass_that_missed_a_cell(
+    checkpoint: float | None, started: float, settled: bool, every_cell: bool
+) -> None:
+    moved = catchup.next_checkpoint(checkpoint, started, settled, every_cell)
+    if not (settled and every_cell):
+        assert moved == checkpoint
+
+
+def test_a_cell_check_holds_the_checkpoint_only_for_what_it_saw_or_could_not_see_now() -> None:
+    assert catchup.saw_every_cell(0, failed=False)
+    assert not catchup.saw_every_cell(2, failed=False)
+    assert not catchup.saw_every_cell(None, failed=True)  # a 5xx: ask again next pass
+    assert catchup.saw_every_cell(None, failed=False)  # never able to tell: said, not held
+
+
+@given(st.one_of(st.floats(min_value=0), st.just(float("inf"))), nova_times)
+def test_since_never_reaches_before_any_nova(ago: float, now: float) -> None:
+    since, moved = catchup.Since(ago=ago).resolve(now)
+    assert catchup.EARLIEST <= since <= now
+    assert moved == (now - ago < catchup.EARLIEST)
+    assert catchup.iso(since).endswith("Z")
+
+
+def test_only_a_pass_from_a_checkpoint_in_its_usual_window_counts_misses() -> None:
+    usual = catchup.window(2_000_000_000, 2_000_000_600, 300, 86400)
+    assert catchup.counts_as_missed(2_000_000_000, usual.since, usual)
+    assert not catchup.counts_as_missed(None, usual.since, usual)  # first pass after install
+    assert not catchup.counts_as_missed(2_000_000_000, usual.since - 86400, usual)  # --since 1d

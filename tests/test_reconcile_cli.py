@@ -95,3 +95,57 @@ def test_nova_failing_is_exit_1(
     failed = reconcile(write(tmp_path, k2hr3, standin.credentials()))
     assert failed.returncode == 1
     assert "reconciliation failed: Nova GET /servers/detail answered status 500" in failed.stderr
+
+
+def test_a_config_in_dry_run_never_moves_the_checkpoint_a_live_pass_reads(
+    tmp_path: Path, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    gone = standin.create()
+    standin.delete(gone, when=time.time() - 1000)
+    config = write(tmp_path, k2hr3, standin.credentials())
+    live_text = config.read_text(encoding="utf-8")
+    config.write_text(live_text + "[k2hr3]\ndry_run = true\n", encoding="utf-8")
+
+    dry = reconcile(config)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines() == [f"would delete cuk={gone.id} (deleted in Nova)"]
+    assert "dry_run = true: a pass as with --dry-run" in dry.stderr
+    assert k2hr3.calls == []
+
+    config.write_text(live_text, encoding="utf-8")
+    live = reconcile(config)
+    assert live.returncode == 0, live.stderr
+    assert k2hr3.deleted() == [(gone.id, None)]
+
+
+def test_absurd_windows_and_checkpoints_are_one_line_never_a_traceback(
+    tmp_path: Path, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    gone = standin.create()
+    standin.delete(gone, when=standin.now() - 400)
+    config = write(tmp_path, k2hr3, standin.credentials())
+
+    ancient = reconcile(config, "--since", "1000000d", "--dry-run")
+    assert ancient.returncode == 0, ancient.stderr
+    assert ancient.stdout.splitlines() == [f"would delete cuk={gone.id} (deleted in Nova)"]
+    assert "--since reaches back before 2010-01-01T00:00:00Z" in ancient.stderr
+    assert "since 2010-01-01T00:00:00Z" in ancient.stderr.splitlines()[-1]
+
+    (tmp_path / "state").mkdir(exist_ok=True)
+    (tmp_path / "state" / CHECKPOINT_FILE).write_text('{"checkpoint_unix": -Infinity}\n')
+    fallback = reconcile(config)
+    assert fallback.returncode == 0, fallback.stderr
+    assert "-inf is not a time; looking back 86400s as on a first start" in fallback.stderr
+    assert "Traceback" not in ancient.stderr + fallback.stderr
+    assert k2hr3.deleted() == [(gone.id, None)]
+
+
+def test_a_pass_that_could_not_see_a_down_cell_is_no_ok(
+    tmp_path: Path, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    standin.cells["cell2"] = ["compute-21"]
+    standin.down_cells.add("cell2")
+    done = reconcile(write(tmp_path, k2hr3, standin.credentials()))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1].endswith("a Nova cell is down: its servers were not listed")
+    assert not (tmp_path / "state" / CHECKPOINT_FILE).exists()

@@ -214,3 +214,88 @@ def test_with_two_workers_only_one_reconciles_and_no_password_is_logged(
     everything = daemon.log(since_start=False) + daemon.output.read_text()
     assert "keystoneauth" in everything  # the libraries did log at debug
     assert PASSWORD not in everything
+
+
+def test_a_dry_run_daemon_never_moves_the_checkpoint_the_live_one_reads(
+    e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    # The documented go-live path: install in dry run, then dry_run = false and restart.
+    gone = standin.create()
+    standin.delete(gone, when=time.time() - 1000)
+    dry_queue = f"{e2e.pool}-dry-run"
+    e2e.extra_queues.append(dry_queue)
+    port = free_port()
+    dry_sections = sections(standin, port, interval_seconds=600)
+    dry_sections["k2hr3"] = {"dry_run": "true"}
+    dry = e2e.daemon(e2e.config("dry", sections=dry_sections), queues=[dry_queue]).start()
+    wait_until(
+        lambda: metric(port, "k2hr3_osnl_reconcile_passes_total", outcome="ok") >= 1,
+        30,
+        "the dry run's first pass",
+    )
+    assert "dry run: not sent" in dry.log()
+    assert dry.stop() == 0
+    assert k2hr3.calls == []
+
+    live = e2e.daemon(e2e.config("live", sections=sections(standin, free_port()))).start()
+    wait_until(lambda: gone.id in cuks(k2hr3), 30, "the live daemon's catch-up")
+    assert cuks(k2hr3) == [gone.id]
+    assert live.stop() == 0
+
+
+def test_a_checkpoint_a_year_ahead_hides_nothing_from_the_daemon(
+    e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    # The node booted once with its clock a year ahead, before NTP set it right.
+    e2e.state_dir.mkdir(parents=True, exist_ok=True)
+    ahead = time.time() + 365 * 86400
+    (e2e.state_dir / CHECKPOINT_FILE).write_text(json.dumps({"checkpoint_unix": ahead}))
+    gone = standin.create()
+    standin.delete(gone, when=standin.now() - 400)
+    port = free_port()
+
+    daemon = e2e.daemon(e2e.config(sections=sections(standin, port))).start()
+    wait_until(lambda: gone.id in cuks(k2hr3), 30, "the deletion of 400 s ago")
+    wait_until(
+        lambda: metric(port, "k2hr3_osnl_reconcile_passes_total", outcome="ok") >= 2,
+        30,
+        "a second pass",
+    )
+
+    assert cuks(k2hr3) == [gone.id]
+    assert daemon.log().count("is later than Nova's clock") == 1
+    saved = json.loads((e2e.state_dir / CHECKPOINT_FILE).read_text())["checkpoint_unix"]
+    assert saved <= standin.now()
+    assert daemon.stop() == 0
+
+
+def test_the_first_pass_after_install_raises_no_bus_loss_alarm_and_a_down_cell_is_said(
+    e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    before = [standin.create() for _ in range(3)]
+    for server in before:
+        standin.delete(server, when=standin.now() - 3600)
+    standin.cells["cell2"] = ["compute-21", "compute-22"]
+    port = free_port()
+    daemon = e2e.daemon(e2e.config(sections=sections(standin, port))).start()
+    wait_until(lambda: len(cuks(k2hr3)) == 3, 30, "the look-back of the first pass")
+    wait_until(lambda: (e2e.state_dir / CHECKPOINT_FILE).exists(), 10, "the first checkpoint")
+    assert metric(port, "k2hr3_osnl_reconcile_missed_total") == 0
+    assert "no notification deleted it" not in daemon.log()
+
+    hidden = standin.create(cell="cell2")
+    standin.down_cells.add("cell2")
+    standin.delete(hidden)
+    wait_until(
+        lambda: metric(port, "k2hr3_osnl_reconcile_unknown_compute_services") == 2,
+        30,
+        "a pass that sees the down cell",
+    )
+    standin.clock_offset += 1000  # the outage outlasts the overlap
+    standin.down_cells.clear()
+    wait_until(lambda: hidden.id in cuks(k2hr3), 30, "the hidden deletion")
+
+    assert metric(port, "k2hr3_osnl_reconcile_missed_total") == 1
+    assert daemon.log().count("as UNKNOWN: a cell is down") == 1
+    assert "every Nova cell answers again" in daemon.log()
+    assert daemon.stop() == 0

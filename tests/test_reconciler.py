@@ -20,6 +20,7 @@ from support.k2hr3_standin import FakeK2HR3
 from support.openstack_standin import OpenStackStandIn
 
 from k2hr3_osnl import config
+from k2hr3_osnl.core import catchup
 from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.observer import Observers
@@ -49,6 +50,12 @@ class World:
             if line.startswith(name + " "):
                 return float(line.split()[1])
         raise AssertionError(f"{name} not exported")
+
+    def metrics_now(self) -> list[tuple[str, float]]:
+        """Every exported sample as (name{labels}, value)."""
+        lines = generate_latest(self.metrics.registry).decode().splitlines()
+        samples = [line.rsplit(" ", 1) for line in lines if not line.startswith("#")]
+        return [(name, float(value)) for name, value in samples]
 
     def notify_instance_deleted(self, cuk: str) -> None:
         """What the notification path does with nova's instance.delete.end."""
@@ -86,6 +93,7 @@ def world(tmp_path: Path, k2hr3: FakeK2HR3) -> Iterator[World]:
 
 
 def test_a_pass_deletes_what_nova_deleted_and_nothing_else(world: World) -> None:
+    world.reconciler.run_pass()  # the daemon ran before: there is a checkpoint
     gone = [world.standin.create() for _ in range(7)]
     for server in gone:
         world.standin.delete(server)
@@ -109,6 +117,7 @@ def test_a_pass_deletes_what_nova_deleted_and_nothing_else(world: World) -> None
 
 
 def test_a_cuk_a_notification_already_deleted_costs_no_second_call(world: World) -> None:
+    world.reconciler.run_pass()
     told, lost = world.standin.create(), world.standin.create()
     world.standin.delete(told)
     world.standin.delete(lost)
@@ -127,15 +136,39 @@ def test_a_cuk_a_notification_already_deleted_costs_no_second_call(world: World)
     assert world.metric("k2hr3_osnl_reconcile_missed_total") == 1
 
 
+def test_the_first_pass_after_install_delivers_its_look_back_without_calling_it_missed(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = [world.standin.create() for _ in range(4)]
+    for server in before:
+        world.standin.delete(server, when=world.standin.now() - 3600)
+    caplog.set_level(logging.INFO, logger="k2hr3_osnl.reconcile.reconciler")
+
+    first = world.reconciler.run_pass()
+    world.reconciler._judge(first, 600)
+
+    assert sorted(cuk for cuk, _ in world.k2hr3.deleted()) == sorted(s.id for s in before)
+    assert world.metric("k2hr3_osnl_reconcile_missed_total") == 0
+    assert "no notification deleted it" not in caplog.text
+    assert "none counted as missed (no checkpoint yet)" in caplog.text
+    # From the checkpoint on, a deletion no notification made is a miss again.
+    lost = world.standin.create()
+    world.standin.delete(lost)
+    world.reconciler.run_pass()
+    assert world.metric("k2hr3_osnl_reconcile_missed_total") == 1
+
+
 def test_the_checkpoint_moves_once_everything_is_delivered_or_parked(world: World) -> None:
     before = time.time()
     first = world.reconciler.run_pass()
-    assert first.checkpoint is not None and first.checkpoint >= before
+    # Nova's Date header: whole seconds.
+    assert first.checkpoint is not None and first.checkpoint >= before - 1
     assert world.reconciler.checkpoint.load() == first.checkpoint
 
     # K2HR3 says 400: parked, which settles it; the checkpoint moves on.
     world.k2hr3.status = 400
     world.standin.delete(world.standin.create())
+    world.standin.clock_offset += 10  # time passes in Nova
     second = world.reconciler.run_pass()
     assert second.results == {"parked": 1}
     assert second.checkpoint is not None and second.checkpoint > first.checkpoint
@@ -163,13 +196,16 @@ def test_the_first_pass_looks_back_a_day_and_later_ones_from_the_checkpoint(worl
     assert [cuk for cuk, _ in world.k2hr3.deleted()] == [old.id]
 
 
-def test_an_idle_pass_is_one_request_per_page(world: World) -> None:
+def test_an_idle_pass_is_the_down_cell_probe_and_one_request_per_page(world: World) -> None:
     for _ in range(7):  # page_size 3: three pages
         world.standin.delete(world.standin.create())
     world.reconciler.run_pass()
     world.standin.requests.clear()
     world.reconciler.run_pass()
-    assert world.standin.requests == [("GET", "/compute/v2.1/servers/detail")] * 3
+    assert world.standin.requests == [
+        ("GET", "/compute/v2.1/os-services"),
+        *[("GET", "/compute/v2.1/servers/detail")] * 3,
+    ]
 
 
 def test_nova_failing_is_logged_once_per_streak_and_keeps_the_checkpoint(
@@ -253,3 +289,222 @@ def test_a_checkpoint_that_cannot_be_written_is_a_failed_pass_not_a_crash(world:
     report = world.reconciler.run_pass()
     assert report.error is not None and "cannot write" in report.error
     assert len(world.k2hr3.calls) == 1  # the deletion itself went out
+
+
+YEAR = 365 * 86400
+
+
+def write_checkpoint(world: World, text: str) -> None:
+    world.state_dir.mkdir(parents=True, exist_ok=True)
+    world.reconciler.checkpoint.path.write_text(
+        '{"checkpoint_unix": ' + text + "}\n", encoding="utf-8"
+    )
+
+
+def test_a_checkpoint_a_year_ahead_does_not_hide_what_nova_deleted(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A boot before NTP once wrote the checkpoint with a clock a year ahead.
+    write_checkpoint(world, repr(time.time() + YEAR))
+    gone = world.standin.create()
+    world.standin.delete(gone, when=world.standin.now() - 400)
+    caplog.set_level(logging.WARNING, logger="k2hr3_osnl.reconcile.reconciler")
+
+    first = world.reconciler.run_pass()
+    second = world.reconciler.run_pass()
+
+    assert first.ok and second.ok
+    assert world.k2hr3.deleted() == [(gone.id, None)]
+    said = [r.getMessage() for r in caplog.records if "later than Nova's clock" in r.getMessage()]
+    assert len(said) == 1, said
+    saved = world.reconciler.checkpoint.load()
+    assert saved is not None and saved <= world.standin.now()
+
+
+def test_nova_s_clock_not_ours_decides_the_window_and_the_checkpoint(world: World) -> None:
+    # Our clock a year ahead of Nova's (or Nova's a year behind: the same to us).
+    world.standin.clock_offset = -YEAR
+    world.reconciler.run_pass()
+    saved = world.reconciler.checkpoint.load()
+    assert saved is not None and abs(saved - world.standin.now()) < 5
+
+    gone = world.standin.create()
+    world.standin.delete(gone)
+    report = world.reconciler.run_pass()
+
+    assert report.ok and world.k2hr3.deleted() == [(gone.id, None)]
+
+
+@pytest.mark.parametrize(
+    "value", ["NaN", "-Infinity", "Infinity", "1e308", "-1", "0", "true", '"soon"', "[]"]
+)
+def test_a_checkpoint_that_is_no_time_is_one_line_and_a_first_start_s_look_back(
+    world: World, caplog: pytest.LogCaptureFixture, value: str
+) -> None:
+    write_checkpoint(world, value)
+    gone = world.standin.create()
+    world.standin.delete(gone, when=world.standin.now() - 400)
+    caplog.set_level(logging.WARNING, logger="k2hr3_osnl.reconcile.reconciler")
+
+    report = world.reconciler.run_pass()
+    again = world.reconciler.run_pass()
+
+    assert report.ok and again.ok, (report, again)
+    assert world.k2hr3.deleted() == [(gone.id, None)]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and str(world.reconciler.checkpoint.path) in lines[0], lines
+    saved = world.reconciler.checkpoint.load()
+    assert saved is not None and abs(saved - world.standin.now()) < 5
+
+
+def test_a_down_cell_holds_the_checkpoint_until_its_deletions_can_be_seen(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.standin.cells["cell2"] = ["compute-21", "compute-22"]
+    world.reconciler.run_pass()
+    kept = world.reconciler.checkpoint.load()
+    hidden = world.standin.create(cell="cell2")
+    world.standin.delete(hidden)
+    world.standin.down_cells.add("cell2")
+    caplog.set_level(logging.INFO, logger="k2hr3_osnl.reconcile.reconciler")
+
+    gauge = []
+    for _ in range(2):
+        world.standin.clock_offset += 1000  # well past the overlap
+        assert world.reconciler.run_pass().ok
+        gauge.append(dict(world.metrics_now()).get("k2hr3_osnl_reconcile_unknown_compute_services"))
+    assert world.reconciler.checkpoint.load() == kept
+    assert world.k2hr3.deleted() == []
+
+    world.standin.down_cells.clear()
+    back = world.reconciler.run_pass()
+
+    assert back.ok and world.k2hr3.deleted() == [(hidden.id, None)]
+    assert world.reconciler.checkpoint.load() != kept
+    assert gauge == [2, 2]
+    assert world.metric("k2hr3_osnl_reconcile_unknown_compute_services") == 0
+    assert world.metric('k2hr3_osnl_reconcile_cell_checks_total{outcome="cell_down"}') == 2
+    assert set(world.standin.services_microversions) == {(2, 69)}
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("as UNKNOWN: a cell is down" in m for m in messages) == 1, messages
+    assert sum("every Nova cell answers again" in m for m in messages) == 1, messages
+
+
+def test_a_nova_too_old_to_tell_about_cells_is_said_once_and_passes_go_on(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.standin.max_microversion = (2, 60)  # Rocky: no down-cell support
+    caplog.set_level(logging.WARNING, logger="k2hr3_osnl.reconcile.reconciler")
+    first = world.reconciler.run_pass()
+    world.standin.clock_offset += 1000
+    gone = world.standin.create()
+    world.standin.delete(gone)
+    second = world.reconciler.run_pass()
+
+    assert first.ok and second.ok and second.cells_down is None
+    assert second.checkpoint is not None and second.checkpoint != first.checkpoint
+    assert world.k2hr3.deleted() == [(gone.id, None)]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("cannot tell whether a Nova cell is down" in m for m in messages) == 1, messages
+    assert "status 406" in messages[0]
+    assert world.metric('k2hr3_osnl_reconcile_cell_checks_total{outcome="unknown"}') == 2
+
+
+def test_while_a_down_cell_holds_the_checkpoint_what_notifications_deleted_stays_known(
+    world: World,
+) -> None:
+    # The memory of deleted cuks runs on the monotonic clock; this test moves it by hand.
+    now = [0.0]
+    world.reconciler.memory._clock = lambda: now[0]
+    world.standin.cells["cell2"] = ["compute-21"]
+    world.reconciler.run_pass()
+    world.standin.down_cells.add("cell2")
+    told = world.standin.create()
+    world.standin.delete(told)
+    world.notify_instance_deleted(told.id)
+
+    for _ in range(3):  # an outage of 50 minutes, a pass every 10
+        now[0] += 1000
+        world.standin.clock_offset += 1000
+        report = world.reconciler.run_pass()
+        assert report.ok
+
+    # Each held pass asks from the kept checkpoint: the notified deletion is found again,
+    # and is neither sent twice nor taken for one the bus lost.
+    assert report.found == 1 and report.already == 1
+    assert world.k2hr3.deleted() == [(told.id, None)]
+    assert world.metric("k2hr3_osnl_reconcile_missed_total") == 0
+    assert report.cells_down == 1
+
+
+def test_without_a_date_header_nova_s_service_heartbeats_tell_its_time(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.standin.send_date = False  # a proxy that strips it
+    world.standin.clock_offset = -YEAR  # and our clock a year ahead of Nova's
+    caplog.set_level(logging.WARNING, logger="k2hr3_osnl.reconcile.reconciler")
+    world.reconciler.run_pass()
+    gone = world.standin.create()
+    world.standin.delete(gone)
+
+    report = world.reconciler.run_pass()
+
+    assert report.ok and world.k2hr3.deleted() == [(gone.id, None)]
+    assert "local clock decides" not in caplog.text
+
+
+def test_with_no_clock_of_nova_s_at_all_the_local_one_decides_and_it_is_said_once(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.standin.send_date = False
+    world.standin.max_microversion = (2, 60)  # no service list to read heartbeats from
+    caplog.set_level(logging.WARNING, logger="k2hr3_osnl.reconcile.reconciler")
+    gone = world.standin.create()
+    world.standin.delete(gone)
+    for _ in range(2):
+        assert world.reconciler.run_pass().ok
+    assert world.k2hr3.deleted() == [(gone.id, None)]
+    assert caplog.text.count("the local clock decides what is reconciled") == 1
+
+
+def test_a_cell_check_that_fails_this_once_holds_the_checkpoint_for_this_pass(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.reconciler.run_pass()
+    kept = world.reconciler.checkpoint.load()
+    world.standin.services_fail_with = 500
+    caplog.set_level(logging.INFO, logger="k2hr3_osnl.reconcile.reconciler")
+    for _ in range(2):
+        world.standin.clock_offset += 1000
+        assert world.reconciler.run_pass().ok  # the listing itself worked
+    assert world.reconciler.checkpoint.load() == kept
+
+    world.standin.services_fail_with = None
+    world.reconciler.run_pass()
+    assert world.reconciler.checkpoint.load() != kept
+    assert caplog.text.count("Nova could not say whether a cell is down (Nova GET") == 1
+    assert "every Nova cell answers again" in caplog.text
+
+
+def test_a_bad_checkpoint_that_a_down_cell_keeps_in_place_is_said_once(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_checkpoint(world, repr(time.time() + YEAR))
+    world.standin.cells["cell2"] = ["compute-21"]
+    world.standin.down_cells.add("cell2")  # so no pass may replace the file
+    caplog.set_level(logging.WARNING, logger="k2hr3_osnl.reconcile.reconciler")
+    for _ in range(3):
+        world.standin.clock_offset += 600
+        assert world.reconciler.run_pass().ok
+    assert caplog.text.count("later than Nova's clock") == 1
+
+
+def test_a_look_back_of_a_million_years_asks_from_2010_and_fails_nothing(world: World) -> None:
+    # initial_lookback_seconds has no maximum; 3.2e13 s is a million years.
+    world.reconciler.initial_lookback = 3.2e13
+    gone = world.standin.create()
+    world.standin.delete(gone, when=world.standin.now() - 400)
+    report = world.reconciler.run_pass()
+    assert report.ok, report.error
+    assert world.k2hr3.deleted() == [(gone.id, None)]
+    assert report.since == catchup.EARLIEST

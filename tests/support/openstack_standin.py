@@ -14,7 +14,22 @@ token. Nova's ``GET /servers/detail`` follows Nova's own rules:
   marker is a 400.
 
 ``GET /servers/{id}`` and Neutron's ``GET /v2.0/ports/{id}`` answer 404 for what is
-deleted or unknown. :attr:`OpenStackStandIn.fail_with` makes Nova answer that status,
+deleted or unknown.
+
+Nova has cells and a clock of its own, as a real one does:
+
+- every answer's ``Date`` header is Nova's time, :meth:`OpenStackStandIn.now`, which
+  :attr:`OpenStackStandIn.clock_offset` puts ahead of (or behind) ours; servers are
+  stamped ``updated`` by that clock;
+- a server lives in a cell (:attr:`OpenStackStandIn.cells`: cell -> its compute hosts);
+  while a cell is in :attr:`OpenStackStandIn.down_cells`, a deleted-server listing
+  leaves its servers out without a word (filters and paging: even 2.69 gives no partial
+  constructs), and ``GET /os-services`` (admin only) leaves its nova-compute services
+  out below microversion 2.69 and lists them as ``{"binary", "host", "status":
+  "UNKNOWN"}`` from 2.69 on;
+- a microversion above :attr:`OpenStackStandIn.max_microversion` is a 406.
+
+:attr:`OpenStackStandIn.fail_with` makes Nova answer that status,
 :meth:`OpenStackStandIn.stop` makes everything unreachable, and :attr:`requests` records
 each request's method and path.
 """
@@ -43,6 +58,7 @@ class Server:
     status: str = "ACTIVE"
     updated: float = field(default_factory=time.time)
     ports: list[str] = field(default_factory=list)
+    cell: str = "cell1"
 
     @property
     def deleted(self) -> bool:
@@ -82,14 +98,32 @@ class OpenStackStandIn:
         self.fail_with: int | None = None
         self.requests: list[tuple[str, str]] = []
         self.tokens: dict[str, str] = {}  # token -> project
+        #: Seconds Nova's clock is ahead of ours (negative: behind).
+        self.clock_offset = 0.0
+        #: Nova's cells and the compute hosts of each.
+        self.cells: dict[str, list[str]] = {"cell1": ["compute-1", "compute-2"]}
+        #: Cells Nova cannot reach now.
+        self.down_cells: set[str] = set()
+        #: The highest compute microversion this Nova knows.
+        self.max_microversion = (2, 95)
+        #: GET /os-services alone answers this status while set (a cell database timing out).
+        self.services_fail_with: int | None = None
+        #: Whether answers carry a Date header (a proxy may strip it).
+        self.send_date = True
+        #: The microversion each GET /os-services asked for, in order.
+        self.services_microversions: list[tuple[int, int]] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
 
     # The cloud's state, changed by the tests.
 
-    def create(self, project: str = PROJECT, ports: int = 0) -> Server:
-        server = Server(str(uuid.uuid4()), project)
+    def now(self) -> float:
+        """What time it is in Nova."""
+        return time.time() + self.clock_offset
+
+    def create(self, project: str = PROJECT, ports: int = 0, cell: str = "cell1") -> Server:
+        server = Server(str(uuid.uuid4()), project, updated=self.now(), cell=cell)
         with self._lock:
             self.servers[server.id] = server
             for _ in range(ports):
@@ -99,9 +133,10 @@ class OpenStackStandIn:
         return server
 
     def delete(self, server: Server, soft: bool = False, when: float | None = None) -> None:
+        """Delete ``server`` now, or at ``when`` by Nova's clock."""
         with self._lock:
             server.status = "SOFT_DELETED" if soft else "DELETED"
-            server.updated = time.time() if when is None else when
+            server.updated = self.now() if when is None else when
             if not soft:
                 for port_id in server.ports:
                     self.ports.pop(port_id, None)
@@ -150,6 +185,14 @@ class OpenStackStandIn:
 
             def log_message(self, *args: object) -> None:
                 pass
+
+            def send_header(self, keyword: str, value: str) -> None:
+                if keyword != "Date" or standin.send_date:
+                    super().send_header(keyword, value)
+
+            def date_time_string(self, timestamp: float | None = None) -> str:
+                # Nova's clock, not ours, in the Date header of every answer.
+                return super().date_time_string(standin.now() if timestamp is None else timestamp)
 
         server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         server.daemon_threads = True
@@ -204,6 +247,11 @@ class OpenStackStandIn:
             if path.startswith("/compute"):
                 if self.fail_with is not None:
                     return self.fail_with, {"computeFault": {"code": self.fail_with}}, {}
+                microversion = _microversion(headers, self.max_microversion)
+                if microversion is None:
+                    return 406, {"computeFault": {"code": 406, "message": "Version"}}, {}
+                if path.removeprefix("/compute").removeprefix("/v2.1") == "/os-services":
+                    return self._services(urllib.parse.parse_qs(url.query), project, microversion)
                 return self._nova(path.removeprefix("/compute"), url.query, project)
             return self._neutron(path.removeprefix("/network"))
         return 404, {"error": "not found"}, {}
@@ -289,7 +337,8 @@ class OpenStackStandIn:
             return params[name][-1] if name in params else None
 
         with self._lock:
-            servers = list(self.servers.values())
+            # A down cell's servers are left out, without a word.
+            servers = [s for s in self.servers.values() if s.cell not in self.down_cells]
         if _true(one("all_tenants")):
             if project != ADMIN_PROJECT:
                 return 403, {"forbidden": {"code": 403, "message": "all_tenants"}}, {}
@@ -324,6 +373,48 @@ class OpenStackStandIn:
             body["servers_links"] = [{"rel": "next", "href": href}]
         return 200, body, {}
 
+    def _services(
+        self, params: dict[str, list[str]], project: str, microversion: tuple[int, int]
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``GET /os-services``: a down cell's computes are UNKNOWN from 2.69 on."""
+        with self._lock:
+            self.services_microversions.append(microversion)
+        if self.services_fail_with is not None:
+            code = self.services_fail_with
+            return code, {"computeFault": {"code": code, "message": "Unexpected API Error."}}, {}
+        if project != ADMIN_PROJECT:
+            message = "Policy doesn't allow os_compute_api:os-services:list to be performed."
+            return 403, {"forbidden": {"code": 403, "message": message}}, {}
+        services: list[dict[str, Any]] = [
+            {"id": str(uuid.uuid5(uuid.NAMESPACE_DNS, "conductor")), "binary": "nova-conductor",
+             "host": "controller-1", "state": "up", "status": "enabled", "zone": "internal",
+             "updated_at": self._heartbeat(), "disabled_reason": None, "forced_down": False}
+        ]  # fmt: skip
+        for cell, hosts in sorted(self.cells.items()):
+            for host in hosts:
+                if cell in self.down_cells:
+                    if microversion >= (2, 69):
+                        services.append(
+                            {"binary": "nova-compute", "host": host, "status": "UNKNOWN"}
+                        )
+                    continue
+                services.append(
+                    {"id": str(uuid.uuid5(uuid.NAMESPACE_DNS, host)), "binary": "nova-compute",
+                     "host": host, "state": "up", "status": "enabled", "zone": "nova",
+                     "updated_at": self._heartbeat(), "disabled_reason": None,
+                     "forced_down": False}
+                )  # fmt: skip
+        binary = params.get("binary", [""])[-1]
+        if binary:
+            services = [s for s in services if s["binary"] == binary]
+        version = f"compute {microversion[0]}.{microversion[1]}"
+        return 200, {"services": services}, {"OpenStack-API-Version": version}
+
+    def _heartbeat(self) -> str:
+        """A service's last report, a few seconds ago by Nova's clock, as Nova writes it."""
+        stamp = datetime.datetime.fromtimestamp(self.now() - 3, datetime.UTC)
+        return stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")
+
     def _neutron(self, path: str) -> tuple[int, Any, dict[str, str]]:
         if path.startswith("/v2.0/ports/"):
             port_id = path.removeprefix("/v2.0/ports/")
@@ -333,6 +424,23 @@ class OpenStackStandIn:
                 return 404, {"NeutronError": {"type": "PortNotFound"}}, {}
             return 200, {"port": {"id": port_id, "device_id": device}}, {}
         return 404, {"NeutronError": {"type": "HTTPNotFound"}}, {}
+
+
+def _microversion(headers: Any, highest: tuple[int, int]) -> tuple[int, int] | None:
+    """The compute microversion a request asks for (2.1 without one); None: too high."""
+    text = ""
+    for value in headers.get_all("OpenStack-API-Version") or []:
+        service, _, version = value.strip().partition(" ")
+        if service.lower() == "compute":
+            text = version.strip()
+    text = text or (headers.get("X-OpenStack-Nova-API-Version") or "").strip()
+    if not text:
+        return (2, 1)
+    if text.lower() == "latest":
+        return highest
+    major, _, minor = text.partition(".")
+    wanted = (int(major), int(minor or 0))
+    return wanted if wanted <= highest else None
 
 
 def _true(value: str | None) -> bool:

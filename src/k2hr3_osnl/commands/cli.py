@@ -333,8 +333,6 @@ def _replay(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
 
 def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     """One pass on demand; see :mod:`k2hr3_osnl.reconcile.reconciler`."""
-    import time
-
     from k2hr3_osnl.core import catchup
     from k2hr3_osnl.openstack import session
     from k2hr3_osnl.reconcile import wiring as openstack_parts
@@ -349,10 +347,18 @@ def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     since = None
     if args.since is not None:
         try:
-            since = catchup.parse_since(args.since, time.time())
+            since = catchup.parse_since(args.since)
         except ValueError as error:
             print(f"k2hr3-osnl: --since: {error}", file=sys.stderr)
             return 2
+    if conf.k2hr3.dry_run and not args.dry_run:
+        # The dry-run client would "deliver" everything: never a live pass, never its checkpoint.
+        print(
+            "k2hr3-osnl: [k2hr3] dry_run = true: a pass as with --dry-run (nothing sent, "
+            "no checkpoint moved)",
+            file=sys.stderr,
+        )
+        args.dry_run = True
     handler = service.make_handler(conf)
     reconciler = openstack_parts.make_reconciler(conf, session.connect(conf), handler)
     try:
@@ -365,10 +371,12 @@ def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     print(
         f"{report.found} deleted server(s) since {catchup.iso(report.since)}, "
         f"{report.already} already deleted, {report.sent} sent"
-        + (" (dry run)" if args.dry_run else ""),
+        + (" (dry run)" if args.dry_run else "")
+        + ("; a Nova cell is down: its servers were not listed" if report.cells_down else ""),
         file=sys.stderr,
     )
-    return 0 if report.settled else 1
+    # Never a false OK: a listing without a down cell's servers did not see everything.
+    return 0 if report.settled and not report.cells_down else 1
 
 
 if __name__ == "__main__":

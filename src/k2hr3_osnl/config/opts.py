@@ -265,8 +265,10 @@ k2hr3_opts = [
         default=False,
         help="Log each K2HR3 call instead of making it. A dry run consumes copies of the "
         "notifications on a queue of its own, '<pool>-dry-run', so a live daemon on the "
-        "same pool loses nothing; the queue is deleted when the dry run stops cleanly. "
-        "Changing it needs a restart.",
+        "same pool loses nothing; the queue is deleted when the dry run stops cleanly, "
+        "and by RabbitMQ an hour after its last consumer otherwise (10,000 copies at most "
+        "meanwhile). Its reconciliation keeps a checkpoint of its own. Changing it needs a "
+        "restart.",
     ),
     cfg.StrOpt(
         "state_dir",
@@ -329,15 +331,17 @@ reconcile_opts = [
         "initial_lookback_seconds",
         default=86400,
         min=0,
-        help="On the very first start (no checkpoint in state_dir yet), how far back "
-        "to look for deleted servers.",
+        help="On the very first start (no checkpoint in state_dir yet, or one that is no "
+        "time or later than Nova's clock), how far back to look for deleted servers. What "
+        "that first pass finds is deleted but not counted as missed.",
     ),
     cfg.FloatOpt(
         "overlap_seconds",
         default=300,
         min=0,
         help="Each pass asks for changes since its checkpoint minus this much, so that "
-        "clock skew between this node and Nova's database loses nothing.",
+        "skew between Nova's API (whose clock a pass goes by) and the hosts that stamp its "
+        "database loses nothing.",
     ),
     cfg.IntOpt(
         "page_size",

@@ -30,6 +30,7 @@ class DeletedCuks(Observer):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.window = window
+        self.base_window = window
         self.capacity = capacity
         self._clock = clock
         self._seen: OrderedDict[str, float] = OrderedDict()
@@ -55,6 +56,15 @@ class DeletedCuks(Observer):
                 if len(self._seen) <= self.capacity and now - oldest < self.window:
                     break
                 del self._seen[oldest_cuk]
+
+    def cover(self, seconds: float) -> None:
+        """Remember at least ``seconds`` back: what a pass asks Nova about, twice over.
+
+        While a down cell holds the checkpoint, each pass asks from further back; a cuk
+        a notification deleted within that window must still cost no call and count as
+        no miss, so the memory stretches with the window and shrinks back after it.
+        """
+        self.window = max(self.base_window, seconds)
 
     def __contains__(self, cuk: object) -> bool:
         with self._lock:

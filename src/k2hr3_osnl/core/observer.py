@@ -52,6 +52,9 @@ class Observer:
     def reconcile_failed(self, detail: str) -> None:
         """A reconciliation pass could not ask Keystone or Nova (``detail`` says why)."""
 
+    def reconcile_cells(self, unknown: int | None) -> None:
+        """Nova listed ``unknown`` compute services as UNKNOWN (a cell down); None: cannot tell."""
+
     def verified(self, target: str, outcome: str) -> None:
         """Verification asked about a ``server`` or ``port``: ``gone``, ``exists``, ``unknown``."""
 
@@ -105,6 +108,10 @@ class Observers(Observer):
     def reconcile_failed(self, detail: str) -> None:
         for observer in self.observers:
             observer.reconcile_failed(detail)
+
+    def reconcile_cells(self, unknown: int | None) -> None:
+        for observer in self.observers:
+            observer.reconcile_cells(unknown)
 
     def verified(self, target: str, outcome: str) -> None:
         for observer in self.observers:

@@ -197,9 +197,26 @@ class Metrics(Observer):
             namespace=NAMESPACE,
             registry=r,
         )
+        self.reconcile_cells_down = Gauge(
+            "reconcile_unknown_compute_services",
+            "nova-compute services Nova listed as UNKNOWN at the last pass: a cell is down, "
+            "its deleted servers are missing from the listing and the checkpoint waits.",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.reconcile_cell_checks = Counter(
+            "reconcile_cell_checks",
+            "Down-cell checks of reconciliation passes, by outcome (all_up; cell_down: the "
+            "checkpoint stayed; unknown: Nova could not tell, the pass went on).",
+            ["outcome"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self._reconcile_failing = False
         for outcome in ("ok", "failed"):
             self.reconcile_passes.labels(outcome)
+        for outcome in ("all_up", "cell_down", "unknown"):
+            self.reconcile_cell_checks.labels(outcome)
         for target in ("server", "port"):
             for outcome in ("gone", "exists", "unknown"):
                 self.verifications.labels(target, outcome)
@@ -219,6 +236,11 @@ class Metrics(Observer):
         if not self._reconcile_failing:
             self._reconcile_failing = True
             self.reconcile_failing_since.set(time.time())
+
+    def reconcile_cells(self, unknown: int | None) -> None:
+        self.reconcile_cells_down.set(unknown or 0)
+        outcome = "unknown" if unknown is None else "cell_down" if unknown else "all_up"
+        self.reconcile_cell_checks.labels(outcome).inc()
 
     def verified(self, target: str, outcome: str) -> None:
         self.verifications.labels(target, outcome).inc()

@@ -43,9 +43,15 @@ class Cloud:
     interface: str = "public"
 
     def get(
-        self, service_type: str, path: str, params: Mapping[str, Any] | None = None
+        self,
+        service_type: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        microversion: str | None = None,
     ) -> requests.Response:
         """GET ``path`` on the catalog endpoint of ``service_type``; any status returned.
+
+        ``microversion`` asks for that API microversion (keystoneauth1 sends the headers).
 
         Raises :class:`OpenStackError` when there is no answer: Keystone refuses the
         account, the catalog has no such endpoint, or the connection fails.
@@ -56,7 +62,13 @@ class Cloud:
             "region_name": self.region_name,
         }
         try:
-            return self.session.get(path, endpoint_filter=endpoint, params=params, raise_exc=False)
+            return self.session.get(
+                path,
+                endpoint_filter=endpoint,
+                params=params,
+                raise_exc=False,
+                microversion=microversion,
+            )
         except ks_exceptions.Unauthorized as error:
             raise OpenStackError(f"Keystone refused the account: {_http(error)}") from None
         except ks_exceptions.EndpointNotFound:

@@ -203,6 +203,7 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
 
     LOG.info("k2hr3-osnl %s starting: %s", __version__, describe(daemon))
     dryrun.announce(conf)
+    dryrun.prepare(conf)
     lifecycle.connecting(broker(conf))
     # start() blocks while RabbitMQ is unreachable (the driver retries and logs), so it
     # runs aside and a signal can still stop a daemon that never connected.

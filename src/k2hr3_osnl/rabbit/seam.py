@@ -136,6 +136,43 @@ def let_redeliveries_through() -> bool:
     return True
 
 
+# --- one queue's own arguments -------------------------------------------------------
+
+#: Queue name -> arguments added to the driver's own when it declares that queue.
+_QUEUE_ARGUMENTS: dict[str, dict[str, Any]] = {}
+
+
+def add_queue_arguments(name: str, arguments: dict[str, Any]) -> bool:
+    """Declare queue ``name`` with ``arguments`` (``x-expires``...) added to the driver's.
+
+    oslo.messaging has no option for one queue's arguments: its rabbit driver declares
+    each consumer's queue, at start and after every reconnect, with the consumer's
+    ``queue_arguments``. Those of ``name`` get ours just before each declaration.
+    Idempotent; False where the driver moved them (the queue is declared as before).
+    """
+    try:
+        from oslo_messaging._drivers import impl_rabbit
+    except ImportError:
+        return False
+    connection = getattr(impl_rabbit, "Connection", None)
+    original = getattr(connection, "declare_consumer", None)
+    if original is None or not _sets(lambda: impl_rabbit.Consumer, "queue_arguments")():
+        return False
+    _QUEUE_ARGUMENTS[name] = dict(arguments)
+    if getattr(original, "_k2hr3_osnl", False):
+        return True
+
+    def declare_consumer(self: Any, consumer: Any, *args: Any, **kwargs: Any) -> Any:
+        extra = _QUEUE_ARGUMENTS.get(getattr(consumer, "queue_name", None) or "")
+        if extra:
+            consumer.queue_arguments = {**(consumer.queue_arguments or {}), **extra}
+        return original(self, consumer, *args, **kwargs)
+
+    declare_consumer._k2hr3_osnl = True  # type: ignore[attr-defined]
+    connection.declare_consumer = declare_consumer  # type: ignore[union-attr]
+    return True
+
+
 # --- configuration -----------------------------------------------------------------
 
 
@@ -269,6 +306,16 @@ HOOKS = (
         lambda: (
             _sets(_adapter, "_listen_thread", "_poll_style_listener")()
             and _sets(_amqp_listener, "conn")()
+        ),
+    ),
+    Hook(
+        "impl_rabbit.Connection.declare_consumer, Consumer.queue_arguments",
+        "gives a dry run's own queue an expiry and a length limit; without it a dry run "
+        "killed uncleanly leaves that queue collecting copies until deleted by hand",
+        False,
+        lambda: (
+            _has(_impl_rabbit, "Connection", "declare_consumer")()
+            and _sets(lambda: _impl_rabbit().Consumer, "queue_arguments")()
         ),
     ),
     Hook(

@@ -47,32 +47,41 @@ BATCHES_IN_FLIGHT = 4
 #: Seconds between the listener consuming and the first pass: a queue that survived the
 #: downtime hands its backlog over first, so those deletions count as delivered.
 STARTUP_DELAY = 3.0
-CHECKPOINT_FILE = "reconcile-checkpoint.json"
+CHECKPOINT_FILE = catchup.checkpoint_file(dry_run=False)
 #: Results after which a found deletion needs nothing more from this pass.
 _SETTLED = frozenset(Result) - {Result.REQUEUED}
 
 
 class Checkpoint:
-    """The time up to which every deleted server was dealt with, in ``state_dir``."""
+    """The time up to which every deleted server was dealt with, in ``state_dir``.
 
-    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
-        self.path = Path(state_dir) / CHECKPOINT_FILE
+    A dry run has a file of its own: what it "delivered" was never sent.
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str], dry_run: bool = False) -> None:
+        self.path = Path(state_dir) / catchup.checkpoint_file(dry_run)
 
     def load(self) -> float | None:
-        """None on the very first start; an unreadable file is said once and ignored."""
+        """None on the very first start; an unreadable file is said and ignored."""
+        value, problem = self.read()
+        if problem:
+            LOG.warning(
+                "reconciliation checkpoint %s %s: looking back as on a first start",
+                self.path,
+                problem,
+            )
+        return value
+
+    def read(self) -> tuple[float | None, str]:
+        """The value in the file as it is (NaN included: judging it is not ours), and
+        what made it unreadable ("" if nothing did, or if there is no file yet)."""
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            value = float(data["checkpoint_unix"])
+            return float(data["checkpoint_unix"]), ""
         except FileNotFoundError:
-            return None
+            return None, ""
         except (OSError, ValueError, KeyError, TypeError) as error:
-            LOG.warning(
-                "reconciliation checkpoint %s unreadable (%s): looking back as on a first start",
-                self.path,
-                error,
-            )
-            return None
-        return value
+            return None, f"unreadable ({error})"
 
     def save(self, when: float) -> None:
         """Write atomically (temporary file, fsync, rename): a crash leaves old or new."""
@@ -107,6 +116,10 @@ class Pass:
     error: str | None = None
     settled: bool = True
     checkpoint: float | None = None
+    #: nova-compute services Nova listed as UNKNOWN (a cell down); None: cannot tell.
+    cells_down: int | None = 0
+    #: Whether a deletion no notification made counts as missed (not on a first pass).
+    missed_counted: bool = True
 
     @property
     def ok(self) -> bool:
@@ -183,20 +196,63 @@ class Reconciler:
         self._thread: threading.Thread | None = None
         self.failing_since: float | None = None
         self.failures = 0
+        self._said: dict[str, str] = {}
 
     def run_pass(
-        self, since: float | None = None, dry_run: bool = False, printer: Printer | None = None
+        self,
+        since: catchup.Since | None = None,
+        dry_run: bool = False,
+        printer: Printer | None = None,
     ) -> Pass:
-        """One pass; with ``since``, from then on and without touching the checkpoint."""
-        started = self._clock()
-        checkpoint = self.checkpoint.load()
+        """One pass; with ``since``, from then on (the checkpoint moves only if that covers it).
+
+        Nova's clock, not ours, decides the window and the next checkpoint: the
+        down-cell probe's answer says what time it is in Nova.
+        """
+        try:
+            cells = nova.cells(self.cloud)
+        except OpenStackError as error:
+            return Pass(since=0.0, error=str(error))
+        started = self._nova_now(cells.clock)
+        if not cells.transient:  # said before what the pass finds; a 5xx only if it lists
+            self._judge_cells(cells)
+        stored, unreadable = self.checkpoint.read()
+        checkpoint, why = catchup.trusted(stored, started, self.overlap)
+        why = unreadable or why
+        self._say(
+            "checkpoint",
+            why
+            and f"reconciliation checkpoint {self.checkpoint.path}: {why}; looking back "
+            f"{self.initial_lookback:.0f}s as on a first start",
+            key=f"{stored!r} {unreadable}" if why else "",
+        )
         usual = catchup.window(checkpoint, started, self.overlap, self.initial_lookback)
-        if since is None:
-            since = usual.since
-        report = Pass(since=since, checkpoint=checkpoint)
+        asked = usual.since
+        if since is not None:
+            asked, moved = since.resolve(started)
+            if moved:
+                LOG.warning(
+                    "reconciliation: --since reaches back before %s, when no Nova existed: "
+                    "asking from then",
+                    catchup.iso(catchup.EARLIEST),
+                )
+            elif asked > started:
+                LOG.warning(
+                    "reconciliation: --since %s is later than Nova's clock (%s): nothing "
+                    "deleted since then can exist yet",
+                    catchup.iso(asked),
+                    catchup.iso(started),
+                )
+        self.memory.cover(2 * (started - asked))
+        report = Pass(
+            since=asked,
+            checkpoint=checkpoint,
+            cells_down=cells.unknown,
+            missed_counted=catchup.counts_as_missed(checkpoint, asked, usual),
+        )
         batches = _Batches(self.handler, report, printer)
         try:
-            for page in nova.deleted_servers(self.cloud, catchup.iso(since), self.page_size):
+            for page in nova.deleted_servers(self.cloud, catchup.iso(asked), self.page_size):
                 self._page(page, report, dry_run, printer, batches)
                 if self._stop.is_set():
                     report.settled = False
@@ -206,19 +262,71 @@ class Reconciler:
         finally:
             # What was found before a failure is delivered all the same.
             batches.finish()
+        if report.error is None and cells.transient:
+            self._judge_cells(cells)
         if report.error is None and not dry_run:
             # An on-demand --since later than the usual window saw less than it promises.
-            settled = report.settled and since <= usual.since
-            moved = catchup.next_checkpoint(checkpoint, started, settled)
-            if moved != checkpoint and moved is not None:
+            settled = report.settled and asked <= usual.since
+            every_cell = catchup.saw_every_cell(cells.unknown, cells.transient)
+            moved_to = catchup.next_checkpoint(checkpoint, started, settled, every_cell)
+            if moved_to != checkpoint and moved_to is not None:
                 try:
-                    self.checkpoint.save(moved)
+                    self.checkpoint.save(moved_to)
                 except OSError as error:
                     # Everything was delivered; the next pass only asks again.
                     report.error = f"cannot write {self.checkpoint.path}: {error.strerror or error}"
                 else:
-                    report.checkpoint = moved
+                    report.checkpoint = moved_to
         return report
+
+    def _nova_now(self, clock: float | None) -> float:
+        """Nova's time (the ``Date`` of its answer, or its services' heartbeats); ours
+        only if it gave neither."""
+        usable = clock is not None and clock >= catchup.EARLIEST
+        self._say(
+            "clock",
+            ""
+            if usable
+            else "reconciliation: Nova's answer carries no usable Date header and no service "
+            "heartbeat: the local clock decides what is reconciled",
+        )
+        return clock if usable and clock is not None else self._clock()
+
+    def _judge_cells(self, cells: nova.Cells) -> None:
+        """Say once per streak that a cell is down, or that nobody can tell."""
+        self.handler.observer.reconcile_cells(cells.unknown)
+        if cells.transient:
+            text = (
+                f"reconciliation: Nova could not say whether a cell is down ({cells.problem}): "
+                "the checkpoint stays until it can"
+            )
+        elif cells.unknown is None:
+            text = (
+                f"reconciliation cannot tell whether a Nova cell is down ({cells.problem}): "
+                "passes go on as if every cell answered; the account needs "
+                "os_compute_api:os-services:list and Nova needs microversion "
+                f"{nova.DOWN_CELLS_MICROVERSION}"
+            )
+        elif cells.unknown:
+            text = (
+                f"reconciliation: Nova lists {cells.unknown} nova-compute service(s) as "
+                "UNKNOWN: a cell is down and its deleted servers are missing from the "
+                "listing; the checkpoint stays until a pass sees every cell"
+            )
+        else:
+            text = ""
+        self._say("cells", text, "reconciliation: every Nova cell answers again")
+
+    def _say(self, topic: str, text: str, healed: str = "", key: str | None = None) -> None:
+        """A warning once until it changes (its ``key``, or its text), and ``healed``
+        once it goes away."""
+        key = text if key is None else key
+        before = self._said.get(topic, "")
+        if text and key != before:
+            LOG.warning("%s", text)
+        elif before and not text and healed:
+            LOG.info("%s", healed)
+        self._said[topic] = key if text else ""
 
     def _page(
         self,
@@ -236,7 +344,16 @@ class Reconciler:
                 report.already += 1
                 continue
             fresh.append(item)
-            if not dry_run:
+            if dry_run:
+                continue
+            if not report.missed_counted:
+                LOG.debug(
+                    "reconciliation: server %s is deleted in Nova: deleting it now (a first "
+                    "look back: not counted as missed)",
+                    item.cuk,
+                    extra={"cuk": item.cuk},
+                )
+            else:
                 LOG.warning(
                     "reconciliation: server %s is deleted in Nova but no notification "
                     "deleted it from K2HR3: deleting it now",
@@ -289,13 +406,15 @@ class Reconciler:
         LOG.log(
             level,
             "reconciliation since %s: %d deleted server(s) found, %d already deleted from "
-            "K2HR3, %d sent (%s); checkpoint %s",
+            "K2HR3, %d sent (%s)%s; checkpoint %s%s",
             catchup.iso(report.since),
             report.found,
             report.already,
             report.sent,
             ", ".join(f"{n} {r}" for r, n in sorted(report.results.items())) or "none",
+            "" if report.missed_counted else ", none counted as missed (no checkpoint yet)",
             catchup.iso(report.checkpoint) if report.checkpoint is not None else "not set",
+            " (kept: a Nova cell is down)" if report.cells_down else "",
         )
 
     def start(self, interval: float, first_delay: float = STARTUP_DELAY) -> threading.Thread:

@@ -39,7 +39,7 @@ def make_reconciler(conf: cfg.ConfigOpts, cloud: session.Cloud, handler: Handler
         cloud,
         handler,
         memory,
-        Checkpoint(conf.k2hr3.state_dir),
+        Checkpoint(conf.k2hr3.state_dir, dry_run=conf.k2hr3.dry_run),
         overlap=r.overlap_seconds,
         initial_lookback=r.initial_lookback_seconds,
         page_size=r.page_size,
@@ -62,6 +62,6 @@ def attach(
     LOG.info(
         "reconciling with Nova at start and every %.0fs (checkpoint in %s)",
         r.interval_seconds,
-        Checkpoint(conf.k2hr3.state_dir).path,
+        Checkpoint(conf.k2hr3.state_dir, dry_run=conf.k2hr3.dry_run).path,
     )
     return make_reconciler(conf, cloud, handler)
