@@ -27,7 +27,7 @@ from k2hr3_osnl.k2hr3.client import RoleClient
 from k2hr3_osnl.observability.health import Health
 from k2hr3_osnl.observability.metrics import Metrics
 from k2hr3_osnl.openstack import session
-from k2hr3_osnl.reconcile.verify import VerifyingHandler, cloud_lookup
+from k2hr3_osnl.reconcile.verify import CloudVerifier
 
 
 @pytest.fixture
@@ -40,19 +40,26 @@ def standin() -> Iterator[OpenStackStandIn]:
 @pytest.fixture
 def verifying(
     tmp_path: Path, k2hr3: FakeK2HR3, standin: OpenStackStandIn
-) -> Iterator[tuple[VerifyingHandler, Metrics]]:
+) -> Iterator[tuple[Handler, Metrics]]:
     lines = ["[service_credentials]", *(f"{k} = {v}" for k, v in standin.credentials().items())]
     lines += ["[reconcile]", "verify_deletions = true", "[k2hr3]", f"api_url = {k2hr3.url}"]
     path = tmp_path / "k2hr3-osnl.conf"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     conf = config.load([str(path)])
-    handler = Handler(
-        RoleClient(k2hr3.url), CircuitBreaker(), ParkingLot(tmp_path), RecentIds(600), 2
-    )
+    verifier = CloudVerifier(session.connect(conf))
     metrics = Metrics(Health())
-    handler.observer = Observers((metrics,))
-    yield VerifyingHandler(handler, cloud_lookup(session.connect(conf))), metrics
+    handler = Handler(
+        RoleClient(k2hr3.url),
+        CircuitBreaker(),
+        ParkingLot(tmp_path),
+        RecentIds(600),
+        2,
+        observer=Observers((metrics,)),
+        verifier=verifier,
+    )
+    yield handler, metrics
     handler.client.close()
+    verifier.close()
 
 
 def note(event: tuple[str, str, object], n: int = 0) -> Notification:
@@ -61,8 +68,8 @@ def note(event: tuple[str, str, object], n: int = 0) -> Notification:
 
 
 def port_event(standin: OpenStackStandIn, deleted: bool) -> tuple[str, str, object]:
-    server = standin.create(ports=1)
-    port_id = server.ports[0]
+    server = standin.create()
+    port_id = standin.add_port(server, "10.0.0.5")
     if deleted:
         standin.delete_port(port_id)
     event_type, publisher_id, payload = neutron_port_delete(server.id, ["10.0.0.5"])
@@ -79,7 +86,7 @@ def metric(metrics: Metrics, target: str, outcome: str) -> float:
 
 
 def test_forged_deletions_of_live_servers_and_ports_send_nothing(
-    verifying: tuple[VerifyingHandler, Metrics],
+    verifying: tuple[Handler, Metrics],
     standin: OpenStackStandIn,
     k2hr3: FakeK2HR3,
     caplog: pytest.LogCaptureFixture,
@@ -99,7 +106,7 @@ def test_forged_deletions_of_live_servers_and_ports_send_nothing(
 
 
 def test_real_deletions_go_through_in_order_beside_forged_ones(
-    verifying: tuple[VerifyingHandler, Metrics], standin: OpenStackStandIn, k2hr3: FakeK2HR3
+    verifying: tuple[Handler, Metrics], standin: OpenStackStandIn, k2hr3: FakeK2HR3
 ) -> None:
     handler, metrics = verifying
     gone, alive = standin.create(), standin.create()
@@ -119,7 +126,7 @@ def test_real_deletions_go_through_in_order_beside_forged_ones(
 
 
 def test_when_nova_cannot_answer_the_deletion_goes_ahead_and_is_counted(
-    verifying: tuple[VerifyingHandler, Metrics],
+    verifying: tuple[Handler, Metrics],
     standin: OpenStackStandIn,
     k2hr3: FakeK2HR3,
     caplog: pytest.LogCaptureFixture,

@@ -14,7 +14,9 @@ token. Nova's ``GET /servers/detail`` follows Nova's own rules:
   marker is a 400.
 
 ``GET /servers/{id}`` and Neutron's ``GET /v2.0/ports/{id}`` answer 404 for what is
-deleted or unknown. :attr:`OpenStackStandIn.fail_with` makes Nova answer that status,
+deleted or unknown; ``GET /v2.0/ports?device_id=`` lists a device's ports with their
+fixed IPs, scoped to the token's project as Neutron's policy does (an admin sees all).
+:attr:`OpenStackStandIn.fail_with` makes Nova answer that status,
 :meth:`OpenStackStandIn.stop` makes everything unreachable, and :attr:`requests` records
 each request's method and path.
 """
@@ -82,6 +84,12 @@ class OpenStackStandIn:
         self.fail_with: int | None = None
         self.requests: list[tuple[str, str]] = []
         self.tokens: dict[str, str] = {}  # token -> project
+        self.port_ips: dict[str, list[str]] = {}  # port id -> its fixed IPs
+        #: Neutron shows an admin every project's ports (False: only its own, as a
+        #: policy that is narrower than Nova's would).
+        self.neutron_sees_all = True
+        #: Keystone answers this status to token requests while set (None: it works).
+        self.keystone_fails_with: int | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
@@ -109,6 +117,16 @@ class OpenStackStandIn:
     def delete_port(self, port_id: str) -> None:
         with self._lock:
             self.ports.pop(port_id, None)
+            self.port_ips.pop(port_id, None)
+
+    def add_port(self, server: Server, *ips: str) -> str:
+        """A port of ``server`` holding ``ips``; returns its id."""
+        port_id = str(uuid.uuid4())
+        with self._lock:
+            server.ports.append(port_id)
+            self.ports[port_id] = server.id
+            self.port_ips[port_id] = list(ips)
+        return port_id
 
     # The server.
 
@@ -196,6 +214,8 @@ class OpenStackStandIn:
         if method == "GET" and path == "/v3":
             return 200, {"version": self._version()}, {}
         if method == "POST" and path == "/v3/auth/tokens":
+            if self.keystone_fails_with is not None:
+                return self.keystone_fails_with, {"error": {"code": self.keystone_fails_with}}, {}
             return self._issue(body)
         if path.startswith("/compute") or path.startswith("/network"):
             project = self.tokens.get(headers.get("X-Auth-Token") or "")
@@ -205,6 +225,8 @@ class OpenStackStandIn:
                 if self.fail_with is not None:
                     return self.fail_with, {"computeFault": {"code": self.fail_with}}, {}
                 return self._nova(path.removeprefix("/compute"), url.query, project)
+            if path.removeprefix("/network") == "/v2.0/ports":
+                return self._port_list(urllib.parse.parse_qs(url.query), project)
             return self._neutron(path.removeprefix("/network"))
         return 404, {"error": "not found"}, {}
 
@@ -333,6 +355,37 @@ class OpenStackStandIn:
                 return 404, {"NeutronError": {"type": "PortNotFound"}}, {}
             return 200, {"port": {"id": port_id, "device_id": device}}, {}
         return 404, {"NeutronError": {"type": "HTTPNotFound"}}, {}
+
+    def _port_list(
+        self, params: dict[str, list[str]], project: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``GET /v2.0/ports``: the ports the token's project may see, by ``device_id``;
+        an admin sees every project's (unless :attr:`neutron_sees_all` is off)."""
+        device = params.get("device_id", [None])[-1]
+        limit = int(params.get("limit", ["0"])[-1] or 0)
+        with self._lock:
+            found = []
+            for port_id, device_id in self.ports.items():
+                server = self.servers.get(device_id)
+                owner = server.project_id if server else project
+                if owner != project and not (project == ADMIN_PROJECT and self.neutron_sees_all):
+                    continue
+                if device is not None and device_id != device:
+                    continue
+                found.append(
+                    {
+                        "id": port_id,
+                        "device_id": device_id,
+                        "device_owner": "compute:nova",
+                        "project_id": owner,
+                        "tenant_id": owner,
+                        "fixed_ips": [
+                            {"subnet_id": "s1", "ip_address": ip}
+                            for ip in self.port_ips.get(port_id, [])
+                        ],
+                    }
+                )
+        return 200, {"ports": found[:limit] if limit else found}, {}
 
 
 def _true(value: str | None) -> bool:

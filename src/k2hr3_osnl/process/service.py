@@ -24,8 +24,9 @@ from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.parking import ParkingLot
 from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.verification import Verifier
 from k2hr3_osnl.k2hr3.client import RoleClient
-from k2hr3_osnl.observability import metrics
+from k2hr3_osnl.observability import logs, metrics
 from k2hr3_osnl.observability.health import BrokerLogWatch, Health
 from k2hr3_osnl.process import reload, signals
 from k2hr3_osnl.process.lifecycle import Lifecycle
@@ -33,8 +34,9 @@ from k2hr3_osnl.rabbit import dryrun, liveness, refusals, seam
 from k2hr3_osnl.rabbit.batching import GreedyBatchServer
 from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher, UndecodableWatch
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
+from k2hr3_osnl.reconcile import wiring as openstack
 from k2hr3_osnl.reconcile.reconciler import Reconciler
-from k2hr3_osnl.reconcile.wiring import attach as attach_openstack
+from k2hr3_osnl.reconcile.verify import ViewTooNarrow
 
 LOG = logging.getLogger(__name__)
 
@@ -76,7 +78,9 @@ def make_client(conf: cfg.ConfigOpts) -> RoleClient:
     )
 
 
-def make_handler(conf: cfg.ConfigOpts, client: RoleClient | None = None) -> Handler:
+def make_handler(
+    conf: cfg.ConfigOpts, client: RoleClient | None = None, verifier: Verifier | None = None
+) -> Handler:
     k = conf.k2hr3
     return Handler(
         client=client or make_client(conf),
@@ -84,6 +88,8 @@ def make_handler(conf: cfg.ConfigOpts, client: RoleClient | None = None) -> Hand
         parking=ParkingLot(k.state_dir),
         recent=RecentIds(k.duplicate_window_seconds),
         retry_budget=k.retry_budget_seconds,
+        verifier=verifier,
+        park_unverified=conf.reconcile.unverified == "park",
     )
 
 
@@ -115,9 +121,11 @@ def make_filter(conf: cfg.ConfigOpts) -> oslo_messaging.NotificationFilter:
     )
 
 
-def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
+def build(
+    conf: cfg.ConfigOpts, handler: Handler | None = None, verifier: Verifier | None = None
+) -> Daemon:
     n = conf.oslo_messaging_notifications
-    handler = handler or make_handler(conf)
+    handler = handler or make_handler(conf, verifier=verifier)
     endpoint = NotificationEndpoint(handler, make_filter(conf))
     transport = oslo_messaging.get_notification_transport(conf, url=n.transport_url)
     targets = [
@@ -180,8 +188,17 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
     ``loader`` re-reads the configuration on SIGHUP (by default: the same files).
     Returns the exit status.
     """
-    daemon = build(conf)
-    daemon.reconciler = attach_openstack(daemon.conf, daemon.handler, daemon.endpoint)
+    cloud = openstack.cloud(conf)
+    try:
+        verifier = openstack.verifier(conf, cloud)
+    except ViewTooNarrow as error:
+        # One line, on the terminal and in the log: nothing was consumed yet.
+        LOG.error("not starting: %s", error)
+        if not logs.to_stream(conf.log_file):
+            print(f"k2hr3-osnl: not starting: {error}", file=sys.stderr)
+        return 2
+    daemon = build(conf, verifier=verifier)
+    daemon.reconciler = openstack.attach(daemon.conf, daemon.handler, daemon.endpoint, cloud)
     BrokerLogWatch(daemon.handler.observer).install()
     UndecodableWatch(daemon.handler.observer).install()
     daemon.http = metrics.serve(
