@@ -59,7 +59,6 @@ def verifying(
     )
     yield handler, metrics
     handler.client.close()
-    verifier.close()
 
 
 def note(event: tuple[str, str, object], n: int = 0) -> Notification:

@@ -24,9 +24,10 @@ import ipaddress
 import logging
 import re
 import threading
-from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, wait
+from typing import Any, TypeVar
 
 from k2hr3_osnl.core.events import Delete
 from k2hr3_osnl.core.verification import Breaker, Check, Verdict
@@ -34,6 +35,8 @@ from k2hr3_osnl.openstack import neutron, nova
 from k2hr3_osnl.openstack.session import Cloud, OpenStackError
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+A = TypeVar("A")
 
 #: Lookups in flight at once: enough for a batch, not a flood on Nova or Neutron.
 MAX_LOOKUPS = 8
@@ -68,7 +71,8 @@ class CloudVerifier:
         self.cloud = cloud
         self.deadline = deadline
         self.breaker = breaker or Breaker()
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="verify")
+        #: Lookups in flight, hung ones included: a hung Keystone holds at most these.
+        self._slots = threading.BoundedSemaphore(concurrency)
         self._lock = threading.Lock()
         self._failing: Verdict | None = None  # within a streak of failures: log once
 
@@ -82,15 +86,13 @@ class CloudVerifier:
             for i in todo:
                 checks[i] = skipped
         elif todo:
-            futures: dict[int, Future[Check]] = {
-                i: self._pool.submit(self._lookup, deletions[i]) for i in todo
-            }
-            done, _ = wait(futures.values(), timeout=self.deadline)
+            deadline = time.monotonic() + self.deadline
+            futures = {i: self._start(deletions[i], deadline) for i in todo}
+            wait([f for f in futures.values() if f is not None], timeout=self.deadline)
             for i, future in futures.items():
-                if future in done:
+                if future is not None and future.done():
                     checks[i] = future.result()
                 else:
-                    future.cancel()
                     checks[i] = Check(
                         Verdict.UNKNOWN, f"no answer from OpenStack within {self.deadline:g}s"
                     )
@@ -99,8 +101,15 @@ class CloudVerifier:
             self._streak(asked)
         return [check for check in checks if check is not None]
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def _start(self, delete: Delete, deadline: float) -> Future[Check] | None:
+        """A lookup on a thread of its own once a slot is free; None if none is in time.
+
+        Daemon threads: a lookup hung on a silent Keystone must not keep a stopping
+        daemon from exiting.
+        """
+        if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return None
+        return _in_thread(self._lookup, delete, self._slots.release)
 
     def _lookup(self, delete: Delete) -> Check:
         proof = delete.proof
@@ -202,9 +211,9 @@ def check_view(cloud: Cloud, deadline: float = DEADLINE) -> None:
     Nova or Neutron not answering now is not a reason to stop: logged, and verification
     goes on as it can.
     """
-    pool = ThreadPoolExecutor(1, thread_name_prefix="verify-start")
+    future = _in_thread(_view_problem, cloud)
     try:
-        problem = pool.submit(_view_problem, cloud).result(timeout=deadline)
+        problem = future.result(timeout=deadline)
     except TimeoutError:
         problem = None
         LOG.warning(
@@ -212,8 +221,6 @@ def check_view(cloud: Cloud, deadline: float = DEADLINE) -> None:
             "within %gs; verifying as it can",
             deadline,
         )
-    finally:
-        pool.shutdown(wait=False)
     if problem is not None:
         raise ViewTooNarrow(problem)
 
@@ -260,3 +267,21 @@ def _view_problem(cloud: Cloud) -> str | None:
     except Exception as error:  # keystoneauth1 raising outside Cloud.get: not fatal
         LOG.warning("cannot check at start that the account sees every project: %s", error)
     return None
+
+
+def _in_thread(
+    function: Callable[[A], T], argument: A, done: Callable[[], None] = lambda: None
+) -> Future[T]:
+    """``function(argument)`` on a daemon thread of its own."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function(argument))
+        except BaseException as error:
+            future.set_exception(error)
+        finally:
+            done()
+
+    threading.Thread(target=run, name="verify", daemon=True).start()
+    return future
