@@ -8,10 +8,13 @@ that cannot be verified is sent or parked as configured, never lost.
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import threading
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -246,3 +249,62 @@ def test_a_keystone_that_never_answers_does_not_slow_the_daemon_to_a_crawl(
         assert daemon.stop() == 0
     finally:
         hung.close()
+
+
+def held_files(e2e: Harness) -> list[Path]:
+    return sorted((e2e.state_dir / "recheck").glob("*.json"))
+
+
+def age(path: Path, seconds: float, checks: int | None = None) -> None:
+    """As if ``seconds`` had passed since the refusal (and ``checks`` were done)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["first_seen"] -= seconds
+    if checks is not None:
+        data["attempts"] = checks
+    tmp = path.with_suffix(".edit")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def test_a_refusal_is_checked_again_after_a_restart_and_sent_once_nova_shows_it_gone(
+    e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    daemon = e2e.daemon(e2e.config(sections=sections(standin, 0))).start()
+    lagging = standin.create()  # Nova's replica still shows it when the notification lands
+    e2e.notify(e2e.nova, e2e.versioned, VERSIONED, nova_versioned_delete(lagging.id))
+    wait_until(lambda: len(held_files(e2e)) == 1, 20, "the refusal to be held")
+    assert f"still has server {lagging.id}" in daemon.log()
+    assert daemon.stop() == 0
+
+    standin.delete(lagging)
+    (path,) = held_files(e2e)
+    age(path, 61)  # a minute passed while the daemon was down
+    daemon.start()
+    wait_until(lambda: lagging.id in cuks(k2hr3), 30, "the re-checked deletion")
+    wait_until(lambda: not held_files(e2e), 10, "the held file to go")
+    assert cuks(k2hr3) == [lagging.id]
+    assert daemon.stop() == 0
+
+
+def test_a_refusal_still_there_at_the_last_check_is_dropped_counted_and_logged(
+    e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    port = free_port()
+    daemon = e2e.daemon(e2e.config(sections=sections(standin, port))).start()
+    live = standin.create()
+    e2e.notify(e2e.nova, e2e.versioned, VERSIONED, nova_versioned_delete(live.id))
+    wait_until(lambda: len(held_files(e2e)) == 1, 20, "the refusal to be held")
+    (path,) = held_files(e2e)
+    age(path, 301, checks=1)  # the 5-minute check is due: still there, held again
+    wait_until(
+        lambda: held_files(e2e) and json.loads(held_files(e2e)[0].read_text())["attempts"] == 2,
+        30,
+        "the second check",
+    )
+    (path,) = held_files(e2e)
+    age(path, 600)  # now the 15-minute one, the last
+    wait_until(lambda: not held_files(e2e), 30, "the last check")
+    assert "refused for good after 3 checks" in daemon.log()
+    assert k2hr3.calls == []
+    assert metric(port, "k2hr3_osnl_verifications_total", target="server", outcome="dropped") == 1
+    assert daemon.stop() == 0

@@ -23,8 +23,9 @@ from k2hr3_osnl.core.events import Delete, Ignore, Proof, decide
 from k2hr3_osnl.core.observer import Observer
 from k2hr3_osnl.core.parking import Parked, ParkingLot
 from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recheck import SCHEDULE, Rechecks
 from k2hr3_osnl.core.types import Notification, Result, acknowledges
-from k2hr3_osnl.core.verification import UNAVAILABLE, Action, Verifier, action
+from k2hr3_osnl.core.verification import UNAVAILABLE, Action, Verdict, Verifier, action
 from k2hr3_osnl.observability import logs
 
 LOG = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class Handler:
         observer: Observer | None = None,
         verifier: Verifier | None = None,
         park_unverified: bool = False,
+        rechecks: Rechecks | None = None,
     ) -> None:
         self.client = client
         self.breaker = breaker
@@ -123,6 +125,9 @@ class Handler:
         self.verifier = verifier
         #: A deletion OpenStack could not answer for is parked rather than sent.
         self.park_unverified = park_unverified
+        #: Where a deletion refused because OpenStack still shows it waits to be checked
+        #: again (None: the refusal is final).
+        self.rechecks = rechecks
 
     def handle(self, note: Notification) -> Result:
         return self.handle_batch([note])[0]
@@ -201,10 +206,28 @@ class Handler:
             with logs.fields(**item.fields()):
                 if todo is Action.PARK:
                     item.result = self._park(item, f"{UNAVAILABLE}: {check.detail}")
+                elif todo is Action.REFUSE and check.verdict is Verdict.EXISTS and self.rechecks:
+                    item.result = self._hold(item, check.detail)
                 elif todo is Action.REFUSE:
                     item.result = Result.INVALID
                     self._report(item, check.detail)
         return [item for item in items if item.result is None]
+
+    def _hold(self, item: _Item, why: str) -> Result:
+        """Refused for now: acknowledged, and held on disk to be checked again."""
+        assert self.rechecks is not None
+        try:
+            self.rechecks.park(_record(item, why))
+        except Exception as error:
+            # Holding it is what keeps it; without that, hand it back, slowly.
+            LOG.critical(
+                "message_id=%s cannot be held (%s), requeueing", item.note.message_id, error
+            )
+            item.unparkable = True
+            return Result.REQUEUED
+        item.result = Result.INVALID
+        self._report(item, f"{why}; checked again in {SCHEDULE[0]:.0f}s")
+        return Result.INVALID
 
     def _triage(self, item: _Item, begin: Callable[[object], bool | None]) -> None:
         """Decide; settle at once what needs no call, or claim the delivery."""
@@ -343,17 +366,7 @@ class Handler:
 
     def _park(self, item: _Item, reason: str) -> Result:
         note = item.note
-        parked = Parked(
-            message_id=str(note.message_id),
-            event_type=str(note.event_type),
-            publisher_id=str(note.publisher_id),
-            payload=note.payload,
-            reason=reason,
-            attempts=item.attempts,
-            first_seen=item.first_seen or time.time(),
-            cuk=item.delete.cuk if item.delete else None,
-            ips=list(item.delete.ips) if item.delete else [],
-        )
+        parked = _record(item, reason)
         try:
             path = self.parking.park(parked)
         except Exception as error:
@@ -374,6 +387,22 @@ class Handler:
             extra={"outcome": Result.PARKED.value, "attempt": item.attempts},
         )
         return Result.PARKED
+
+
+def _record(item: _Item, reason: str) -> Parked:
+    """``item`` as a file on disk: what a parked or held deletion keeps."""
+    note = item.note
+    return Parked(
+        message_id=str(note.message_id),
+        event_type=str(note.event_type),
+        publisher_id=str(note.publisher_id),
+        payload=note.payload,
+        reason=reason,
+        attempts=item.attempts,
+        first_seen=item.first_seen or time.time(),
+        cuk=item.delete.cuk if item.delete else None,
+        ips=list(item.delete.ips) if item.delete else [],
+    )
 
 
 def _delete(item: _Item) -> Delete:

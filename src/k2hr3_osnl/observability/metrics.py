@@ -193,7 +193,8 @@ class Metrics(Observer):
         self.verifications = Counter(
             "verifications",
             "verify_deletions checks, by target (server, port) and outcome (gone: sent; "
-            "exists: not sent, re-checked later; refused: a port deletion without a usable "
+            "exists: not sent, checked again later; dropped: still there at the last "
+            "check; refused: a port deletion without a usable "
             "port id; broken: 401/403, parked; unknown: no answer, sent or parked as "
             "[reconcile] unverified says).",
             ["target", "outcome"],
@@ -204,7 +205,7 @@ class Metrics(Observer):
         for outcome in ("ok", "failed"):
             self.reconcile_passes.labels(outcome)
         for target in ("server", "port"):
-            for outcome in (verdict.value for verdict in Verdict):
+            for outcome in (*(verdict.value for verdict in Verdict), "dropped"):
                 self.verifications.labels(target, outcome)
 
     def reconcile_missed(self, cuk: str) -> None:

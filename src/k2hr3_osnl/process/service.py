@@ -24,6 +24,7 @@ from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.parking import ParkingLot
 from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recheck import Rechecks
 from k2hr3_osnl.core.verification import Verifier
 from k2hr3_osnl.k2hr3.client import RoleClient
 from k2hr3_osnl.observability import logs, metrics
@@ -36,7 +37,7 @@ from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher, UndecodableWatch
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
 from k2hr3_osnl.reconcile import wiring as openstack
 from k2hr3_osnl.reconcile.reconciler import Reconciler
-from k2hr3_osnl.reconcile.verify import ViewTooNarrow
+from k2hr3_osnl.reconcile.verify import Rechecker, ViewTooNarrow
 
 LOG = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Daemon:
     metrics: metrics.Metrics | None = None
     http: metrics.MetricsServer | None = None
     reconciler: Reconciler | None = None
+    rechecker: Rechecker | None = None
 
 
 def make_client(conf: cfg.ConfigOpts) -> RoleClient:
@@ -90,6 +92,8 @@ def make_handler(
         retry_budget=k.retry_budget_seconds,
         verifier=verifier,
         park_unverified=conf.reconcile.unverified == "park",
+        # A dry run shares state_dir with a live daemon: it must not take its refusals.
+        rechecks=Rechecks(k.state_dir) if verifier is not None and not k.dry_run else None,
     )
 
 
@@ -199,6 +203,7 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
         return 2
     daemon = build(conf, verifier=verifier)
     daemon.reconciler = openstack.attach(daemon.conf, daemon.handler, daemon.endpoint, cloud)
+    daemon.rechecker = openstack.rechecker(daemon.handler)
     BrokerLogWatch(daemon.handler.observer).install()
     UndecodableWatch(daemon.handler.observer).install()
     daemon.http = metrics.serve(
@@ -241,6 +246,8 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
         LOG.info("listening")
         if daemon.reconciler is not None:
             daemon.reconciler.start(conf.reconcile.interval_seconds)
+        if daemon.rechecker is not None:
+            daemon.rechecker.start()
         requests.wake()
 
     threading.Thread(target=start, name="listener-start", daemon=True).start()
@@ -282,6 +289,8 @@ def shutdown(daemon: Daemon, drain_seconds: float) -> int:
     daemon.handler.observer.stopping()
     if daemon.reconciler is not None:
         daemon.reconciler.stop()
+    if daemon.rechecker is not None:
+        daemon.rechecker.stop(0)
     daemon.listener.stop()
     # Deliveries waiting for K2HR3 give up now and are requeued; calls already on the
     # wire finish (their HTTP timeouts bound them).

@@ -15,7 +15,7 @@ from k2hr3_osnl.core.observer import Observers
 from k2hr3_osnl.openstack import session
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
 from k2hr3_osnl.reconcile.reconciler import Checkpoint, Reconciler
-from k2hr3_osnl.reconcile.verify import CloudVerifier, check_view
+from k2hr3_osnl.reconcile.verify import CloudVerifier, Rechecker, check_view
 
 LOG = logging.getLogger(__name__)
 
@@ -59,6 +59,13 @@ def verifier(conf: cfg.ConfigOpts, cloud: session.Cloud | None) -> CloudVerifier
     check_view(cloud)
     LOG.info("verifying deletions with Nova and Neutron before sending them")
     return CloudVerifier(cloud)
+
+
+def rechecker(handler: Handler) -> Rechecker | None:
+    """What checks refused deletions again, if the handler holds them."""
+    if handler.verifier is None or handler.rechecks is None:
+        return None
+    return Rechecker(handler.rechecks, handler.verifier, handler)
 
 
 def attach(
