@@ -338,7 +338,7 @@ class OpenStackStandIn:
             servers = servers[ids.index(marker) + 1 :]
         limit = min(int(one("limit") or self.max_limit), self.max_limit)
         page = servers[:limit]
-        body: dict[str, Any] = {"servers": [s.to_json(base) for s in page]}
+        body: dict[str, Any] = {"servers": [self._addressed(s, s.to_json(base)) for s in page]}
         if len(page) == limit and page:
             query = {k: v[-1] for k, v in params.items() if k != "marker"}
             query["marker"] = page[-1].id
@@ -355,6 +355,14 @@ class OpenStackStandIn:
                 return 404, {"NeutronError": {"type": "PortNotFound"}}, {}
             return 200, {"port": {"id": port_id, "device_id": device}}, {}
         return 404, {"NeutronError": {"type": "HTTPNotFound"}}, {}
+
+    def _addressed(self, server: Server, body: dict[str, Any]) -> dict[str, Any]:
+        """Nova's ``addresses`` (from its network cache): the IPs of the server's ports."""
+        with self._lock:
+            ips = [ip for port in server.ports for ip in self.port_ips.get(port, [])]
+        if ips:
+            body["addresses"] = {"private": [{"version": 4, "addr": ip} for ip in ips]}
+        return body
 
     def _port_list(
         self, params: dict[str, list[str]], project: str

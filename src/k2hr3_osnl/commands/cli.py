@@ -324,11 +324,19 @@ def _replay(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     if args.parked and args.list:
         return replay.list_parked(parking, sys.stdout)
     client = None if args.dry_run else service.make_client(conf)
+    verifier = None
+    if client is not None and conf.reconcile.verify_deletions:
+        from k2hr3_osnl.reconcile import verify, wiring
+
+        try:
+            verifier = wiring.verifier(conf, wiring.cloud(conf))
+        except verify.ViewTooNarrow as error:
+            return _refuse(f"not replaying: {error}", True)
     if args.parked:
         if client is None:
             return replay.list_parked(parking, sys.stdout)
-        return replay.replay_parked(parking, client, sys.stdout)
-    return replay.replay_files(args.files, client, sys.stdout)
+        return replay.replay_parked(parking, client, sys.stdout, verifier)
+    return replay.replay_files(args.files, client, sys.stdout, verifier)
 
 
 def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:

@@ -241,15 +241,18 @@ def _view_problem(cloud: Cloud) -> str | None:
         others = [
             s for s in servers if isinstance(s, Mapping) and s.get("tenant_id") not in (None, own)
         ]
-        if others:
-            # Nova sees other projects; Neutron must see their devices' ports too.
-            for server in others[:3]:
-                if neutron.ports(cloud, device_id=server.get("id")):
-                    return None
+        # Those with addresses (Nova's network cache): Neutron must list ports for them.
+        addressed = [s for s in others if s.get("addresses")]
+        for server in addressed[:3]:
+            if neutron.ports(cloud, device_id=server.get("id")):
+                return None
+        if addressed:
             return (
-                f"{where}: Neutron lists no port of {min(3, len(others))} server(s) of other "
-                f"projects that Nova shows: its view is too narrow; {_FIX}"
+                f"{where}: Neutron lists no port of {min(3, len(addressed))} server(s) of "
+                f"other projects that Nova shows with addresses: its view is too narrow; {_FIX}"
             )
+        if others:
+            return None  # Nova sees other projects, and none of theirs has an address
         foreign = {
             p.get("project_id", p.get("tenant_id"))
             for p in neutron.ports(cloud, limit=VIEW_SAMPLE)
