@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, wait
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from k2hr3_osnl.core.events import Delete, decide
@@ -60,6 +61,14 @@ _FIX = (
     "every project (admin, or a reader role the Nova and Neutron policies allow), or set "
     "[reconcile] verify_deletions = false"
 )
+_FIX_401 = (
+    "check the account of [service_credentials] (username, password, project, "
+    "auth_url), or set [reconcile] verify_deletions = false"
+)
+
+
+def _fix(status: int | None) -> str:
+    return _FIX_401 if status == 401 else _FIX
 
 
 class ViewTooNarrow(Exception):
@@ -128,7 +137,7 @@ class CloudVerifier:
             return _port(self.cloud, delete, proof.ident)
         except OpenStackError as error:
             if error.status in _BROKEN:
-                return Check(Verdict.BROKEN, f"{error}: {_FIX}")
+                return Check(Verdict.BROKEN, f"{error}: {_fix(error.status)}")
             return Check(Verdict.UNKNOWN, str(error))
 
     def _streak(self, checks: list[Check]) -> None:
@@ -216,25 +225,34 @@ def check_view(cloud: Cloud, deadline: float = DEADLINE) -> None:
 
     An account that sees one project gets 404 for every other project's server and an
     empty port list for its devices: every forged deletion would look proven. Keystone,
-    Nova or Neutron not answering now is not a reason to stop: logged, and verification
-    goes on as it can.
+    Nova or Neutron not answering now is not a reason to stop: one line, and
+    verification goes on as it can.
     """
-    future = _in_thread(_view_problem, cloud)
+    future = _in_thread(_view, cloud)
     try:
-        problem = future.result(timeout=deadline)
+        view = future.result(timeout=deadline)
     except TimeoutError:
-        problem = None
-        LOG.warning(
-            "cannot check at start that the account sees every project: no answer "
-            "within %gs; verifying as it can",
-            deadline,
+        view = _View(
+            f"cannot check at start that the account sees every project: no "
+            f"answer within {deadline:g}s; verifying as it can"
         )
-    if problem is not None:
-        raise ViewTooNarrow(problem)
+    if view.refusal is not None:
+        raise ViewTooNarrow(view.refusal)
+    if view.warning is not None:
+        LOG.warning("%s", view.warning)
 
 
-def _view_problem(cloud: Cloud) -> str | None:
+@dataclass(frozen=True)
+class _View:
+    """What the start check found: a reason to refuse, or one to warn (or neither)."""
+
+    warning: str | None = None
+    refusal: str | None = None
+
+
+def _view(cloud: Cloud) -> _View:
     where = "[reconcile] verify_deletions"
+    unchecked = "cannot check at start that the account sees every project"
     try:
         servers = nova.any_project_servers(cloud, VIEW_SAMPLE)
         own = cloud.session.get_project_id()
@@ -245,39 +263,37 @@ def _view_problem(cloud: Cloud) -> str | None:
         addressed = [s for s in others if s.get("addresses")]
         for server in addressed[:3]:
             if neutron.ports(cloud, device_id=server.get("id")):
-                return None
+                return _View()
         if addressed:
-            return (
-                f"{where}: Neutron lists no port of {min(3, len(addressed))} server(s) of "
-                f"other projects that Nova shows with addresses: its view is too narrow; {_FIX}"
+            return _View(
+                refusal=f"{where}: Neutron lists no port of {min(3, len(addressed))} "
+                "server(s) of other projects that Nova shows with addresses: its view is "
+                f"too narrow; {_FIX}"
             )
         if others:
-            return None  # Nova sees other projects, and none of theirs has an address
+            return _View()  # Nova sees other projects, and none of theirs has an address
         foreign = {
             p.get("project_id", p.get("tenant_id"))
             for p in neutron.ports(cloud, limit=VIEW_SAMPLE)
             if str(p.get("device_owner", "")).startswith("compute:")
         } - {None, own}
         if foreign:
-            return (
-                f"{where}: Nova lists no server of another project though Neutron shows "
-                f"VM ports of {len(foreign)}: Nova's view is too narrow; {_FIX}"
+            return _View(
+                refusal=f"{where}: Nova lists no server of another project though Neutron "
+                f"shows VM ports of {len(foreign)}: Nova's view is too narrow; {_FIX}"
             )
-        LOG.warning(
+        return _View(
             "could not prove that the account sees every project: Nova and Neutron show "
-            "only project %s (fine if it is the only one with VMs)",
-            own,
+            f"only project {own} (fine if it is the only one with VMs)"
         )
     except OpenStackError as error:
+        if error.status == 401:
+            return _View(refusal=f"{where}: {error}; {_FIX_401}")
         if error.status in _BROKEN:
-            return f"{where}: {error}: the account cannot see every project; {_FIX}"
-        LOG.warning(
-            "cannot check at start that the account sees every project (%s); verifying as it can",
-            error,
-        )
+            return _View(refusal=f"{where}: {error}: the account cannot see every project; {_FIX}")
+        return _View(f"{unchecked} ({error}); verifying as it can")
     except Exception as error:  # keystoneauth1 raising outside Cloud.get: not fatal
-        LOG.warning("cannot check at start that the account sees every project: %s", error)
-    return None
+        return _View(f"{unchecked}: {error}; verifying as it can")
 
 
 def _in_thread(
