@@ -141,3 +141,22 @@ def test_when_nova_cannot_answer_the_deletion_goes_ahead_and_is_counted(
     assert len(k2hr3.calls) == 3
     assert metric(metrics, "server", "unknown") == 3
     assert sum("cannot verify" in r.getMessage() for r in caplog.records) == 1  # once a streak
+
+
+def test_the_daemons_own_deletions_are_not_asked_about_again(
+    verifying: tuple[Handler, Metrics], standin: OpenStackStandIn, k2hr3: FakeK2HR3
+) -> None:
+    """Reconciliation's (Nova listed the server deleted) and a re-check's (just verified)."""
+    handler, _ = verifying
+    server = standin.create()
+    event_type, publisher_id, payload = nova_versioned_delete(server.id)
+    recheck = Notification("m-recheck", event_type, publisher_id, payload, internal=True)
+    reconciled = Notification(
+        "m-reconciled",
+        "k2hr3_osnl.reconcile.server.deleted",
+        "k2hr3_osnl",
+        {"uuid": server.id},
+        internal=True,
+    )
+    assert handler.handle_batch([recheck, reconciled]) == [Result.DELETED, Result.DELETED]
+    assert standin.count("/compute/v2.1/servers/") == 0
