@@ -308,3 +308,29 @@ def test_a_refusal_still_there_at_the_last_check_is_dropped_counted_and_logged(
     assert k2hr3.calls == []
     assert metric(port, "k2hr3_osnl_verifications_total", target="server", outcome="dropped") == 1
     assert daemon.stop() == 0
+
+
+def test_a_start_check_that_could_not_run_runs_later_and_a_narrow_view_then_parks(
+    e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    port = free_port()
+    conf = sections(standin, port)
+    where = standin.port
+    standin.stop()  # OpenStack down while the daemon starts
+    daemon = e2e.daemon(e2e.config(sections=conf)).start()
+    assert "checking again later" in daemon.log()
+
+    # Back, with a Neutron that shows this account only its own project's ports.
+    standin.neutron_sees_all = False
+    standin.add_port(standin.create(project="demo"), "10.0.0.7")
+    standin.start(where)
+    wait_until(lambda: "verification is broken until" in daemon.log(), 30, "the late check")
+    server = standin.create()
+    standin.delete(server)
+    e2e.notify(e2e.nova, e2e.versioned, VERSIONED, nova_versioned_delete(server.id))
+    parking = ParkingLot(e2e.state_dir)
+    wait_until(lambda: parking.count() == 1, 20, "the parked deletion")
+    assert next(iter(parking)).reason.startswith("verification unavailable: [reconcile]")
+    assert k2hr3.calls == []
+    assert metric(port, "k2hr3_osnl_verifications_total", target="server", outcome="broken") == 1
+    assert daemon.stop() == 0

@@ -67,6 +67,9 @@ _FIX_401 = (
 )
 
 
+_LATER = "verifying as it can, and checking again later"
+
+
 def _fix(status: int | None) -> str:
     return _FIX_401 if status == 401 else _FIX
 
@@ -84,19 +87,43 @@ class CloudVerifier:
         concurrency: int = MAX_LOOKUPS,
         deadline: float = DEADLINE,
         breaker: Breaker | None = None,
+        view_proven: bool = True,
     ) -> None:
         self.cloud = cloud
         self.deadline = deadline
         self.breaker = breaker or Breaker()
+        #: The start check could not run (OpenStack did not answer): :meth:`prove_view`
+        #: runs it later, from the re-check thread.
+        self.view_proven = view_proven
+        #: Set once a late start check found the view too narrow: verification is broken.
+        self.too_narrow: str | None = None
         #: Lookups in flight, hung ones included: a hung Keystone holds at most these.
         self._slots = threading.BoundedSemaphore(concurrency)
         self._lock = threading.Lock()
         self._failing: Verdict | None = None  # within a streak of failures: log once
 
+    def prove_view(self) -> None:
+        """The start check, late: a view found too narrow now breaks verification (every
+        deletion is parked, and counted as broken) rather than stopping the daemon."""
+        view = _view(self.cloud)
+        if view.refusal is not None:
+            self.too_narrow = view.refusal
+            LOG.error("verification is broken until the account is fixed: %s", view.refusal)
+        elif view.warning is not None and view.unchecked:
+            return  # still no answer: again at the next look
+        elif view.warning is not None:
+            LOG.warning("%s", view.warning)
+        else:
+            LOG.info("the account sees every project: verification is proven to work")
+        self.view_proven = True
+
     def verify(self, deletions: Sequence[Delete]) -> list[Check]:
         checks: list[Check | None] = [_unprovable(d) for d in deletions]
         todo = [i for i, check in enumerate(checks) if check is None]
-        if todo and not self.breaker.allow():
+        if todo and self.too_narrow is not None:
+            for i in todo:
+                checks[i] = Check(Verdict.BROKEN, self.too_narrow)
+        elif todo and not self.breaker.allow():
             skipped = Check(
                 Verdict.UNKNOWN, "not asked: OpenStack did not answer lately (asked again soon)"
             )
@@ -220,26 +247,28 @@ def _ip(entry: Any) -> str | None:
         return None
 
 
-def check_view(cloud: Cloud, deadline: float = DEADLINE) -> None:
+def check_view(cloud: Cloud, deadline: float = DEADLINE) -> bool:
     """At start: prove the account sees every project, or raise :class:`ViewTooNarrow`.
 
     An account that sees one project gets 404 for every other project's server and an
     empty port list for its devices: every forged deletion would look proven. Keystone,
-    Nova or Neutron not answering now is not a reason to stop: one line, and
-    verification goes on as it can.
+    Nova or Neutron not answering now is not a reason to stop: one line, and False (it
+    is checked again later, :meth:`CloudVerifier.prove_view`).
     """
     future = _in_thread(_view, cloud)
     try:
         view = future.result(timeout=deadline)
     except TimeoutError:
         view = _View(
-            f"cannot check at start that the account sees every project: no "
-            f"answer within {deadline:g}s; verifying as it can"
+            f"cannot check at start that the account sees every project: no answer "
+            f"within {deadline:g}s; verifying as it can, and checking again later",
+            unchecked=True,
         )
     if view.refusal is not None:
         raise ViewTooNarrow(view.refusal)
     if view.warning is not None:
         LOG.warning("%s", view.warning)
+    return not view.unchecked
 
 
 @dataclass(frozen=True)
@@ -248,6 +277,8 @@ class _View:
 
     warning: str | None = None
     refusal: str | None = None
+    #: OpenStack did not answer: nothing is proven either way.
+    unchecked: bool = False
 
 
 def _view(cloud: Cloud) -> _View:
@@ -291,9 +322,9 @@ def _view(cloud: Cloud) -> _View:
             return _View(refusal=f"{where}: {error}; {_FIX_401}")
         if error.status in _BROKEN:
             return _View(refusal=f"{where}: {error}: the account cannot see every project; {_FIX}")
-        return _View(f"{unchecked} ({error}); verifying as it can")
+        return _View(f"{unchecked} ({error}); {_LATER}", unchecked=True)
     except Exception as error:  # keystoneauth1 raising outside Cloud.get: not fatal
-        return _View(f"{unchecked}: {error}; verifying as it can")
+        return _View(f"{unchecked}: {error}; {_LATER}", unchecked=True)
 
 
 def _in_thread(
@@ -350,6 +381,8 @@ class Rechecker:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                if isinstance(self.verifier, CloudVerifier) and not self.verifier.view_proven:
+                    self.verifier.prove_view()
                 self.run_once()
             except Exception:  # a bug of ours: the files stay, the next look tries again
                 LOG.exception("re-checking refused deletions failed")

@@ -56,9 +56,9 @@ def verifier(conf: cfg.ConfigOpts, cloud: session.Cloud | None) -> CloudVerifier
     sees every project (raises :class:`~k2hr3_osnl.reconcile.verify.ViewTooNarrow`)."""
     if cloud is None or not conf.reconcile.verify_deletions:
         return None
-    check_view(cloud)
+    proven = check_view(cloud)
     LOG.info("verifying deletions with Nova and Neutron before sending them")
-    return CloudVerifier(cloud)
+    return CloudVerifier(cloud, view_proven=proven)
 
 
 def rechecker(handler: Handler) -> Rechecker | None:
