@@ -217,7 +217,7 @@ class Handler:
         """Refused for now: acknowledged, and held on disk to be checked again."""
         assert self.rechecks is not None
         try:
-            self.rechecks.park(_record(item, why))
+            self.rechecks.hold(item.note, _delete(item), why)
         except Exception as error:
             # Holding it is what keeps it; without that, hand it back, slowly.
             LOG.critical(
@@ -227,7 +227,7 @@ class Handler:
             return Result.REQUEUED
         item.result = Result.INVALID
         self._report(item, f"{why}; checked again in {SCHEDULE[0]:.0f}s")
-        return Result.INVALID
+        return item.result
 
     def _triage(self, item: _Item, begin: Callable[[object], bool | None]) -> None:
         """Decide; settle at once what needs no call, or claim the delivery."""
@@ -366,7 +366,17 @@ class Handler:
 
     def _park(self, item: _Item, reason: str) -> Result:
         note = item.note
-        parked = _record(item, reason)
+        parked = Parked(
+            message_id=str(note.message_id),
+            event_type=str(note.event_type),
+            publisher_id=str(note.publisher_id),
+            payload=note.payload,
+            reason=reason,
+            attempts=item.attempts,
+            first_seen=item.first_seen or time.time(),
+            cuk=item.delete.cuk if item.delete else None,
+            ips=list(item.delete.ips) if item.delete else [],
+        )
         try:
             path = self.parking.park(parked)
         except Exception as error:
@@ -387,22 +397,6 @@ class Handler:
             extra={"outcome": Result.PARKED.value, "attempt": item.attempts},
         )
         return Result.PARKED
-
-
-def _record(item: _Item, reason: str) -> Parked:
-    """``item`` as a file on disk: what a parked or held deletion keeps."""
-    note = item.note
-    return Parked(
-        message_id=str(note.message_id),
-        event_type=str(note.event_type),
-        publisher_id=str(note.publisher_id),
-        payload=note.payload,
-        reason=reason,
-        attempts=item.attempts,
-        first_seen=item.first_seen or time.time(),
-        cuk=item.delete.cuk if item.delete else None,
-        ips=list(item.delete.ips) if item.delete else [],
-    )
 
 
 def _delete(item: _Item) -> Delete:

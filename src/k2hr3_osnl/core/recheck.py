@@ -13,9 +13,12 @@ their own: ``first_seen`` is the first refusal, ``attempts`` the re-checks done.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
+from k2hr3_osnl.core.events import Delete
 from k2hr3_osnl.core.parking import Parked, ParkingLot
+from k2hr3_osnl.core.types import Notification
 
 #: Seconds after the first refusal at which it is checked again; after the last, dropped.
 SCHEDULE = (60.0, 300.0, 900.0)
@@ -37,6 +40,22 @@ class Rechecks(ParkingLot):
         super().__init__(state_dir)
         self.directory = Path(state_dir) / DIRECTORY
         self.clean_stale()
+
+    def hold(self, note: Notification, delete: Delete, why: str) -> Path:
+        """Hold a refused deletion for its checks; raises OSError if the disk does not take it."""
+        return self.park(
+            Parked(
+                message_id=str(note.message_id),
+                event_type=str(note.event_type),
+                publisher_id=str(note.publisher_id),
+                payload=note.payload,
+                reason=why,
+                attempts=0,
+                first_seen=time.time(),
+                cuk=delete.cuk,
+                ips=list(delete.ips),
+            )
+        )
 
     def due(self, now: float) -> list[Parked]:
         """The held refusals whose next check is due (or that are past their last)."""
