@@ -127,12 +127,18 @@ def test_the_reconcilers_own_event_type_from_the_bus_is_refused_whatever_the_fil
     assert daemon.stop() == 0
 
 
-@pytest.mark.parametrize("narrow", ["a member of one project", "Neutron's view"])
+@pytest.mark.parametrize(
+    "narrow", ["a member of one project", "Neutron's view", "with workers = 2"]
+)
 def test_an_account_that_cannot_see_every_project_refuses_to_start_with_one_line(
     e2e: Harness, standin: OpenStackStandIn, narrow: str
 ) -> None:
     conf = sections(standin, 0)
-    if narrow == "a member of one project":
+    if narrow == "with workers = 2":
+        # Refused once by the supervisor, not by each worker again and again.
+        conf["DEFAULT"] = {"workers": 2}
+        conf["service_credentials"] = standin.credentials(project_name="demo")
+    elif narrow == "a member of one project":
         # Nova answers 403 to all_tenants: every other project's server would be a 404.
         conf["service_credentials"] = standin.credentials(project_name="demo")
     else:

@@ -293,11 +293,28 @@ def _serve(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
         pidfile.write()
     try:
         if conf.workers > 1:
+            refusal = _verification_refused(conf)
+            if refusal is not None:
+                # Once, here: a worker refused would be started again and again.
+                return _refuse(f"not starting: {refusal}", to_stderr)
             return supervisor.run(conf.workers, lambda index: _worker(args, conf, index))
         return service.run(conf, lambda: _load(args))
     finally:
         if pidfile is not None:
             pidfile.release()
+
+
+def _verification_refused(conf: config.cfg.ConfigOpts) -> str | None:
+    """verify_deletions' start check (the account sees every project), or None."""
+    if not conf.reconcile.verify_deletions:
+        return None
+    from k2hr3_osnl.reconcile import verify, wiring
+
+    try:
+        wiring.verifier(conf, wiring.cloud(conf))
+    except verify.ViewTooNarrow as error:
+        return str(error)
+    return None
 
 
 def _worker(args: argparse.Namespace, conf: config.cfg.ConfigOpts, index: int) -> int:
