@@ -6,11 +6,15 @@ real samples with their ids replaced.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from support.k2hr3_standin import FakeK2HR3
 from support.openstack_standin import OpenStackStandIn
@@ -18,11 +22,13 @@ from support.samples import neutron_port_delete, nova_legacy_delete, nova_versio
 
 from k2hr3_osnl import config
 from k2hr3_osnl.core.breaker import CircuitBreaker
+from k2hr3_osnl.core.events import Delete, Proof
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.observer import Observers
 from k2hr3_osnl.core.parking import ParkingLot
 from k2hr3_osnl.core.recent import RecentIds
 from k2hr3_osnl.core.types import Notification, Result
+from k2hr3_osnl.core.verification import Verdict
 from k2hr3_osnl.k2hr3.client import RoleClient
 from k2hr3_osnl.observability.health import Health
 from k2hr3_osnl.observability.metrics import Metrics
@@ -160,3 +166,39 @@ def test_the_daemons_own_deletions_are_not_asked_about_again(
     )
     assert handler.handle_batch([recheck, reconciled]) == [Result.DELETED, Result.DELETED]
     assert standin.count("/compute/v2.1/servers/") == 0
+
+
+@pytest.fixture(scope="module")
+def held_device(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[CloudVerifier, str, list[str]]]:
+    """A device holding an IPv4 and an IPv6 address, and a verifier to ask about it."""
+    standin = OpenStackStandIn().start()
+    vm = standin.create()
+    ips = ["10.1.2.3", "2001:db8::a:5"]
+    standin.add_port(vm, *ips)
+    path = tmp_path_factory.mktemp("held") / "k2hr3-osnl.conf"
+    lines = ["[service_credentials]", *(f"{k} = {v}" for k, v in standin.credentials().items())]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    yield CloudVerifier(session.connect(config.load([str(path)]))), vm.id, ips
+    standin.stop()
+
+
+def _spellings(ip: str) -> st.SearchStrategy[str]:
+    address = ipaddress.ip_address(ip)
+    forms = {ip, ip.upper()}
+    if address.version == 6:
+        forms |= {address.exploded, address.exploded.upper()}
+    return st.sampled_from(sorted(forms))
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_a_forged_port_deletion_is_refused_however_its_addresses_are_spelled(
+    held_device: tuple[CloudVerifier, str, list[str]], data: st.DataObject
+) -> None:
+    verifier, device, ips = held_device
+    spelled = data.draw(_spellings(data.draw(st.sampled_from(ips))))
+    forged = Delete(device, (spelled,), Proof("port", str(uuid.uuid4())))
+    (check,) = verifier.verify([forged])
+    assert check.verdict is Verdict.EXISTS, check

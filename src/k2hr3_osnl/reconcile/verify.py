@@ -223,7 +223,8 @@ def _port(cloud: Cloud, delete: Delete, port_id: str) -> Check:
             "from K2HR3 (a forged or misrouted notification?)",
         )
     addresses = {_ip(entry) for port in held for entry in _fixed_ips(port)}
-    still = [ip for ip in delete.ips if ip in addresses]
+    # Compared as addresses, not text: "2001:DB8::5" and "2001:db8::5" are one address.
+    still = [ip for ip in delete.ips if _normal(ip) in addresses]
     if still:
         return Check(
             Verdict.EXISTS,
@@ -239,10 +240,14 @@ def _fixed_ips(port: Mapping[str, Any]) -> list[Any]:
 
 
 def _ip(entry: Any) -> str | None:
-    """An address as the decision writes it (``ipaddress``'s text), to compare."""
+    """A fixed IP of a port, in one text form per address, to compare."""
     value = entry.get("ip_address") if isinstance(entry, Mapping) else None
+    return _normal(value) if isinstance(value, str) else None
+
+
+def _normal(text: str) -> str | None:
     try:
-        return str(ipaddress.ip_address(value)) if isinstance(value, str) else None
+        return str(ipaddress.ip_address(text))
     except ValueError:
         return None
 
