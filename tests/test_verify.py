@@ -202,3 +202,25 @@ def test_a_forged_port_deletion_is_refused_however_its_addresses_are_spelled(
     forged = Delete(device, (spelled,), Proof("port", str(uuid.uuid4())))
     (check,) = verifier.verify([forged])
     assert check.verdict is Verdict.EXISTS, check
+
+
+def test_a_dry_run_parks_nothing_when_verification_is_broken(
+    verifying: tuple[Handler, Metrics],
+    standin: OpenStackStandIn,
+    k2hr3: FakeK2HR3,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """It shares state_dir with the live daemon, whose parked files get re-sent."""
+    handler, _ = verifying
+    handler.client.close()
+    handler.client = RoleClient(k2hr3.url, dry_run=True)
+    standin.fail_with = 403
+    with caplog.at_level(logging.DEBUG):
+        result = handler.handle(note(nova_versioned_delete(standin.create().id)))
+    assert result is Result.INVALID
+    assert ParkingLot(tmp_path).count() == 0
+    assert any(
+        "dry run: would park it (verification unavailable" in r.getMessage() for r in caplog.records
+    )
+    assert k2hr3.calls == []

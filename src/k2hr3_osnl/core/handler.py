@@ -204,7 +204,11 @@ class Handler:
             self.observer.verified(proof.target, check.verdict.value)
             todo = action(check, self.park_unverified)
             with logs.fields(**item.fields()):
-                if todo is Action.PARK:
+                if todo is Action.PARK and self.client.dry_run:
+                    # A dry run shares state_dir with the live daemon: it parks nothing.
+                    item.result = Result.INVALID
+                    self._report(item, f"dry run: would park it ({UNAVAILABLE}: {check.detail})")
+                elif todo is Action.PARK:
                     item.result = self._park(item, f"{UNAVAILABLE}: {check.detail}")
                 elif todo is Action.REFUSE and check.verdict is Verdict.EXISTS and self.rechecks:
                     item.result = self._hold(item, check.detail)
