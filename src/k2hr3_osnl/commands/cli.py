@@ -308,11 +308,11 @@ def _verification_refused(conf: config.cfg.ConfigOpts) -> str | None:
     """verify_deletions' start check (the account sees every project), or None."""
     if not conf.reconcile.verify_deletions:
         return None
-    from k2hr3_osnl.reconcile import verify, wiring
+    from k2hr3_osnl.reconcile import view, wiring
 
     try:
         wiring.verifier(conf, wiring.cloud(conf))
-    except verify.ViewTooNarrow as error:
+    except view.ViewTooNarrow as error:
         return str(error)
     return None
 
@@ -343,11 +343,11 @@ def _replay(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     client = None if args.dry_run else service.make_client(conf)
     verifier = None
     if client is not None and conf.reconcile.verify_deletions:
-        from k2hr3_osnl.reconcile import verify, wiring
+        from k2hr3_osnl.reconcile import view, wiring
 
         try:
             verifier = wiring.verifier(conf, wiring.cloud(conf))
-        except verify.ViewTooNarrow as error:
+        except view.ViewTooNarrow as error:
             return _refuse(f"not replaying: {error}", True)
     if args.parked:
         if client is None:

@@ -36,8 +36,9 @@ from k2hr3_osnl.rabbit.batching import GreedyBatchServer
 from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher, UndecodableWatch
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
 from k2hr3_osnl.reconcile import wiring as openstack
+from k2hr3_osnl.reconcile.recheck import Rechecker
 from k2hr3_osnl.reconcile.reconciler import Reconciler
-from k2hr3_osnl.reconcile.verify import Rechecker, ViewTooNarrow
+from k2hr3_osnl.reconcile.view import ViewTooNarrow
 
 LOG = logging.getLogger(__name__)
 

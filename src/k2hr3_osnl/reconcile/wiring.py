@@ -14,8 +14,10 @@ from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.observer import Observers
 from k2hr3_osnl.openstack import session
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
+from k2hr3_osnl.reconcile.recheck import Rechecker
 from k2hr3_osnl.reconcile.reconciler import Checkpoint, Reconciler
-from k2hr3_osnl.reconcile.verify import CloudVerifier, Rechecker, check_view
+from k2hr3_osnl.reconcile.verify import CloudVerifier
+from k2hr3_osnl.reconcile.view import check_view
 
 LOG = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def cloud(conf: cfg.ConfigOpts) -> session.Cloud | None:
 
 def verifier(conf: cfg.ConfigOpts, cloud: session.Cloud | None) -> CloudVerifier | None:
     """The handler's verification step, as configured, once the account has proven it
-    sees every project (raises :class:`~k2hr3_osnl.reconcile.verify.ViewTooNarrow`)."""
+    sees every project (raises :class:`~k2hr3_osnl.reconcile.view.ViewTooNarrow`)."""
     if cloud is None or not conf.reconcile.verify_deletions:
         return None
     proven = check_view(cloud)
