@@ -17,6 +17,7 @@ from support.samples import SAMPLES
 from k2hr3_osnl.commands import formats
 from k2hr3_osnl.core.events import (
     DELETION_EVENT_TYPES,
+    HANDLERS,
     MAX_IPS,
     Decision,
     Delete,
@@ -145,9 +146,25 @@ def test_samples_cover_every_deletion_event_type() -> None:
 
 def test_a_server_reconciliation_found_is_deleted_by_cuk_alone() -> None:
     event_type = "k2hr3_osnl.reconcile.server.deleted"
-    assert decide(event_type, {"uuid": NOVA_VERSIONED_CUK}) == Delete(NOVA_VERSIONED_CUK)
-    assert isinstance(decide(event_type, {"uuid": "not-a-uuid"}), Invalid)
-    assert isinstance(decide(event_type, {}), Invalid)
+    found = decide(event_type, {"uuid": NOVA_VERSIONED_CUK}, internal=True)
+    assert found == Delete(NOVA_VERSIONED_CUK)
+    assert isinstance(decide(event_type, {"uuid": "not-a-uuid"}, internal=True), Invalid)
+    assert isinstance(decide(event_type, {}, internal=True), Invalid)
+
+
+@pytest.mark.parametrize("source", [s for s in HANDLERS if s.internal])
+def test_an_internal_source_is_refused_from_the_bus_however_well_formed(source: type) -> None:
+    for event_type in source.event_types:
+        decision = decide(event_type, {"uuid": NOVA_VERSIONED_CUK})
+        assert isinstance(decision, Invalid)
+        assert (
+            decision.reason
+            == f"event_type {event_type} is the daemon's own: never taken from the bus"
+        )
+
+
+def test_only_the_daemons_own_sources_are_internal() -> None:
+    assert [s for s in HANDLERS if s.internal] == [ReconciledServer]
 
 
 def test_wire_v1_and_v2_bodies_decide_the_same() -> None:
@@ -246,7 +263,8 @@ def test_unknown_event_type_is_ignored(event_type: Any) -> None:
 
 
 def _invalid(event_type: str, payload: Any, field: str) -> Decision:
-    decision = decide(event_type, payload)
+    # As the daemon's own notifications are decided: their shape is what is checked.
+    decision = decide(event_type, payload, internal=True)
     assert isinstance(decision, Invalid), decision
     assert field in decision.reason, decision.reason
     return decision

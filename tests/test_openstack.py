@@ -129,6 +129,34 @@ def test_existence_of_servers_and_ports(tmp_path: Path, cloud_standin: OpenStack
     assert neutron.port_exists(cloud, gone.ports[0]) is False
 
 
+def test_a_devices_ports_and_their_addresses_as_each_account_may_see_them(
+    tmp_path: Path, cloud_standin: OpenStackStandIn
+) -> None:
+    vm = cloud_standin.create(project=PROJECT)
+    port_id = cloud_standin.add_port(vm, "10.0.0.5", "2001:db8::5")
+    admin = connect(tmp_path, cloud_standin)
+    (port,) = neutron.ports(admin, device_id=vm.id)
+    assert port["id"] == port_id
+    assert [ip["ip_address"] for ip in port["fixed_ips"]] == ["10.0.0.5", "2001:db8::5"]
+    # Another project's account sees none: an empty list that must not be read as "gone".
+    member = connect(tmp_path, cloud_standin, project_name=ADMIN_PROJECT + "-not")
+    assert neutron.ports(member, device_id=vm.id) == []
+    cloud_standin.delete_port(port_id)
+    assert neutron.ports(admin, device_id=vm.id) == []
+
+
+def test_only_an_account_that_sees_every_project_lists_servers_of_all(
+    tmp_path: Path, cloud_standin: OpenStackStandIn
+) -> None:
+    vm = cloud_standin.create(project=PROJECT)
+    admin = connect(tmp_path, cloud_standin)
+    assert [s["id"] for s in nova.any_project_servers(admin, 10)] == [vm.id]
+    member = connect(tmp_path, cloud_standin, project_name=PROJECT)
+    with pytest.raises(OpenStackError) as refused:
+        nova.any_project_servers(member, 10)
+    assert refused.value.status == 403
+
+
 def test_an_unknown_plugin_is_a_configuration_problem(
     tmp_path: Path, cloud_standin: OpenStackStandIn
 ) -> None:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.k2hr3_standin import FakeK2HR3
+from support.openstack_standin import OpenStackStandIn, Server
 from support.samples import SAMPLES
 
 from k2hr3_osnl.commands import cli
@@ -221,3 +223,49 @@ def test_dry_run_parked_only_lists(
     assert "1 parked in" in capsys.readouterr().out
     assert k2hr3.requests == 0
     assert ParkingLot(state_dir).count() == 1
+
+
+# --- with verify_deletions: replay is no way around it ---------------------------------
+
+
+@pytest.fixture
+def standin() -> Iterator[OpenStackStandIn]:
+    server = OpenStackStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def verifying(conf: str, standin: OpenStackStandIn) -> str:
+    lines = ["[reconcile]", "verify_deletions = true", "[service_credentials]"]
+    lines += [f"{k} = {v}" for k, v in standin.credentials().items()]
+    with open(conf, "a", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+    return conf
+
+
+def test_a_saved_deletion_of_a_live_server_is_not_sent_when_verification_is_on(
+    verifying: str,
+    standin: OpenStackStandIn,
+    k2hr3: FakeK2HR3,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    standin.servers[VERSIONED_CUK] = Server(VERSIONED_CUK, "demo")
+    assert replay(verifying, VERSIONED) == 1
+    out = capsys.readouterr().out
+    assert f"-> not sent: exists: Nova still has server {VERSIONED_CUK}" in out
+    assert k2hr3.requests == 0
+
+    standin.delete(standin.servers[VERSIONED_CUK])
+    assert replay(verifying, VERSIONED) == 0
+    assert k2hr3.deleted() == [(VERSIONED_CUK, None)]
+
+
+def test_a_parked_port_deletion_that_cannot_be_verified_stays_parked(
+    verifying: str, k2hr3: FakeK2HR3, state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    park_neutron(state_dir)  # the sample's port id is a placeholder, not a UUID
+    assert replay(verifying, "--parked") == 1
+    assert "-> still parked: refused: payload.port.id 'portidff-" in capsys.readouterr().out
+    assert ParkingLot(state_dir).count() == 1
+    assert k2hr3.requests == 0

@@ -14,7 +14,8 @@ token. Nova's ``GET /servers/detail`` follows Nova's own rules:
   marker is a 400.
 
 ``GET /servers/{id}`` and Neutron's ``GET /v2.0/ports/{id}`` answer 404 for what is
-deleted or unknown.
+deleted or unknown; ``GET /v2.0/ports?device_id=`` lists a device's ports with their
+fixed IPs, scoped to the token's project as Neutron's policy does (an admin sees all).
 
 Nova has cells and a clock of its own, as a real one does:
 
@@ -112,6 +113,12 @@ class OpenStackStandIn:
         self.send_date = True
         #: The microversion each GET /os-services asked for, in order.
         self.services_microversions: list[tuple[int, int]] = []
+        self.port_ips: dict[str, list[str]] = {}  # port id -> its fixed IPs
+        #: Neutron shows an admin every project's ports (False: only its own, as a
+        #: policy that is narrower than Nova's would).
+        self.neutron_sees_all = True
+        #: Keystone answers this status to token requests while set (None: it works).
+        self.keystone_fails_with: int | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
@@ -144,6 +151,16 @@ class OpenStackStandIn:
     def delete_port(self, port_id: str) -> None:
         with self._lock:
             self.ports.pop(port_id, None)
+            self.port_ips.pop(port_id, None)
+
+    def add_port(self, server: Server, *ips: str) -> str:
+        """A port of ``server`` holding ``ips``; returns its id."""
+        port_id = str(uuid.uuid4())
+        with self._lock:
+            server.ports.append(port_id)
+            self.ports[port_id] = server.id
+            self.port_ips[port_id] = list(ips)
+        return port_id
 
     # The server.
 
@@ -239,6 +256,8 @@ class OpenStackStandIn:
         if method == "GET" and path == "/v3":
             return 200, {"version": self._version()}, {}
         if method == "POST" and path == "/v3/auth/tokens":
+            if self.keystone_fails_with is not None:
+                return self.keystone_fails_with, {"error": {"code": self.keystone_fails_with}}, {}
             return self._issue(body)
         if path.startswith("/compute") or path.startswith("/network"):
             project = self.tokens.get(headers.get("X-Auth-Token") or "")
@@ -253,6 +272,8 @@ class OpenStackStandIn:
                 if path.removeprefix("/compute").removeprefix("/v2.1") == "/os-services":
                     return self._services(urllib.parse.parse_qs(url.query), project, microversion)
                 return self._nova(path.removeprefix("/compute"), url.query, project)
+            if path.removeprefix("/network") == "/v2.0/ports":
+                return self._port_list(urllib.parse.parse_qs(url.query), project)
             return self._neutron(path.removeprefix("/network"))
         return 404, {"error": "not found"}, {}
 
@@ -365,7 +386,7 @@ class OpenStackStandIn:
             servers = servers[ids.index(marker) + 1 :]
         limit = min(int(one("limit") or self.max_limit), self.max_limit)
         page = servers[:limit]
-        body: dict[str, Any] = {"servers": [s.to_json(base) for s in page]}
+        body: dict[str, Any] = {"servers": [self._addressed(s, s.to_json(base)) for s in page]}
         if len(page) == limit and page:
             query = {k: v[-1] for k, v in params.items() if k != "marker"}
             query["marker"] = page[-1].id
@@ -424,6 +445,45 @@ class OpenStackStandIn:
                 return 404, {"NeutronError": {"type": "PortNotFound"}}, {}
             return 200, {"port": {"id": port_id, "device_id": device}}, {}
         return 404, {"NeutronError": {"type": "HTTPNotFound"}}, {}
+
+    def _addressed(self, server: Server, body: dict[str, Any]) -> dict[str, Any]:
+        """Nova's ``addresses`` (from its network cache): the IPs of the server's ports."""
+        with self._lock:
+            ips = [ip for port in server.ports for ip in self.port_ips.get(port, [])]
+        if ips:
+            body["addresses"] = {"private": [{"version": 4, "addr": ip} for ip in ips]}
+        return body
+
+    def _port_list(
+        self, params: dict[str, list[str]], project: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``GET /v2.0/ports``: the ports the token's project may see, by ``device_id``;
+        an admin sees every project's (unless :attr:`neutron_sees_all` is off)."""
+        device = params.get("device_id", [None])[-1]
+        limit = int(params.get("limit", ["0"])[-1] or 0)
+        with self._lock:
+            found = []
+            for port_id, device_id in self.ports.items():
+                server = self.servers.get(device_id)
+                owner = server.project_id if server else project
+                if owner != project and not (project == ADMIN_PROJECT and self.neutron_sees_all):
+                    continue
+                if device is not None and device_id != device:
+                    continue
+                found.append(
+                    {
+                        "id": port_id,
+                        "device_id": device_id,
+                        "device_owner": "compute:nova",
+                        "project_id": owner,
+                        "tenant_id": owner,
+                        "fixed_ips": [
+                            {"subnet_id": "s1", "ip_address": ip}
+                            for ip in self.port_ips.get(port_id, [])
+                        ],
+                    }
+                )
+        return 200, {"ports": found[:limit] if limit else found}, {}
 
 
 def _microversion(headers: Any, highest: tuple[int, int]) -> tuple[int, int] | None:

@@ -293,11 +293,28 @@ def _serve(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
         pidfile.write()
     try:
         if conf.workers > 1:
+            refusal = _verification_refused(conf)
+            if refusal is not None:
+                # Once, here: a worker refused would be started again and again.
+                return _refuse(f"not starting: {refusal}", to_stderr)
             return supervisor.run(conf.workers, lambda index: _worker(args, conf, index))
         return service.run(conf, lambda: _load(args))
     finally:
         if pidfile is not None:
             pidfile.release()
+
+
+def _verification_refused(conf: config.cfg.ConfigOpts) -> str | None:
+    """verify_deletions' start check (the account sees every project), or None."""
+    if not conf.reconcile.verify_deletions:
+        return None
+    from k2hr3_osnl.reconcile import view, wiring
+
+    try:
+        wiring.verifier(conf, wiring.cloud(conf))
+    except view.ViewTooNarrow as error:
+        return str(error)
+    return None
 
 
 def _worker(args: argparse.Namespace, conf: config.cfg.ConfigOpts, index: int) -> int:
@@ -324,11 +341,19 @@ def _replay(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     if args.parked and args.list:
         return replay.list_parked(parking, sys.stdout)
     client = None if args.dry_run else service.make_client(conf)
+    verifier = None
+    if client is not None and conf.reconcile.verify_deletions:
+        from k2hr3_osnl.reconcile import view, wiring
+
+        try:
+            verifier = wiring.verifier(conf, wiring.cloud(conf))
+        except view.ViewTooNarrow as error:
+            return _refuse(f"not replaying: {error}", True)
     if args.parked:
         if client is None:
             return replay.list_parked(parking, sys.stdout)
-        return replay.replay_parked(parking, client, sys.stdout)
-    return replay.replay_files(args.files, client, sys.stdout)
+        return replay.replay_parked(parking, client, sys.stdout, verifier)
+    return replay.replay_files(args.files, client, sys.stdout, verifier)
 
 
 def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:

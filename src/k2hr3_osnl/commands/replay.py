@@ -1,7 +1,9 @@
 """``k2hr3-osnl replay``: answer "why wasn't this VM removed?" and re-drive parked work.
 
 Saved notifications go through the same :func:`~k2hr3_osnl.core.events.decide` and the same
-K2HR3 client as the daemon, one attempt each, and every decision is printed.
+K2HR3 client as the daemon, one attempt each, and every decision is printed. With
+``[reconcile] verify_deletions``, what would be sent is verified first, as the daemon
+does: replay must not be the way around it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ from k2hr3_osnl.core.answers import Outcome
 from k2hr3_osnl.core.events import Delete, decide
 from k2hr3_osnl.core.parking import Parked, ParkingLot
 from k2hr3_osnl.core.types import Notification
+from k2hr3_osnl.core.verification import Verdict, Verifier
 from k2hr3_osnl.k2hr3.client import RoleClient
+
+
+def _unverified(delete: Delete, verifier: Verifier | None) -> str | None:
+    """Why not to send ``delete`` now (verification did not prove it), or None."""
+    if verifier is None:
+        return None
+    (check,) = verifier.verify([delete])
+    return None if check.verdict is Verdict.GONE else f"{check.verdict.value}: {check.detail}"
 
 
 def _read(path: str) -> str:
@@ -35,7 +46,12 @@ def describe(note: Notification) -> tuple[str, Delete | None]:
     return f"{kind}: {decision.reason}", None
 
 
-def replay_files(paths: Iterable[str], client: RoleClient | None, out: TextIO) -> int:
+def replay_files(
+    paths: Iterable[str],
+    client: RoleClient | None,
+    out: TextIO,
+    verifier: Verifier | None = None,
+) -> int:
     """Print each notification's decision; call K2HR3 unless ``client`` is None."""
     failed = 0
     for path in paths:
@@ -55,7 +71,11 @@ def replay_files(paths: Iterable[str], client: RoleClient | None, out: TextIO) -
                 continue
             text, delete = describe(note)
             line = f"{where}: {note.event_type} message_id={note.message_id}: {text}"
-            if delete is not None and client is not None:
+            refusal = _unverified(delete, verifier) if delete and client else None
+            if refusal is not None:
+                line += f" -> not sent: {refusal}"
+                failed += 1
+            elif delete is not None and client is not None:
                 answer = client.delete(delete.cuk, delete.ips)
                 line += f" -> {answer.outcome.value} ({answer.status or answer.detail})"
                 failed += answer.outcome is not Outcome.DELETED
@@ -81,13 +101,18 @@ def list_parked(parking: ParkingLot, out: TextIO) -> int:
 def _parked_deletion(item: Parked) -> tuple[str, Delete | None]:
     """What a parked file asks for: the deletion kept with it, else decided again."""
     if item.cuk:
-        delete = Delete(item.cuk, tuple(item.ips))
+        # What the verification asks about comes with the decision of the payload.
+        decided = decide(item.event_type, item.payload, internal=True)
+        proof = decided.proof if isinstance(decided, Delete) else None
+        delete = Delete(item.cuk, tuple(item.ips), proof)
         host = list(delete.ips) if delete.ips else "all of its IPs"
         return f"delete cuk={delete.cuk} host={host}", delete
     return describe(Notification(item.message_id, item.event_type, item.publisher_id, item.payload))
 
 
-def replay_parked(parking: ParkingLot, client: RoleClient, out: TextIO) -> int:
+def replay_parked(
+    parking: ParkingLot, client: RoleClient, out: TextIO, verifier: Verifier | None = None
+) -> int:
     """One attempt each; a delivered (or now unusable) one leaves the parking lot.
 
     With a dry-run client nothing is sent and every file stays: it only shows what
@@ -108,6 +133,9 @@ def replay_parked(parking: ParkingLot, client: RoleClient, out: TextIO) -> int:
         if delete is None:
             parking.remove(item)
             line += " -> removed"
+        elif (refusal := _unverified(delete, verifier)) is not None:
+            left += 1
+            line += f" -> still parked: {refusal}"
         else:
             answer = client.delete(delete.cuk, delete.ips)
             if answer.outcome is Outcome.DELETED:

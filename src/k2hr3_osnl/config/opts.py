@@ -355,9 +355,27 @@ reconcile_opts = [
         "verify_deletions",
         default=False,
         help="Before acting on a notification, ask Nova (instance deletions) or Neutron "
-        "(port deletions) whether the server or port is really gone: one that still "
-        "exists (a forged or misrouted notification) is not deleted from K2HR3. If Nova "
-        "or Neutron cannot answer, the deletion goes ahead. Needs [service_credentials].",
+        "(port deletions: does the device still hold those addresses?) whether it is "
+        "really gone: one that still exists (a forged or misrouted notification) is not "
+        "deleted from K2HR3, and a port deletion without a port id that is a UUID is "
+        "refused. At start the account must prove it sees every project. A 401 or 403 "
+        "during the run parks the deletion as 'verification unavailable'; what else "
+        "happens when Nova or Neutron cannot answer is 'unverified'. Needs "
+        "[service_credentials].",
+    ),
+    cfg.StrOpt(
+        "unverified",
+        default="send",
+        choices=[
+            (
+                "send",
+                "delete it from K2HR3 unverified (removing access is the safe side), "
+                'counted in k2hr3_osnl_verifications_total{outcome="unknown"}',
+            ),
+            ("park", "park it as 'verification unavailable' until verification answers"),
+        ],
+        help="With verify_deletions: what becomes of a deletion when Keystone, Nova or "
+        "Neutron does not answer (5xx, timeout, unreachable).",
     ),
 ]
 

@@ -40,7 +40,7 @@ class DeletedCuks(Observer):
         if result is not Result.DELETED:
             return
         try:
-            decision = decide(note.event_type, note.payload)
+            decision = decide(note.event_type, note.payload, internal=note.internal)
         except Exception:  # the handler already logged what was wrong with it
             return
         if isinstance(decision, Delete) and not decision.ips:

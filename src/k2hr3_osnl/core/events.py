@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 #: A port carrying more addresses than this is not a real port: refuse it whole.
@@ -21,11 +21,25 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 
 
 @dataclass(frozen=True, slots=True)
+class Proof:
+    """What ``verify_deletions`` asks OpenStack about, as the notification named it."""
+
+    #: "server" (Nova) or "port" (Neutron).
+    target: str
+    #: The server's or port's id as sent; None when the notification had none.
+    ident: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Delete:
     """Remove ``cuk`` from K2HR3: only ``ips`` if given, else every IP it has."""
 
     cuk: str
     ips: tuple[str, ...] = ()
+    #: What would prove the deletion happened; None: its source is proof enough (Nova
+    #: itself listed the server as deleted). Carried with the decision, so that the
+    #: verification step never parses the payload again.
+    proof: Proof | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +86,17 @@ def _ip(value: Any, where: str) -> str:
         raise _Reject(f"{where} is not an IP address: {_short(value)}") from None
 
 
+def _server(cuk: str) -> Delete:
+    return Delete(cuk, proof=Proof("server", cuk))
+
+
+def _ident(value: Any) -> str | None:
+    """An id as sent, for verification to judge: None if absent, text otherwise."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) else repr(value)
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -85,6 +110,7 @@ class NeutronPort:
     """
 
     event_types: ClassVar[frozenset[str]] = frozenset({"port.delete.end"})
+    internal: ClassVar[bool] = False
 
     @staticmethod
     def decide(payload: Mapping[str, Any]) -> Decision:
@@ -112,7 +138,7 @@ class NeutronPort:
             ip = _ip(_mapping(entry, where).get("ip_address"), f"{where}.ip_address")
             if ip not in ips:
                 ips.append(ip)
-        return Delete(cuk, tuple(ips))
+        return Delete(cuk, tuple(ips), Proof("port", _ident(port.get("id"))))
 
 
 class NovaVersioned:
@@ -123,31 +149,35 @@ class NovaVersioned:
     """
 
     event_types: ClassVar[frozenset[str]] = frozenset({"instance.delete.end"})
+    internal: ClassVar[bool] = False
 
     @staticmethod
     def decide(payload: Mapping[str, Any]) -> Decision:
         data = _mapping(payload.get("nova_object.data"), 'payload["nova_object.data"]')
-        return Delete(_cuk(data.get("uuid"), 'payload["nova_object.data"].uuid'))
+        return _server(_cuk(data.get("uuid"), 'payload["nova_object.data"].uuid'))
 
 
 class NovaLegacy:
     """nova unversioned ``compute.instance.delete.end``: the whole instance is gone."""
 
     event_types: ClassVar[frozenset[str]] = frozenset({"compute.instance.delete.end"})
+    internal: ClassVar[bool] = False
 
     @staticmethod
     def decide(payload: Mapping[str, Any]) -> Decision:
-        return Delete(_cuk(payload.get("instance_id"), "payload.instance_id"))
+        return _server(_cuk(payload.get("instance_id"), "payload.instance_id"))
 
 
 class ReconciledServer:
     """Our own ``k2hr3_osnl.reconcile.server.deleted``: Nova lists the server as deleted.
 
     Reconciliation (:mod:`k2hr3_osnl.core.catchup`) found it: the whole instance is gone, as
-    for ``instance.delete.end``; it travels the same path as a notification would.
+    for ``instance.delete.end``; it travels the same path as a notification would. It is
+    internal: the daemon makes it, and one that comes from the bus is forged.
     """
 
     event_types: ClassVar[frozenset[str]] = frozenset({"k2hr3_osnl.reconcile.server.deleted"})
+    internal: ClassVar[bool] = True
 
     @staticmethod
     def decide(payload: Mapping[str, Any]) -> Decision:
@@ -160,11 +190,17 @@ _BY_EVENT_TYPE = {event: handler for handler in HANDLERS for event in handler.ev
 DELETION_EVENT_TYPES = frozenset(_BY_EVENT_TYPE)
 
 
-def decide(event_type: Any, payload: Any) -> Decision:
-    """What to do about one notification."""
+def decide(event_type: Any, payload: Any, internal: bool = False) -> Decision:
+    """What to do about one notification; ``internal``: the daemon made it itself.
+
+    An internal source's event type from anywhere else (the bus) is refused, whatever
+    ``event_type`` filter admitted it: anyone who can publish could otherwise name it.
+    """
     handler = _BY_EVENT_TYPE.get(event_type) if isinstance(event_type, str) else None
     if handler is None:
         return Ignore(f"event_type {_short(event_type)} is not a deletion")
+    if handler.internal and not internal:
+        return Invalid(f"event_type {event_type} is the daemon's own: never taken from the bus")
     try:
         return handler.decide(_mapping(payload, "payload"))
     except _Reject as reject:

@@ -19,11 +19,13 @@ from typing import Any, Protocol
 
 from k2hr3_osnl.core.answers import Answer, Outcome
 from k2hr3_osnl.core.breaker import CircuitBreaker, Turn
-from k2hr3_osnl.core.events import Delete, Ignore, decide
+from k2hr3_osnl.core.events import Delete, Ignore, Proof, decide
 from k2hr3_osnl.core.observer import Observer
 from k2hr3_osnl.core.parking import Parked, ParkingLot
 from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recheck import SCHEDULE, Rechecks
 from k2hr3_osnl.core.types import Notification, Result, acknowledges
+from k2hr3_osnl.core.verification import UNAVAILABLE, Action, Verdict, Verifier, action
 from k2hr3_osnl.observability import logs
 
 LOG = logging.getLogger(__name__)
@@ -107,6 +109,9 @@ class Handler:
         retry_budget: float,
         clock: Callable[[], float] = time.monotonic,
         observer: Observer | None = None,
+        verifier: Verifier | None = None,
+        park_unverified: bool = False,
+        rechecks: Rechecks | None = None,
     ) -> None:
         self.client = client
         self.breaker = breaker
@@ -116,6 +121,13 @@ class Handler:
         self._clock = clock
         #: Told what happens, for metrics and health; does nothing by default.
         self.observer = observer or Observer()
+        #: verify_deletions: asked between the decision and the delivery (None: off).
+        self.verifier = verifier
+        #: A deletion OpenStack could not answer for is parked rather than sent.
+        self.park_unverified = park_unverified
+        #: Where a deletion refused because OpenStack still shows it waits to be checked
+        #: again (None: the refusal is final).
+        self.rechecks = rechecks
 
     def handle(self, note: Notification) -> Result:
         return self.handle_batch([note])[0]
@@ -164,16 +176,68 @@ class Handler:
         if not items:
             return
         try:
-            self._deliver(items)
+            sending = self._verify(items)
+            if sending:
+                self._deliver(sending)
         finally:
             for item in items:
                 self.recent.end(item.key)
+
+    def _verify(self, items: list[_Item]) -> list[_Item]:
+        """The verification step: settles what must not be sent now, returns the rest.
+
+        The daemon's own deletions (Nova listed the server as deleted, or a re-check
+        just verified it) and deletions whose source needs no proof are not asked about.
+        """
+        verifier = self.verifier
+        asked = [
+            item
+            for item in items
+            if verifier is not None and not item.note.internal and _proof(item) is not None
+        ]
+        if verifier is None or not asked:
+            return items
+        checks = verifier.verify([_delete(item) for item in asked])
+        for item, check in zip(asked, checks, strict=True):
+            proof = _proof(item)
+            assert proof is not None
+            self.observer.verified(proof.target, check.verdict.value)
+            todo = action(check, self.park_unverified)
+            with logs.fields(**item.fields()):
+                if todo is Action.PARK and self.client.dry_run:
+                    # A dry run shares state_dir with the live daemon: it parks nothing.
+                    item.result = Result.INVALID
+                    self._report(item, f"dry run: would park it ({UNAVAILABLE}: {check.detail})")
+                elif todo is Action.PARK:
+                    item.result = self._park(item, f"{UNAVAILABLE}: {check.detail}")
+                elif todo is Action.REFUSE and check.verdict is Verdict.EXISTS and self.rechecks:
+                    item.result = self._hold(item, check.detail)
+                elif todo is Action.REFUSE:
+                    item.result = Result.INVALID
+                    self._report(item, check.detail)
+        return [item for item in items if item.result is None]
+
+    def _hold(self, item: _Item, why: str) -> Result:
+        """Refused for now: acknowledged, and held on disk to be checked again."""
+        assert self.rechecks is not None
+        try:
+            self.rechecks.hold(item.note, _delete(item), why)
+        except Exception as error:
+            # Holding it is what keeps it; without that, hand it back, slowly.
+            LOG.critical(
+                "message_id=%s cannot be held (%s), requeueing", item.note.message_id, error
+            )
+            item.unparkable = True
+            return Result.REQUEUED
+        item.result = Result.INVALID
+        self._report(item, f"{why}; checked again in {SCHEDULE[0]:.0f}s")
+        return item.result
 
     def _triage(self, item: _Item, begin: Callable[[object], bool | None]) -> None:
         """Decide; settle at once what needs no call, or claim the delivery."""
         note = item.note
         try:
-            decision = decide(note.event_type, note.payload)
+            decision = decide(note.event_type, note.payload, internal=note.internal)
         except Exception as error:
             # A bug of ours: keep the deletion for an operator rather than drop it.
             LOG.exception("message_id=%s failed", note.message_id)
@@ -337,6 +401,15 @@ class Handler:
             extra={"outcome": Result.PARKED.value, "attempt": item.attempts},
         )
         return Result.PARKED
+
+
+def _delete(item: _Item) -> Delete:
+    assert item.delete is not None, "only claimed deliveries are verified"
+    return item.delete
+
+
+def _proof(item: _Item) -> Proof | None:
+    return item.delete.proof if item.delete is not None else None
 
 
 def _call(delete: Delete | None) -> tuple[str, tuple[str, ...]]:

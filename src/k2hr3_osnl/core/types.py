@@ -16,6 +16,9 @@ class Notification:
     #: time.monotonic() when the listener took it from RabbitMQ, if known: its retry
     #: budget counts from then, however long it waited for a free worker thread.
     received: float | None = None
+    #: Made by the daemon itself (reconciliation, a verification re-check), not taken
+    #: from the bus: only such a notification may use an internal event type.
+    internal: bool = False
 
 
 class Result(enum.Enum):

@@ -44,6 +44,7 @@ from k2hr3_osnl.core.events import DELETION_EVENT_TYPES
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.observer import Observer, Observers
 from k2hr3_osnl.core.types import Notification, Result
+from k2hr3_osnl.core.verification import Verdict
 from k2hr3_osnl.observability.health import Health, Probe
 
 LOG = logging.getLogger(__name__)
@@ -191,8 +192,11 @@ class Metrics(Observer):
         )
         self.verifications = Counter(
             "verifications",
-            "verify_deletions lookups, by target (server, port) and outcome (gone: deleted; "
-            "exists: refused; unknown: no answer, deleted anyway).",
+            "verify_deletions checks, by target (server, port) and outcome (gone: sent; "
+            "exists: not sent, checked again later; dropped: still there at the last "
+            "check; refused: a port deletion without a usable "
+            "port id; broken: 401/403, parked; unknown: no answer, sent or parked as "
+            "[reconcile] unverified says).",
             ["target", "outcome"],
             namespace=NAMESPACE,
             registry=r,
@@ -218,7 +222,7 @@ class Metrics(Observer):
         for outcome in ("all_up", "cell_down", "unknown"):
             self.reconcile_cell_checks.labels(outcome)
         for target in ("server", "port"):
-            for outcome in ("gone", "exists", "unknown"):
+            for outcome in (*(verdict.value for verdict in Verdict), "dropped"):
                 self.verifications.labels(target, outcome)
 
     def reconcile_missed(self, cuk: str) -> None:

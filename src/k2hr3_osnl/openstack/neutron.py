@@ -1,8 +1,10 @@
-"""Neutron's ports: whether one still exists."""
+"""Neutron's ports: whether one still exists, and the ports a device still holds."""
 
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Mapping
+from typing import Any
 
 from k2hr3_osnl.openstack.session import Cloud, OpenStackError
 
@@ -17,4 +19,25 @@ def port_exists(cloud: Cloud, port_id: str) -> bool:
         return False
     if response.status_code == 200:
         return True
-    raise OpenStackError(f"Neutron GET {path} answered status {response.status_code}")
+    raise OpenStackError(
+        f"Neutron GET {path} answered status {response.status_code}", response.status_code
+    )
+
+
+def ports(cloud: Cloud, **query: Any) -> list[Mapping[str, Any]]:
+    """Ports matching ``query`` (``device_id=...``, ``limit=...``): those the account
+    may see. Neutron keeps no deleted ports, so this is what a device holds now."""
+    response = cloud.get(SERVICE, "/v2.0/ports", params=query)
+    where = "/v2.0/ports?" + urllib.parse.urlencode(query)
+    if response.status_code != 200:
+        raise OpenStackError(
+            f"Neutron GET {where} answered status {response.status_code}",
+            response.status_code,
+        )
+    try:
+        found = response.json()["ports"]
+    except (ValueError, KeyError, TypeError):
+        raise OpenStackError(f"Neutron GET {where}: not a list of ports") from None
+    if not isinstance(found, list):
+        raise OpenStackError(f"Neutron GET {where}: 'ports' is not a list")
+    return [port for port in found if isinstance(port, Mapping)]

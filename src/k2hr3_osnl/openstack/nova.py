@@ -144,7 +144,29 @@ def server_exists(cloud: Cloud, server_id: str) -> bool:
         return False
     if response.status_code == 200:
         return True
-    raise OpenStackError(f"Nova GET /servers/{server_id} answered {_status(response)}")
+    raise OpenStackError(
+        f"Nova GET /servers/{server_id} answered {_status(response)}", response.status_code
+    )
+
+
+def any_project_servers(cloud: Cloud, limit: int) -> list[Any]:
+    """A page of live servers of every project (``all_tenants``): what only an account
+    that sees every project may list. Raises :class:`OpenStackError` (with the status)
+    otherwise."""
+    params = {"all_tenants": "True", "limit": limit}
+    response = cloud.get(SERVICE, "/servers/detail", params=params)
+    if response.status_code != 200:
+        raise OpenStackError(
+            f"Nova GET /servers/detail?all_tenants=True answered {_status(response)}",
+            response.status_code,
+        )
+    try:
+        servers = response.json()["servers"]
+    except (ValueError, KeyError, TypeError):
+        raise OpenStackError("Nova GET /servers/detail: not a list of servers") from None
+    if not isinstance(servers, list):
+        raise OpenStackError("Nova GET /servers/detail: 'servers' is not a list")
+    return servers
 
 
 def _next_marker(links: Any) -> str | None:

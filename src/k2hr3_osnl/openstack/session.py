@@ -26,7 +26,15 @@ DEFAULT_TIMEOUT = 30.0
 
 
 class OpenStackError(Exception):
-    """Keystone, Nova or Neutron could not answer; the message says which and why."""
+    """Keystone, Nova or Neutron could not answer; the message says which and why.
+
+    ``status`` is the HTTP status that said no, if one did: 401 and 403 do not heal by
+    themselves, a 5xx or no answer at all may.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def configured(conf: cfg.ConfigOpts) -> bool:
@@ -70,14 +78,18 @@ class Cloud:
                 microversion=microversion,
             )
         except ks_exceptions.Unauthorized as error:
-            raise OpenStackError(f"Keystone refused the account: {_http(error)}") from None
+            raise OpenStackError(
+                f"Keystone refused the account: {_http(error)}", status=error.http_status or 401
+            ) from None
         except ks_exceptions.EndpointNotFound:
             raise OpenStackError(
                 f"no {self.interface} {service_type} endpoint in the Keystone catalog"
                 + (f" for region {self.region_name}" if self.region_name else "")
             ) from None
         except ks_exceptions.HttpError as error:
-            raise OpenStackError(f"Keystone answered {_http(error)}") from None
+            raise OpenStackError(
+                f"Keystone answered {_http(error)}", status=error.http_status
+            ) from None
         except ks_exceptions.ClientException as error:
             # Connection refused, timeout, TLS, discovery failure: the class says which.
             raise OpenStackError(f"{type(error).__name__}: {_first_line(error)}") from None

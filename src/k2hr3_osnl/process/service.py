@@ -24,8 +24,10 @@ from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.parking import ParkingLot
 from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recheck import Rechecks
+from k2hr3_osnl.core.verification import Verifier
 from k2hr3_osnl.k2hr3.client import RoleClient
-from k2hr3_osnl.observability import metrics
+from k2hr3_osnl.observability import logs, metrics
 from k2hr3_osnl.observability.health import BrokerLogWatch, Health
 from k2hr3_osnl.process import reload, signals
 from k2hr3_osnl.process.lifecycle import Lifecycle
@@ -33,8 +35,10 @@ from k2hr3_osnl.rabbit import dryrun, liveness, refusals, seam
 from k2hr3_osnl.rabbit.batching import GreedyBatchServer
 from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher, UndecodableWatch
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
+from k2hr3_osnl.reconcile import wiring as openstack
+from k2hr3_osnl.reconcile.recheck import Rechecker
 from k2hr3_osnl.reconcile.reconciler import Reconciler
-from k2hr3_osnl.reconcile.wiring import attach as attach_openstack
+from k2hr3_osnl.reconcile.view import ViewTooNarrow
 
 LOG = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ class Daemon:
     metrics: metrics.Metrics | None = None
     http: metrics.MetricsServer | None = None
     reconciler: Reconciler | None = None
+    rechecker: Rechecker | None = None
 
 
 def make_client(conf: cfg.ConfigOpts) -> RoleClient:
@@ -76,7 +81,9 @@ def make_client(conf: cfg.ConfigOpts) -> RoleClient:
     )
 
 
-def make_handler(conf: cfg.ConfigOpts, client: RoleClient | None = None) -> Handler:
+def make_handler(
+    conf: cfg.ConfigOpts, client: RoleClient | None = None, verifier: Verifier | None = None
+) -> Handler:
     k = conf.k2hr3
     return Handler(
         client=client or make_client(conf),
@@ -84,6 +91,10 @@ def make_handler(conf: cfg.ConfigOpts, client: RoleClient | None = None) -> Hand
         parking=ParkingLot(k.state_dir),
         recent=RecentIds(k.duplicate_window_seconds),
         retry_budget=k.retry_budget_seconds,
+        verifier=verifier,
+        park_unverified=conf.reconcile.unverified == "park",
+        # A dry run shares state_dir with a live daemon: it must not take its refusals.
+        rechecks=Rechecks(k.state_dir) if verifier is not None and not k.dry_run else None,
     )
 
 
@@ -115,9 +126,11 @@ def make_filter(conf: cfg.ConfigOpts) -> oslo_messaging.NotificationFilter:
     )
 
 
-def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
+def build(
+    conf: cfg.ConfigOpts, handler: Handler | None = None, verifier: Verifier | None = None
+) -> Daemon:
     n = conf.oslo_messaging_notifications
-    handler = handler or make_handler(conf)
+    handler = handler or make_handler(conf, verifier=verifier)
     endpoint = NotificationEndpoint(handler, make_filter(conf))
     transport = oslo_messaging.get_notification_transport(conf, url=n.transport_url)
     targets = [
@@ -180,8 +193,18 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
     ``loader`` re-reads the configuration on SIGHUP (by default: the same files).
     Returns the exit status.
     """
-    daemon = build(conf)
-    daemon.reconciler = attach_openstack(daemon.conf, daemon.handler, daemon.endpoint)
+    cloud = openstack.cloud(conf)
+    try:
+        verifier = openstack.verifier(conf, cloud)
+    except ViewTooNarrow as error:
+        # One line, on the terminal and in the log: nothing was consumed yet.
+        LOG.error("not starting: %s", error)
+        if not logs.to_stream(conf.log_file):
+            print(f"k2hr3-osnl: not starting: {error}", file=sys.stderr)
+        return 2
+    daemon = build(conf, verifier=verifier)
+    daemon.reconciler = openstack.attach(daemon.conf, daemon.handler, daemon.endpoint, cloud)
+    daemon.rechecker = openstack.rechecker(daemon.handler)
     BrokerLogWatch(daemon.handler.observer).install()
     UndecodableWatch(daemon.handler.observer).install()
     daemon.http = metrics.serve(
@@ -225,6 +248,8 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
         LOG.info("listening")
         if daemon.reconciler is not None:
             daemon.reconciler.start(conf.reconcile.interval_seconds)
+        if daemon.rechecker is not None:
+            daemon.rechecker.start()
         requests.wake()
 
     threading.Thread(target=start, name="listener-start", daemon=True).start()
@@ -266,6 +291,8 @@ def shutdown(daemon: Daemon, drain_seconds: float) -> int:
     daemon.handler.observer.stopping()
     if daemon.reconciler is not None:
         daemon.reconciler.stop()
+    if daemon.rechecker is not None:
+        daemon.rechecker.stop(0)
     daemon.listener.stop()
     # Deliveries waiting for K2HR3 give up now and are requeued; calls already on the
     # wire finish (their HTTP timeouts bound them).

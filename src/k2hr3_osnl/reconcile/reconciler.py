@@ -146,7 +146,10 @@ class _Batches:
         while len(self._pending) >= 2 * BATCHES_IN_FLIGHT:
             self._settle(*self._pending.popleft())
         received = time.monotonic()
-        notes = [Notification(*catchup.notification(i), received=received) for i in chunk]
+        # Internal: Nova itself listed them, and only the daemon may use their event type.
+        notes = [
+            Notification(*catchup.notification(i), received=received, internal=True) for i in chunk
+        ]
         self._pending.append((chunk, self._pool.submit(self.handler.handle_batch, notes)))
         self.report.sent += len(chunk)
 

@@ -14,8 +14,10 @@ from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.observer import Observers
 from k2hr3_osnl.openstack import session
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
+from k2hr3_osnl.reconcile.recheck import Rechecker
 from k2hr3_osnl.reconcile.reconciler import Checkpoint, Reconciler
-from k2hr3_osnl.reconcile.verify import VerifyingHandler, cloud_lookup
+from k2hr3_osnl.reconcile.verify import CloudVerifier
+from k2hr3_osnl.reconcile.view import check_view
 
 LOG = logging.getLogger(__name__)
 
@@ -46,17 +48,39 @@ def make_reconciler(conf: cfg.ConfigOpts, cloud: session.Cloud, handler: Handler
     )
 
 
+def cloud(conf: cfg.ConfigOpts) -> session.Cloud | None:
+    """The one OpenStack session of the daemon, if ``[service_credentials]`` has an account."""
+    return session.connect(conf) if session.configured(conf) else None
+
+
+def verifier(conf: cfg.ConfigOpts, cloud: session.Cloud | None) -> CloudVerifier | None:
+    """The handler's verification step, as configured, once the account has proven it
+    sees every project (raises :class:`~k2hr3_osnl.reconcile.view.ViewTooNarrow`)."""
+    if cloud is None or not conf.reconcile.verify_deletions:
+        return None
+    proven = check_view(cloud)
+    LOG.info("verifying deletions with Nova and Neutron before sending them")
+    return CloudVerifier(cloud, view_proven=proven)
+
+
+def rechecker(handler: Handler) -> Rechecker | None:
+    """What checks refused deletions again, if the handler holds them."""
+    if handler.verifier is None or handler.rechecks is None:
+        return None
+    return Rechecker(handler.rechecks, handler.verifier, handler)
+
+
 def attach(
-    conf: cfg.ConfigOpts, handler: Handler, endpoint: NotificationEndpoint
+    conf: cfg.ConfigOpts,
+    handler: Handler,
+    endpoint: NotificationEndpoint,
+    cloud: session.Cloud | None = None,
 ) -> Reconciler | None:
-    """Verify the endpoint's deletions and return a reconciler, as configured."""
+    """The reconciler, as configured (verification is the handler's own step)."""
     r = conf.reconcile
     if not session.configured(conf):
         return None
-    cloud = session.connect(conf)
-    if r.verify_deletions:
-        endpoint.handler = VerifyingHandler(handler, cloud_lookup(cloud))  # type: ignore[assignment]
-        LOG.info("verifying deletions with Nova and Neutron before sending them")
+    cloud = cloud or session.connect(conf)
     if not r.enabled:
         return None
     LOG.info(
