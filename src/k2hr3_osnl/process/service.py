@@ -214,8 +214,10 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
             # A refusal (TLS, vhost, permission) is logged in one line and retried.
             if not refusals.start(daemon.listener, requests.stop, daemon.handler.observer):
                 return
-        except Exception:
-            LOG.exception("cannot start the listener")
+        except Exception as error:
+            # One line for the operator; the stack for whoever debugs it.
+            LOG.error("cannot start the listener: %s: %s", type(error).__name__, error)
+            LOG.debug("cannot start the listener", exc_info=True)
             failed.set()
             requests.request_stop()
             return
