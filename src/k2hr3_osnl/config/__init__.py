@@ -72,6 +72,13 @@ def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> c
             raise ConfigError(f"{path}: not a directory")
         args += ["--config-dir", path]
     defaults = [] if args else [p for p in DEFAULT_CONFIG_FILES if os.path.exists(p)]
+    if not args and not defaults:
+        # Built-in defaults alone would consume as guest on the local broker's default
+        # vhost: never what an operator meant, and nothing would say so.
+        raise ConfigError(
+            f"no configuration file: neither {' nor '.join(DEFAULT_CONFIG_FILES)} exists; "
+            "give one with -c FILE"
+        )
     conf = new_conf()
     try:
         conf(
