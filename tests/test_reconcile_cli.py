@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.daemon import with_broker
 from support.k2hr3_standin import FakeK2HR3
 from support.openstack_standin import PASSWORD, OpenStackStandIn
 
@@ -28,7 +29,7 @@ def write(tmp_path: Path, k2hr3: FakeK2HR3, credentials: dict[str, object] | Non
         lines += ["[service_credentials]", *(f"{k} = {v}" for k, v in credentials.items())]
         lines += ["[reconcile]", "enabled = true"]
     path = tmp_path / "k2hr3-osnl.conf"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(with_broker("\n".join(lines) + "\n"), encoding="utf-8")
     return path
 
 

@@ -94,7 +94,25 @@ def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> c
         raise ConfigError(f"{error.config_file}: {error.msg}") from None
     except cfg.Error as error:
         raise ConfigError(str(error)) from None
+    _resolve_transport_url(conf)
     return conf
+
+
+def _resolve_transport_url(conf: cfg.ConfigOpts) -> None:
+    """``[oslo_messaging_notifications] transport_url``, else ``[DEFAULT]``'s, as in oslo.messaging.
+
+    OpenStack services keep the broker in ``[DEFAULT] transport_url``; everything of ours
+    reads the notifications group, so the fallback is made there, once.
+    """
+    n = conf.oslo_messaging_notifications
+    try:
+        # oslo.messaging's own default for [DEFAULT] is 'rabbit://': guest on localhost,
+        # which nobody configured. Only a value from a file counts.
+        given = conf.get_location("transport_url").location != cfg.Locations.opt_default
+        if n.transport_url is None and given:
+            conf.set_override("transport_url", conf.transport_url, group=opts.NOTIFICATIONS_GROUP)
+    except (cfg.ConfigFileValueError, ValueError):
+        pass  # problems() names the bad value
 
 
 def problems(conf: cfg.ConfigOpts) -> list[str]:
@@ -132,22 +150,7 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
                 found.append(f"[{opts.NOTIFICATIONS_GROUP}] {name}: {value!r} is not a valid name")
     if n.pool and not _NAME.match(n.pool):
         found.append(f"[{opts.NOTIFICATIONS_GROUP}] pool: {n.pool!r} is not a valid name")
-    try:
-        transport = oslo_messaging.TransportURL.parse(conf, n.transport_url).transport
-    except (oslo_messaging.InvalidTransportURL, ValueError) as error:
-        # A bad port or IPv6 literal raises ValueError. The message would echo the URL,
-        # password included.
-        found.append(
-            f"[{opts.NOTIFICATIONS_GROUP}] transport_url: invalid "
-            f"({type(error).__name__}); expected rabbit://user:pass@host:port/vhost"
-        )
-    else:
-        drivers = {e.name for e in importlib.metadata.entry_points(group=_DRIVERS)}
-        if transport not in drivers:
-            found.append(
-                f"[{opts.NOTIFICATIONS_GROUP}] transport_url: unknown driver {transport!r}; "
-                f"expected one of {', '.join(sorted(drivers))} (rabbit://user:pass@host:port/)"
-            )
+    found += _transport_problems(conf)
 
     k = conf.k2hr3
     url = urllib.parse.urlsplit(k.api_url or "")
@@ -201,6 +204,34 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
             found.append(
                 f"[{opts.METRICS_GROUP}] bind_address: {m.bind_address!r} is not an "
                 f"address to listen on ({why})"
+            )
+    return found
+
+
+def _transport_problems(conf: cfg.ConfigOpts) -> list[str]:
+    """The broker's URL: set (here or in [DEFAULT]), parsable, of a known driver."""
+    n = conf.oslo_messaging_notifications
+    if not n.transport_url:
+        return [
+            f"[{opts.NOTIFICATIONS_GROUP}] transport_url: not set, nor [DEFAULT] "
+            "transport_url: set one to rabbit://user:password@host:port/vhost"
+        ]
+    found: list[str] = []
+    try:
+        transport = oslo_messaging.TransportURL.parse(conf, n.transport_url).transport
+    except (oslo_messaging.InvalidTransportURL, ValueError) as error:
+        # A bad port or IPv6 literal raises ValueError. The message would echo the URL,
+        # password included.
+        found.append(
+            f"[{opts.NOTIFICATIONS_GROUP}] transport_url: invalid "
+            f"({type(error).__name__}); expected rabbit://user:pass@host:port/vhost"
+        )
+    else:
+        drivers = {e.name for e in importlib.metadata.entry_points(group=_DRIVERS)}
+        if transport not in drivers:
+            found.append(
+                f"[{opts.NOTIFICATIONS_GROUP}] transport_url: unknown driver {transport!r}; "
+                f"expected one of {', '.join(sorted(drivers))} (rabbit://user:pass@host:port/)"
             )
     return found
 

@@ -19,7 +19,6 @@ DEFAULT_EVENT_TYPE = r"^(port\.delete\.end|instance\.delete\.end|compute\.instan
 #: neutron publishes as ``network.<host>``, legacy nova as ``compute.<host>``,
 #: versioned nova as ``nova-compute:<host>`` or ``nova-api:<host>``.
 DEFAULT_PUBLISHER_ID = r"^(network|compute|nova-[a-z-]+)([.:].*)?$"
-DEFAULT_TRANSPORT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical", "notset")
 _LEVEL_CHOICES = [
     ("debug", "everything, including each ignored notification"),
@@ -385,7 +384,6 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     """
     conf.register_opts(default_opts)
     conf.register_opts(seam.notifier_opts(), group=NOTIFICATIONS_GROUP)
-    conf.set_default("transport_url", DEFAULT_TRANSPORT_URL, group=NOTIFICATIONS_GROUP)
     conf.register_opts(notification_opts, group=NOTIFICATIONS_GROUP)
     conf.register_opts(k2hr3_opts, group=K2HR3_GROUP)
     conf.register_opts(metrics_opts, group=METRICS_GROUP)
@@ -421,7 +419,10 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     transport_url = copy.deepcopy(
         next(o for o in seam.notifier_opts() if o.name == "transport_url")
     )
-    transport_url.default = DEFAULT_TRANSPORT_URL
+    transport_url.help = (
+        "The RabbitMQ to listen on, rabbit://user:password@host:port/vhost. Unset, "
+        "[DEFAULT] transport_url is used, as oslo.messaging does; one of the two must be set."
+    )
     # oslo.messaging's old aliases of it differ by release (14.0.3 still has
     # [DEFAULT] notification_transport_url); the sample must not. oslo.messaging's own
     # option object keeps them, so they still load.

@@ -148,11 +148,13 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
 
 
 def broker(conf: cfg.ConfigOpts) -> str:
-    """``scheme://host:port[,host:port...]`` of the transport URL: never user or password."""
+    """``scheme://host:port[,host:port...] vhost 'v'`` of the transport URL: never user or
+    password. The vhost is what an operator most often gets wrong, so it is always said."""
     url = urllib.parse.urlsplit(conf.oslo_messaging_notifications.transport_url or "")
     # Every node of a cluster, as oslo.messaging reads them: comma-separated user@host:port.
     where = ",".join(part.rpartition("@")[2] for part in url.netloc.split(",") if part)
-    return f"{url.scheme}://{where or '?'}"
+    vhost = urllib.parse.unquote(url.path[1:]) or "/"
+    return f"{url.scheme}://{where or '?'} vhost {vhost!r}"
 
 
 def listening(daemon: Daemon) -> str:
