@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from support.broker import TcpProxy
+from support.daemon import write_config
 from support.harness import Harness
 from support.waiting import wait_until
 
@@ -100,3 +101,75 @@ def test_a_file_without_any_transport_url_is_refused_in_one_line(e2e: Harness) -
     started = e2e.cli(config)
     assert started.returncode == 2
     assert started.stderr == f"k2hr3-osnl: invalid configuration: {said}\n"
+
+
+def _credentials_config(
+    tmp_path: Path, api_url: str = "http://127.0.0.1:9/v1/role", **values: str
+) -> Path:
+    """A config whose [service_credentials] reconciliation uses, with ``values`` over it."""
+    credentials = {
+        "auth_type": "password",
+        "auth_url": "http://127.0.0.1:9/v3",
+        "username": "k2hr3",
+        "password": "secret",
+        "project_name": "admin",
+        "user_domain_name": "Default",
+        "project_domain_name": "Default",
+        **values,
+    }
+    return write_config(
+        tmp_path / "k2hr3-osnl.conf",
+        transport_url="rabbit://guest:guest@127.0.0.1:5672/",
+        api_url=api_url,
+        exchanges=["nova"],
+        topics=["versioned_notifications"],
+        pool="k2hr3_osnl",
+        state_dir=tmp_path / "state",
+        log_file=tmp_path / "k2hr3-osnl.log",
+        sections={"reconcile": {"enabled": "true"}, "service_credentials": credentials},
+    )
+
+
+BAD_CREDENTIALS = [
+    (
+        {"interface": "intern"},
+        "[service_credentials] interface: Valid values are [public, internal, admin], "
+        "but found 'intern'",
+    ),
+    ({"timeout": "abc"}, "[service_credentials] timeout: could not convert string to float: 'abc'"),
+    ({"insecure": "maybe"}, "[service_credentials] insecure: Unexpected boolean value 'maybe'"),
+    (
+        {"auth_url": "keystone.example.com:5000/v3"},
+        "[service_credentials] auth_url: 'keystone.example.com:5000/v3' is not an http(s) URL",
+    ),
+]
+
+
+@pytest.mark.parametrize(("values", "said"), BAD_CREDENTIALS)
+def test_a_bad_credentials_value_is_one_line_in_check_config(
+    tmp_path: Path, values: dict[str, str], said: str
+) -> None:
+    done = _run("-c", str(_credentials_config(tmp_path, **values)), "--check-config")
+    assert (done.returncode, done.stderr) == (1, "")
+    assert done.stdout.startswith(said)
+    assert done.stdout.endswith("\n1 problem(s)\n")
+
+
+@pytest.mark.parametrize("command", [("reconcile",), ()], ids=["reconcile", "daemon"])
+def test_a_bad_credentials_value_is_one_line_in_reconcile_and_at_start(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    values, said = BAD_CREDENTIALS[0]
+    done = _run("-c", str(_credentials_config(tmp_path, **values)), *command)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"k2hr3-osnl: invalid configuration: {said}")
+    assert done.stderr.count("\n") == 1, done.stderr
+
+
+def test_an_api_url_port_out_of_range_is_a_problem_not_parked_deletions(tmp_path: Path) -> None:
+    config = _credentials_config(tmp_path, api_url="http://127.0.0.1:99999/v1/role")
+    done = _run("-c", str(config), "--check-config")
+    assert done.returncode == 1
+    assert done.stdout.startswith(
+        "[k2hr3] api_url: 'http://127.0.0.1:99999/v1/role' has no valid port (1-65535)\n"
+    )

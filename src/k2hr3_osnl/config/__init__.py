@@ -156,6 +156,8 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
     url = urllib.parse.urlsplit(k.api_url or "")
     if url.scheme not in ("http", "https") or not url.hostname:
         found.append(f"[{opts.K2HR3_GROUP}] api_url: {k.api_url!r} is not an http(s) URL")
+    elif not _port_ok(url):
+        found.append(f"[{opts.K2HR3_GROUP}] api_url: {k.api_url!r} has no valid port (1-65535)")
     elif not url.path.rstrip("/").endswith("/v1/role"):
         found.append(f"[{opts.K2HR3_GROUP}] api_url: {k.api_url!r} does not end in /v1/role")
     for name in ("ca_file", "cert_file", "key_file"):
@@ -261,7 +263,36 @@ def _credentials_problems(conf: cfg.ConfigOpts) -> list[str]:
             for name in ("enabled", "verify_deletions")
             if r[name]
         ]
-    return session.check(conf)
+    # The values first: keystoneauth1 reads them only as it connects, and raises.
+    found = _credential_values(conf) or session.check(conf)
+    # The plugin's options (auth_url...) exist once session.check has loaded it.
+    return found or _credential_values(conf)
+
+
+def _credential_values(conf: cfg.ConfigOpts) -> list[str]:
+    """keystoneauth1 reads these only when it connects: a bad one would be a traceback."""
+    c = conf[opts.CREDENTIALS_GROUP]
+    try:
+        names = [o.dest for o in opts.credentials_list(c.auth_type)]
+    except Exception:  # an unknown auth_type: session.check says so
+        return []
+    found: list[str] = []
+    for name in names:
+        try:
+            value = getattr(c, name)
+        except cfg.NoSuchOptError:
+            continue  # the plugin's own options are registered when it is loaded
+        except (cfg.ConfigFileValueError, ValueError) as error:
+            found.append(f"[{opts.CREDENTIALS_GROUP}] {name}: {value_error(error)}")
+            continue
+        if name == "auth_url" and value:
+            url = urllib.parse.urlsplit(value)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                found.append(
+                    f"[{opts.CREDENTIALS_GROUP}] auth_url: {value!r} is not an http(s) URL "
+                    "(Keystone's, such as https://keystone.example.com:5000/v3)"
+                )
+    return found
 
 
 def warnings(conf: cfg.ConfigOpts) -> list[str]:
@@ -339,6 +370,13 @@ def value_error(error: Exception) -> str:
         re.S,
     )
     return f"{match.group(2)} (in {match.group(1)})" if match else str(error)
+
+
+def _port_ok(url: urllib.parse.SplitResult) -> bool:
+    try:
+        return url.port != 0  # None: the scheme's own port
+    except ValueError:  # out of range, or not a number
+        return False
 
 
 def _regex_problems(pattern: str | None, where: str) -> list[str]:
