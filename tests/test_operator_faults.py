@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from support.broker import TcpProxy
-from support.daemon import write_config
+from support.daemon import Daemon, write_config
 from support.harness import Harness
+from support.k2hr3_standin import FakeK2HR3
+from support.samples import nova_legacy_delete, wire_body
 from support.waiting import wait_until
 
 from k2hr3_osnl import config
@@ -173,3 +176,31 @@ def test_an_api_url_port_out_of_range_is_a_problem_not_parked_deletions(tmp_path
     assert done.stdout.startswith(
         "[k2hr3] api_url: 'http://127.0.0.1:99999/v1/role' has no valid port (1-65535)\n"
     )
+
+
+def _publish_legacy_deletions(e2e: Harness, cuks: list[str]) -> None:
+    bodies = [wire_body(*nova_legacy_delete(cuk)) for cuk in cuks]
+    e2e.broker.publish_raw(e2e.nova, f"{e2e.notifications}.info", bodies)
+
+
+def _warnings(daemon: Daemon, needle: str) -> list[str]:
+    return [line for line in daemon.log().splitlines() if " WARNING " in line and needle in line]
+
+
+def test_a_k2hr3_outage_is_said_at_warning_once_when_it_starts_and_once_when_it_ends(
+    e2e: Harness, k2hr3: FakeK2HR3
+) -> None:
+    """`journalctl -p warning` must show an outage: the per-call lines are INFO."""
+    daemon = e2e.start()
+    k2hr3.status = 503
+    cuks = [str(uuid.uuid4()) for _ in range(3)]
+    _publish_legacy_deletions(e2e, cuks)
+    wait_until(lambda: sum(c.status == 503 for c in k2hr3.calls) >= 4, 30, "retries")
+    k2hr3.status = 204
+    wait_until(lambda: {c for c, _ in k2hr3.deleted()} >= set(cuks), 30, "the deletions")
+    wait_until(lambda: _warnings(daemon, "K2HR3 works again"), 10, "the recovery's line")
+    assert daemon.stop() == 0
+    failing = _warnings(daemon, "K2HR3 failing (status 503")
+    assert len(failing) == 1, daemon.report("one 'failing' line per outage")
+    assert "deletions wait and are retried" in failing[0]
+    assert len(_warnings(daemon, "K2HR3 works again after")) == 1

@@ -135,18 +135,28 @@ class Health(Observer):
             self._broker_error = None
 
     def answered(self, note: Notification, answer: Answer, attempt: int) -> None:
+        began = ended = None
         with self._lock:
             now = self._clock()
             self._k2hr3_last_answer = now
             if answer.outcome is Outcome.RETRY:
-                if self._k2hr3_failing_since is None:
-                    self._k2hr3_failing_since = now
                 status = f"status {answer.status}" if answer.status is not None else "no answer"
                 self._k2hr3_error = f"{status}: {answer.detail}" if answer.detail else status
+                if self._k2hr3_failing_since is None:
+                    self._k2hr3_failing_since = now
+                    began = self._k2hr3_error
             else:
+                if self._k2hr3_failing_since is not None:
+                    ended = now - self._k2hr3_failing_since
                 self._k2hr3_failing_since = None
                 self._k2hr3_error = None
                 self._k2hr3_last_success = now
+        # The per-call lines are INFO; an outage's start and end are what `journalctl -p
+        # warning` must show, once each.
+        if began is not None:
+            LOG.warning("K2HR3 failing (%s): deletions wait and are retried", began)
+        if ended is not None:
+            LOG.warning("K2HR3 works again after %.0fs of failures", ended)
 
     def reconciled(self, found: int) -> None:
         with self._lock:
