@@ -114,6 +114,21 @@ def test_url_passwords_are_masked_in_messages_arguments_and_tracebacks(
     assert "https://k2hr3.example:8443/v1/role?cuk=a@b" in log_file.read_text()
 
 
+def test_a_malformed_log_call_is_a_line_not_an_exception(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    """Issue 17: the secret filter formats every record; a bad call raised through it
+    into whatever code was logging (a library's, at debug, included)."""
+    log_file = tmp_path / "k2hr3-osnl.log"
+    logs.setup("debug", "debug", str(log_file))
+    LOG.info("two values %s %s", "amqp://u:p4ss-w0rd@h/")  # one argument short
+    logging.getLogger("kombu").debug("%d", "not a number")
+    text = log_file.read_text()
+    assert "two values %s %s ('amqp://u:***@h/',) (malformed log call:" in text
+    assert "%d ('not a number',) (malformed log call:" in text
+    assert "p4ss-w0rd" not in text
+
+
 def test_journal_lines_have_a_priority_prefix_and_no_timestamp(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_logging: None
 ) -> None:

@@ -204,3 +204,39 @@ def test_a_k2hr3_outage_is_said_at_warning_once_when_it_starts_and_once_when_it_
     assert len(failing) == 1, daemon.report("one 'failing' line per outage")
     assert "deletions wait and are retried" in failing[0]
     assert len(_warnings(daemon, "K2HR3 works again after")) == 1
+
+
+def test_an_api_url_password_is_masked_by_check_config_and_the_refusal(tmp_path: Path) -> None:
+    """Issue 17: a user and password in api_url were printed as written."""
+    config = _credentials_config(tmp_path, api_url="https://k2hr3:s3cret@k2hr3.example.com/v1/rol")
+    said = "[k2hr3] api_url: 'https://k2hr3:***@k2hr3.example.com/v1/rol' does not end in /v1/role"
+    checked = _run("-c", str(config), "--check-config")
+    assert checked.returncode == 1
+    assert said in checked.stdout.splitlines()
+    started = _run("-c", str(config))
+    assert started.returncode == 2
+    assert said in started.stderr
+    assert "s3cret" not in checked.stdout + checked.stderr + started.stdout + started.stderr
+
+
+@pytest.mark.parametrize(
+    ("api_url", "warned"),
+    [
+        ("http://k2hr3.example.com/v1/role", True),
+        ("http://192.0.2.10:8080/v1/role", True),
+        ("http://127.0.0.1:18080/v1/role", False),
+        ("http://localhost/v1/role", False),
+        ("https://k2hr3.example.com/v1/role", False),
+    ],
+)
+def test_a_plain_http_k2hr3_over_the_network_is_a_warning(
+    tmp_path: Path, api_url: str, warned: bool
+) -> None:
+    config = _credentials_config(tmp_path, api_url=api_url)
+    done = _run("-c", str(config), "--check-config")
+    assert done.returncode == 0, done.stdout + done.stderr
+    warning = (
+        "warning: [k2hr3] api_url: http:// over the network: anyone on the path can read "
+        "the calls, and forge K2HR3's answers; use https://"
+    )
+    assert (warning in done.stdout.splitlines()) is warned, done.stdout

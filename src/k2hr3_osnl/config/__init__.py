@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import ipaddress
 import logging
 import os
 import re
@@ -309,7 +310,13 @@ def warnings(conf: cfg.ConfigOpts) -> list[str]:
             f"[{opts.K2HR3_GROUP}] allow_self_signed_cert: true, so K2HR3's certificate "
             "is not verified; prefer ca_file"
         )
-    plain = urllib.parse.urlsplit(k.api_url or "").scheme == "http"
+    url = urllib.parse.urlsplit(k.api_url or "")
+    plain = url.scheme == "http"
+    if plain and not _loopback(url.hostname):
+        found.append(
+            f"[{opts.K2HR3_GROUP}] api_url: http:// over the network: anyone on the path "
+            "can read the calls, and forge K2HR3's answers; use https://"
+        )
     if plain and (k.ca_file or k.cert_file):
         found.append(f"[{opts.K2HR3_GROUP}] ca_file, cert_file: unused, api_url is http://")
     if k.retry_budget_seconds >= RABBIT_CONSUMER_TIMEOUT:
@@ -370,6 +377,16 @@ def value_error(error: Exception) -> str:
         re.S,
     )
     return f"{match.group(2)} (in {match.group(1)})" if match else str(error)
+
+
+def _loopback(host: str | None) -> bool:
+    """This host: no network between us and K2HR3 to read or forge the calls."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 def _port_ok(url: urllib.parse.SplitResult) -> bool:

@@ -114,7 +114,13 @@ class SecretFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception as error:
+            # A log call whose arguments do not fit its format: a filter that raised
+            # would take the caller down with it. The line is kept, and says so.
+            message = f"{record.msg} {record.args!r} (malformed log call: {error})"
+            record.msg, record.args = message, None
         masked = mask(message)
         if masked != message:
             record.msg, record.args = masked, None

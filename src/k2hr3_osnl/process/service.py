@@ -25,7 +25,7 @@ from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.parking import ParkingLot
 from k2hr3_osnl.core.recent import RecentIds
 from k2hr3_osnl.k2hr3.client import RoleClient
-from k2hr3_osnl.observability import metrics
+from k2hr3_osnl.observability import logs, metrics
 from k2hr3_osnl.observability.health import BrokerLogWatch, Health
 from k2hr3_osnl.process import reload, signals
 from k2hr3_osnl.process.lifecycle import Lifecycle
@@ -162,7 +162,7 @@ def listening(daemon: Daemon) -> str:
     k = daemon.conf.k2hr3
     return (
         f"listening on {len(daemon.targets)} binding(s) of {broker(daemon.conf)}; "
-        f"K2HR3 {k.api_url}{' (dry run)' if k.dry_run else ''}"
+        f"K2HR3 {logs.mask(k.api_url)}{' (dry run)' if k.dry_run else ''}"
     )
 
 
@@ -172,7 +172,8 @@ def describe(daemon: Daemon) -> str:
     queue = f"pool queue {pool!r}" if pool else "shared queues '<topic>.info'"
     return (
         f"RabbitMQ {broker(daemon.conf)} [{bindings}] on {queue}; "
-        f"K2HR3 {daemon.conf.k2hr3.api_url}{' (dry run)' if daemon.conf.k2hr3.dry_run else ''}"
+        f"K2HR3 {logs.mask(daemon.conf.k2hr3.api_url)}"
+        f"{' (dry run)' if daemon.conf.k2hr3.dry_run else ''}"
     )
 
 
