@@ -7,6 +7,7 @@ command line, on the real broker.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -240,3 +241,34 @@ def test_a_plain_http_k2hr3_over_the_network_is_a_warning(
         "the calls, and forge K2HR3's answers; use https://"
     )
     assert (warning in done.stdout.splitlines()) is warned, done.stdout
+
+
+LATIN1 = "# K2HR3 de l'équipe\n".encode("latin-1")  # 0xe9: not UTF-8
+
+
+def test_a_non_utf8_byte_is_one_line_at_start_and_in_check_config(e2e: Harness) -> None:
+    config = e2e.config()
+    config.write_bytes(config.read_bytes() + LATIN1)
+    lines = len(config.read_bytes().splitlines())
+    said = f"{config}: line {lines}: byte 0xe9 is not UTF-8; save the file as UTF-8"
+    for args in (("--check-config",), ()):
+        done = e2e.cli(config, *args)
+        assert (done.returncode, done.stderr) == (2, f"k2hr3-osnl: {said}\n")
+
+
+def test_sighup_with_a_non_utf8_byte_rejects_the_reload_and_goes_on(
+    e2e: Harness, k2hr3: FakeK2HR3
+) -> None:
+    """Issue 17 item 10: it killed the daemon (exit 1)."""
+    config = e2e.config()
+    daemon = e2e.daemon(config).start()
+    config.write_bytes(config.read_bytes() + LATIN1)
+    os.kill(daemon.pid, signal.SIGHUP)
+    said = "reload rejected, still running on the previous configuration: "
+    wait_until(lambda: said in daemon.log(), 20, "the rejected reload")
+    assert "byte 0xe9 is not UTF-8" in daemon.log()
+    cuk = str(uuid.uuid4())
+    _publish_legacy_deletions(e2e, [cuk])
+    assert k2hr3.wait_for(1), daemon.report("nothing delivered after the reload")
+    assert daemon.stop() == 0
+    assert "Traceback" not in daemon.log()

@@ -11,6 +11,7 @@ import importlib.metadata
 import ipaddress
 import logging
 import os
+import pathlib
 import re
 import socket
 import urllib.parse
@@ -80,6 +81,8 @@ def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> c
             f"no configuration file: neither {' nor '.join(DEFAULT_CONFIG_FILES)} exists; "
             "give one with -c FILE"
         )
+    for path in [*config_files, *defaults, *_dir_files(config_dirs)]:
+        _check_utf8(path)
     conf = new_conf()
     try:
         conf(
@@ -95,6 +98,8 @@ def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> c
         raise ConfigError(f"{error.config_file}: {error.msg}") from None
     except cfg.Error as error:
         raise ConfigError(str(error)) from None
+    except UnicodeDecodeError as error:  # a file that changed since _check_utf8
+        raise ConfigError(f"not UTF-8: {error}") from None
     _resolve_transport_url(conf)
     return conf
 
@@ -404,6 +409,27 @@ def _regex_problems(pattern: str | None, where: str) -> list[str]:
     except re.error as error:
         return [f"{where}: {pattern!r} is not a regular expression ({error})"]
     return []
+
+
+def _dir_files(config_dirs: Sequence[str]) -> list[str]:
+    """The files oslo.config reads from each --config-dir."""
+    return [str(p) for d in config_dirs for p in sorted(pathlib.Path(d).glob("*.conf"))]
+
+
+def _check_utf8(path: str) -> None:
+    """oslo.config reads files as UTF-8 and raises a bare UnicodeDecodeError otherwise."""
+    try:
+        data = pathlib.Path(path).read_bytes()
+    except OSError:
+        return  # oslo.config says it, in its words
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ConfigError(
+            f"{path}: line {line}: byte 0x{data[error.start]:02x} is not UTF-8; "
+            "save the file as UTF-8"
+        ) from None
 
 
 def _check_readable(path: str) -> None:
