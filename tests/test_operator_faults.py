@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -272,3 +275,28 @@ def test_sighup_with_a_non_utf8_byte_rejects_the_reload_and_goes_on(
     assert k2hr3.wait_for(1), daemon.report("nothing delivered after the reload")
     assert daemon.stop() == 0
     assert "Traceback" not in daemon.log()
+
+
+def _get(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code
+
+
+def test_idle_connections_do_not_shut_out_healthz_and_metrics(e2e: Harness) -> None:
+    """Issue 17: 16 connections that never send a request took every slot."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = e2e.daemon(e2e.config(sections={"metrics": {"port": port}})).start()
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+    try:
+        assert _get(port, "/healthz") == 200, daemon.report("/healthz shut out")
+        assert _get(port, "/metrics") == 200, daemon.report("/metrics shut out")
+    finally:
+        for conn in idle:
+            conn.close()
+    assert daemon.stop() == 0
