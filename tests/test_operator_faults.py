@@ -6,6 +6,7 @@ command line, on the real broker.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.broker import TcpProxy
@@ -299,4 +301,84 @@ def test_idle_connections_do_not_shut_out_healthz_and_metrics(e2e: Harness) -> N
     finally:
         for conn in idle:
             conn.close()
+    assert daemon.stop() == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _healthz(port: int) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+def _metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    (value,) = [float(line.split()[-1]) for line in text.splitlines() if line.split(" ")[0] == name]
+    return value
+
+
+def test_a_dry_run_is_seen_at_a_glance_in_healthz_and_metrics(e2e: Harness) -> None:
+    """Issue 18 item 8: it showed K2HR3 "ok" with a last success, and nothing was sent."""
+    port = _free_port()
+    sections = {"metrics": {"port": port}, "k2hr3": {"dry_run": "true"}}
+    daemon = e2e.daemon(e2e.config(sections=sections), queues=[f"{e2e.pool}-dry-run"]).start()
+    _publish_legacy_deletions(e2e, [str(uuid.uuid4())])
+    wait_until(lambda: "deleted (dry run: not sent)" in daemon.log(), 20, "the dry-run call")
+    status, body = _healthz(port)
+    assert status == 200
+    assert body["dry_run"] is True
+    assert body["reason"] == "consuming, dry run: K2HR3 is not called"
+    assert body["k2hr3"]["state"] == "dry run: not called"
+    assert body["k2hr3"]["last_success"] is None
+    assert _metric(port, "k2hr3_osnl_dry_run") == 1
+    assert _metric(port, "k2hr3_osnl_last_success_timestamp_seconds") == 0
+    assert daemon.stop() == 0
+
+
+def test_a_live_daemon_says_it_is_not_a_dry_run(e2e: Harness, k2hr3: FakeK2HR3) -> None:
+    port = _free_port()
+    daemon = e2e.daemon(e2e.config(sections={"metrics": {"port": port}})).start()
+    _publish_legacy_deletions(e2e, [str(uuid.uuid4())])
+    assert k2hr3.wait_for(1), daemon.report("nothing delivered")
+    status, body = _healthz(port)
+    assert (status, body["dry_run"], body["k2hr3"]["state"]) == (200, False, "ok")
+    assert _metric(port, "k2hr3_osnl_dry_run") == 0
+    assert daemon.stop() == 0
+
+
+def test_a_state_dir_where_nothing_can_be_parked_is_unhealthy_and_loses_nothing(
+    e2e: Harness, k2hr3: FakeK2HR3, tmp_path: Path
+) -> None:
+    """Issue 18 item 6: a rejected deletion came back every ~8 s while /healthz said 200.
+
+    A file where the state directory should be (root writes anywhere, so permissions
+    alone cannot make this test's directory unwritable)."""
+    port = _free_port()
+    state = tmp_path / "not-a-directory"
+    state.write_text("", "utf-8")
+    sections = {"metrics": {"port": port}, "k2hr3": {"state_dir": state}}
+    daemon = e2e.daemon(e2e.config(sections=sections)).start()
+    k2hr3.status = 400
+    cuk = str(uuid.uuid4())
+    _publish_legacy_deletions(e2e, [cuk])
+    wait_until(lambda: "cannot be parked" in daemon.log(), 30, "the failed park")
+    status, body = _healthz(port)
+    assert status == 503
+    assert (
+        f"cannot park deletions in {state}/parked ({state} is not a directory)" in (body["reason"])
+    )
+    assert _metric(port, "k2hr3_osnl_up") == 0
+    assert _metric(port, "k2hr3_osnl_parking_writable") == 0
+    k2hr3.status = 204  # handed back, not lost: delivered once K2HR3 takes it
+    assert k2hr3.wait_for(1, timeout=60), daemon.report("the deletion was lost")
+    assert k2hr3.deleted() == [(cuk, None)]
     assert daemon.stop() == 0

@@ -241,7 +241,7 @@ class Metrics(Observer):
             self.latency.observe(answer.seconds)
         if attempt > 1:
             self.retries.labels(event_label(note.event_type)).inc()
-        if answer.outcome is Outcome.DELETED:
+        if answer.outcome is Outcome.DELETED and status != "dry_run":
             self.last_success.set(time.time())
 
 
@@ -267,6 +267,12 @@ class _StateCollector(Collector):
                 status.k2hr3_ok,
             ),
             ("breaker_open", "1 while the circuit breaker holds K2HR3 calls.", status.breaker_open),
+            ("dry_run", "1 when [k2hr3] dry_run is on: K2HR3 is never called.", status.dry_run),
+            (
+                "parking_writable",
+                "0 while a deletion K2HR3 rejects could not be parked in <state_dir>/parked.",
+                status.parking_ok,
+            ),
         )
         for name, documentation, value in gauges:
             yield GaugeMetricFamily(f"{NAMESPACE}_{name}", documentation, value=float(value))
@@ -453,9 +459,11 @@ def _version_of(distribution: str) -> str:
         return "unknown"
 
 
-def instrument(handler: Handler, probe: Probe | None = None) -> tuple[Health, Metrics]:
+def instrument(
+    handler: Handler, probe: Probe | None = None, dry_run: bool = False
+) -> tuple[Health, Metrics]:
     """Give ``handler`` a :class:`Health` and a :class:`Metrics` to report to."""
-    health = Health(handler.breaker, handler.parking, probe=probe)
+    health = Health(handler.breaker, handler.parking, probe=probe, dry_run=dry_run)
     metrics = Metrics(health)
     handler.observer = Observers((handler.observer, health, metrics))
     return health, metrics

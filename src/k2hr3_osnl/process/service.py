@@ -142,7 +142,9 @@ def build(conf: cfg.ConfigOpts, handler: Handler | None = None) -> Daemon:
         batch_timeout=conf.batch_timeout_seconds,
     )
     # /healthz sees the consumer as the watchdog does: poll thread alive, kombu connected.
-    health, stats = metrics.instrument(handler, probe=lambda: liveness.check(listener))
+    health, stats = metrics.instrument(
+        handler, probe=lambda: liveness.check(listener), dry_run=conf.k2hr3.dry_run
+    )
     dispatcher.observer = handler.observer
     return Daemon(conf, handler, endpoint, transport, targets, listener, health, stats)
 
