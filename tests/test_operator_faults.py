@@ -360,13 +360,15 @@ def test_a_state_dir_where_nothing_can_be_parked_is_unhealthy_and_loses_nothing(
 ) -> None:
     """Issue 18 item 6: a rejected deletion came back every ~8 s while /healthz said 200.
 
-    A file where the state directory should be (root writes anywhere, so permissions
-    alone cannot make this test's directory unwritable)."""
+    A file appears where the state directory should be, after the start (root writes
+    anywhere, so permissions alone cannot make this test's directory unwritable)."""
     port = _free_port()
     state = tmp_path / "not-a-directory"
-    state.write_text("", "utf-8")
     sections = {"metrics": {"port": port}, "k2hr3": {"state_dir": state}}
     daemon = e2e.daemon(e2e.config(sections=sections)).start()
+    if state.is_dir():
+        state.rmdir()
+    state.write_text("", "utf-8")
     k2hr3.status = 400
     cuk = str(uuid.uuid4())
     _publish_legacy_deletions(e2e, [cuk])
@@ -382,3 +384,29 @@ def test_a_state_dir_where_nothing_can_be_parked_is_unhealthy_and_loses_nothing(
     assert k2hr3.wait_for(1, timeout=60), daemon.report("the deletion was lost")
     assert k2hr3.deleted() == [(cuk, None)]
     assert daemon.stop() == 0
+
+
+def test_check_config_checks_the_state_dir(e2e: Harness, tmp_path: Path) -> None:
+    """Issue 18 item 6: --check-config said OK for a state_dir nothing can be parked in."""
+    afile = tmp_path / "afile"
+    afile.write_text("", "utf-8")
+    config = e2e.config(sections={"k2hr3": {"state_dir": afile / "state"}})
+    done = e2e.cli(config, "--check-config")
+    assert (done.returncode, done.stdout) == (
+        1,
+        f"[k2hr3] state_dir: {afile} is not a directory: deletions that must be parked "
+        "cannot be\n1 problem(s)\n",
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_check_config_warns_about_a_state_dir_its_user_cannot_write(
+    e2e: Harness, tmp_path: Path
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    done = e2e.cli(
+        e2e.config(sections={"k2hr3": {"state_dir": locked / "state"}}), "--check-config"
+    )
+    assert done.returncode == 0
+    assert f"warning: [k2hr3] state_dir: {locked} is not writable for user " in done.stdout

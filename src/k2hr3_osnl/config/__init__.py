@@ -7,6 +7,7 @@ prefetch, quorum queues...) from the same object, so one file configures everyth
 from __future__ import annotations
 
 import contextlib
+import getpass
 import importlib.metadata
 import ipaddress
 import logging
@@ -170,6 +171,7 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
         path = k.get(name)
         if path and not os.access(path, os.R_OK):
             found.append(f"[{opts.K2HR3_GROUP}] {name}: {path} is not readable")
+    found += _state_dir_problems(k.state_dir)
     if k.key_file and not k.cert_file:
         found.append(f"[{opts.K2HR3_GROUP}] key_file: set, but cert_file is not")
     elif not any(f.startswith(f"[{opts.K2HR3_GROUP}] ") for f in found):
@@ -324,6 +326,7 @@ def warnings(conf: cfg.ConfigOpts) -> list[str]:
         )
     if plain and (k.ca_file or k.cert_file):
         found.append(f"[{opts.K2HR3_GROUP}] ca_file, cert_file: unused, api_url is http://")
+    found += _state_dir_warnings(k.state_dir)
     if k.retry_budget_seconds >= RABBIT_CONSUMER_TIMEOUT:
         found.append(
             f"[{opts.K2HR3_GROUP}] retry_budget_seconds: {k.retry_budget_seconds:g} is not "
@@ -382,6 +385,36 @@ def value_error(error: Exception) -> str:
         re.S,
     )
     return f"{match.group(2)} (in {match.group(1)})" if match else str(error)
+
+
+def _existing(path: pathlib.Path) -> pathlib.Path:
+    """``path``, or the nearest parent that exists (the daemon creates the rest)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _state_dir_problems(state_dir: str) -> list[str]:
+    where = _existing(pathlib.Path(state_dir))
+    if not where.is_dir():
+        return [
+            f"[{opts.K2HR3_GROUP}] state_dir: {where} is not a directory: deletions that "
+            "must be parked cannot be"
+        ]
+    return []
+
+
+def _state_dir_warnings(state_dir: str) -> list[str]:
+    """Writable by whoever runs this: the daemon's user when it starts, and the
+    operator's when --check-config runs as another user (the line names who)."""
+    where = _existing(pathlib.Path(state_dir))
+    if where.is_dir() and not os.access(where, os.W_OK | os.X_OK):
+        user = getpass.getuser()
+        return [
+            f"[{opts.K2HR3_GROUP}] state_dir: {where} is not writable for user {user}: "
+            "a daemon running as this user cannot park deletions"
+        ]
+    return []
 
 
 def _loopback(host: str | None) -> bool:
