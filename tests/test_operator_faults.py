@@ -410,3 +410,77 @@ def test_check_config_warns_about_a_state_dir_its_user_cannot_write(
     )
     assert done.returncode == 0
     assert f"warning: [k2hr3] state_dir: {locked} is not writable for user " in done.stdout
+
+
+NEUTRON_SAMPLE = Path(__file__).parent / "samples/neutron/k2hr3_osnl__notifications_neutron.json"
+NEUTRON_CUK = "12345678-1234-5678-1234-567812345678"
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        (
+            "rabbit://guest:n0t-th3-pw@127.0.0.1:5672/",
+            "not published: RabbitMQ refused the user name or password of transport_url",
+        ),
+        (
+            "rabbit://guest:guest@127.0.0.1:5672/{unique}_nowhere",
+            "not published: RabbitMQ has no vhost",
+        ),
+        ("rabbit://guest:guest@127.0.0.1:{closed}/", "not published: RabbitMQ: "),
+    ],
+    ids=["password", "vhost", "down"],
+)
+def test_publish_that_fails_says_so_in_one_line_and_exits_1(
+    e2e: Harness, url: str, said: str
+) -> None:
+    """Issue 18 item 2: a traceback, then "published ...", and exit 0."""
+    config = e2e.config(transport_url=url.format(unique=e2e.unique, closed=_free_port()))
+    done = e2e.cli(config, "publish", str(NEUTRON_SAMPLE))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout == ""
+    ours = [line for line in done.stderr.splitlines() if line.startswith("k2hr3-osnl: ")]
+    assert ours == [line for line in ours if said in line] and len(ours) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "n0t-th3-pw" not in done.stderr
+
+
+def test_publish_uses_the_files_rabbit_options_and_a_daemon_receives_it(
+    tmp_path: Path, rabbitmq: str, k2hr3: FakeK2HR3, unique: str
+) -> None:
+    """Durable queues from [oslo_messaging_rabbit]: publish ignored them, RabbitMQ refused
+    the non-durable declaration (PRECONDITION_FAILED), and it still said "published"."""
+    with Harness(tmp_path, unique, k2hr3.url, rabbitmq, durable=True) as harness:
+        config = harness.config()
+        daemon = harness.daemon(config).start()
+        done = harness.cli(
+            config,
+            "publish",
+            "--exchange",
+            harness.neutron,
+            "--topic",
+            harness.notifications,
+            str(NEUTRON_SAMPLE),
+        )
+        assert done.returncode == 0, done.stderr
+        assert k2hr3.wait_for(1), daemon.report("the published deletion never arrived")
+        assert k2hr3.deleted()[0][0] == NEUTRON_CUK
+        assert daemon.stop() == 0
+
+
+def test_publish_gives_a_sample_without_publisher_id_the_one_its_service_sends(
+    e2e: Harness, k2hr3: FakeK2HR3, tmp_path: Path
+) -> None:
+    """The daemon's publisher_id filter dropped such samples without a word."""
+    sample = json.loads(NEUTRON_SAMPLE.read_text("utf-8"))
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps({k: sample[k] for k in ("event_type", "payload")}), "utf-8")
+    config = e2e.config()
+    daemon = e2e.daemon(config).start()
+    done = e2e.cli(
+        config, "publish", "--exchange", e2e.neutron, "--topic", e2e.notifications, str(bare)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "(the sample has no publisher_id: sent as 'network.k2hr3-osnl-publish')" in done.stdout
+    assert k2hr3.wait_for(1), daemon.report("the published deletion was dropped")
+    assert daemon.stop() == 0

@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reconcile(args, conf)
     if args.command == "publish":
         return publish.publish(
-            conf.oslo_messaging_notifications.transport_url,
+            conf,
             args.files,
             exchange=args.exchange,
             topic=args.topic,
