@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as error:
         print(f"k2hr3-osnl: {error}", file=sys.stderr)
         return 2
-    for name in ("debug_level", "libs_debug_level", "log_file", "log_format", "log_rotation"):
+    for name in logs.OPTIONS:
         try:
             getattr(conf, name)
         except ValueError as error:
@@ -196,13 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"k2hr3-osnl: {message}", file=sys.stderr)
             return 2
     try:
-        logs.setup(
-            conf.debug_level,
-            conf.libs_debug_level,
-            conf.log_file,
-            conf.log_format,
-            conf.log_rotation,
-        )
+        logs.setup_from(conf)
+    except logs.LogDestinationError as error:
+        print(f"k2hr3-osnl: {error}", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as error:
         print(f"k2hr3-osnl: cannot log to {conf.log_file}: {error}", file=sys.stderr)
         return 2

@@ -69,6 +69,15 @@ class LogFormat(types.String):
         return logs.check_format(super().__call__(value))
 
 
+class SyslogFacility(types.String):
+    """A syslog facility as oslo.log spells it (``LOG_USER``, ``LOG_LOCAL0``) or ``local0``."""
+
+    def __call__(self, value: object) -> str:
+        text = super().__call__(value)
+        logs.syslog_facility(text)
+        return text
+
+
 default_opts = [
     cfg.StrOpt(
         "debug_level",
@@ -111,6 +120,37 @@ default_opts = [
         ],
         mutable=True,
         help="How log_file is rotated. With workers > 1 only the supervisor rotates.",
+    ),
+    # oslo.log's own options, as operators carry them over from other services.
+    cfg.BoolOpt(
+        "use_journal",
+        default=False,
+        mutable=True,
+        help="Log to journald with its native protocol (each line with its priority, and "
+        "the notification's fields as MESSAGE_ID, CUK...), as oslo.log does. Under "
+        "systemd, log_file = sys.stderr reaches the journal too: with both, one line each.",
+    ),
+    cfg.BoolOpt(
+        "use_syslog",
+        default=False,
+        mutable=True,
+        help="Also log to syslog (/dev/log), as oslo.log does, with syslog_log_facility.",
+    ),
+    cfg.Opt(
+        "syslog_log_facility",
+        type=SyslogFacility(type_name="a syslog facility"),
+        default="LOG_USER",
+        mutable=True,
+        help="Syslog facility of use_syslog: LOG_USER, LOG_DAEMON, LOG_LOCAL0...",
+    ),
+    cfg.StrOpt(
+        "log_config_append",
+        metavar="PATH",
+        mutable=True,
+        help="A Python logging configuration file (logging.config.fileConfig), as with "
+        "oslo.log: it alone decides handlers and levels, and debug_level, log_file, "
+        "use_syslog... are then ignored. Passwords in URLs are masked on every handler "
+        "it makes. SIGHUP reads it again.",
     ),
     cfg.IntOpt(
         "workers",
