@@ -300,12 +300,19 @@ def _serve(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
 def _worker(args: argparse.Namespace, conf: config.cfg.ConfigOpts, index: int) -> int:
     """One of ``workers`` consumer processes: the same service loop, its own metrics port."""
     logs.leave_rotation_to_parent()
+    # A SIGHUP's fresh configuration gets the same overrides: compared without them,
+    # every reload would report the worker's own port as a change that needs a restart.
+    return service.run(_as_worker(conf, index), lambda: _as_worker(_load(args), index))
+
+
+def _as_worker(conf: config.cfg.ConfigOpts, index: int) -> config.cfg.ConfigOpts:
+    """What worker ``index`` changes in the configuration it was given."""
     if index and conf.metrics.port:
         conf.set_override("port", conf.metrics.port + index, group="metrics")
     if index:
         # One reconciler per node is enough: deletes are idempotent, but calls cost.
         conf.set_override("enabled", False, group="reconcile")
-    return service.run(conf, lambda: _load(args))
+    return conf
 
 
 def _refuse(message: str, to_stderr: bool, status: int = 2) -> int:
