@@ -53,12 +53,16 @@ def test_dry_run_then_a_real_pass(
 
     dry = reconcile(config, "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.splitlines() == [f"would delete cuk={gone.id} (deleted in Nova)"]
+    *lines, summary = dry.stdout.splitlines()  # the summary is the result: on stdout
+    assert lines == [f"would delete cuk={gone.id} (deleted in Nova)"]
+    assert summary.startswith("1 deleted server(s) since ") and summary.endswith(" (dry run)")
     assert k2hr3.calls == [] and not (tmp_path / "state" / CHECKPOINT_FILE).exists()
 
     real = reconcile(config)
     assert real.returncode == 0, real.stderr
-    assert real.stdout.splitlines() == [f"deleted cuk={gone.id} (deleted in Nova)"]
+    *lines, summary = real.stdout.splitlines()
+    assert lines == [f"deleted cuk={gone.id} (deleted in Nova)"]
+    assert summary.endswith(", 0 already deleted, 1 sent")
     assert k2hr3.deleted() == [(gone.id, None)]
     assert (tmp_path / "state" / CHECKPOINT_FILE).exists()
     assert PASSWORD not in real.stdout + real.stderr

@@ -370,8 +370,7 @@ def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
         f"{report.found} deleted server(s) since {catchup.iso(report.since)}, "
         f"{report.already} already deleted, {report.sent} sent"
         + (" (dry run)" if args.dry_run else ""),
-        file=sys.stderr,
-    )
+    )  # on stdout with the per-deletion lines: the result, not a diagnostic
     return 0 if report.settled else 1
 
 
