@@ -208,11 +208,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     found += hooks_missing
     if args.check_config:
         for problem in found:
-            print(logs.mask(problem))  # an api_url or auth_url may carry a password
+            print(problem)
         # Warnings read values that problems may have found bad: only for a sound file.
         notes = [] if found else [*config.warnings(conf), *hooks_weak]
         for note in notes:
-            print(f"warning: {logs.mask(note)}")
+            print(f"warning: {note}")
         summary = f"{len(notes)} warning(s)" if notes else "no warnings"
         print(f"{len(found)} problem(s)" if found else f"configuration OK ({summary})")
         return 1 if found else 0
@@ -319,7 +319,7 @@ def _refuse(message: str, to_stderr: bool, status: int = 2) -> int:
     """An error the operator sees on the terminal, and in the log file if there is one."""
     if not to_stderr:
         LOG.error("%s", message)
-    print(f"k2hr3-osnl: {logs.mask(message)}", file=sys.stderr)
+    print(f"k2hr3-osnl: {message}", file=sys.stderr)
     return status
 
 

@@ -23,6 +23,7 @@ import oslo_messaging.opts
 from oslo_config import cfg
 
 from k2hr3_osnl.config import opts, strict, tls
+from k2hr3_osnl.observability import logs
 
 LOG = logging.getLogger(__name__)
 
@@ -161,12 +162,13 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
 
     k = conf.k2hr3
     url = urllib.parse.urlsplit(k.api_url or "")
+    shown = logs.mask(k.api_url or "")  # a user and password in it are not printed
     if url.scheme not in ("http", "https") or not url.hostname:
-        found.append(f"[{opts.K2HR3_GROUP}] api_url: {k.api_url!r} is not an http(s) URL")
+        found.append(f"[{opts.K2HR3_GROUP}] api_url: {shown!r} is not an http(s) URL")
     elif not _port_ok(url):
-        found.append(f"[{opts.K2HR3_GROUP}] api_url: {k.api_url!r} has no valid port (1-65535)")
+        found.append(f"[{opts.K2HR3_GROUP}] api_url: {shown!r} has no valid port (1-65535)")
     elif not url.path.rstrip("/").endswith("/v1/role"):
-        found.append(f"[{opts.K2HR3_GROUP}] api_url: {k.api_url!r} does not end in /v1/role")
+        found.append(f"[{opts.K2HR3_GROUP}] api_url: {shown!r} does not end in /v1/role")
     for name in ("ca_file", "cert_file", "key_file"):
         path = k.get(name)
         if path and not os.access(path, os.R_OK):
@@ -296,8 +298,9 @@ def _credential_values(conf: cfg.ConfigOpts) -> list[str]:
         if name == "auth_url" and value:
             url = urllib.parse.urlsplit(value)
             if url.scheme not in ("http", "https") or not url.hostname:
+                shown = logs.mask(value)
                 found.append(
-                    f"[{opts.CREDENTIALS_GROUP}] auth_url: {value!r} is not an http(s) URL "
+                    f"[{opts.CREDENTIALS_GROUP}] auth_url: {shown!r} is not an http(s) URL "
                     "(Keystone's, such as https://keystone.example.com:5000/v3)"
                 )
     return found
