@@ -409,8 +409,12 @@ def _state_dir_problems(state_dir: str) -> list[str]:
 
 def _state_dir_warnings(state_dir: str) -> list[str]:
     """Writable by whoever runs this: the daemon's user when it starts, and the
-    operator's when --check-config runs as another user (the line names who)."""
-    where = _existing(pathlib.Path(state_dir))
+    operator's when --check-config runs as another user (the line names who).
+
+    Only a state_dir that exists: one that does not is created at start (by the daemon,
+    or by systemd's StateDirectory=, which no user outside the unit can foresee).
+    """
+    where = pathlib.Path(state_dir)
     if where.is_dir() and not os.access(where, os.W_OK | os.X_OK):
         user = getpass.getuser()
         return [
