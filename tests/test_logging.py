@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
 from support.samples import neutron_port_delete
@@ -256,6 +258,23 @@ def test_the_daemon_logs_through_a_log_config_append_file(e2e: Harness, k2hr3: F
     assert k2hr3.wait_for(1), out.read_text()
     wait_until(lambda: f"k2hr3 DELETE cuk={cuk}" in out.read_text(), 10, "the call's line")
     assert daemon.stop() == 0
+
+
+@given(
+    template=st.text(alphabet="%sdr() abc", max_size=12),
+    args=st.lists(st.one_of(st.integers(), st.text(max_size=5), st.none()), max_size=3),
+)
+def test_the_secret_filter_never_raises_whatever_the_log_call(
+    template: str, args: list[object]
+) -> None:
+    """Any format and arguments, fitting or not: the record passes, with the password
+    of a URL among them masked."""
+    secret = "rabbit://u:p4ss-w0rd@h/"
+    record = logging.LogRecord(
+        "k2hr3_osnl.test", logging.INFO, "", 0, template + " %s", (*args, secret), None
+    )
+    assert logs.SecretFilter().filter(record) is True
+    assert "p4ss-w0rd" not in record.getMessage()
 
 
 def test_journal_lines_have_a_priority_prefix_and_no_timestamp(
