@@ -173,11 +173,11 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
         path = k.get(name)
         if path and not os.access(path, os.R_OK):
             found.append(f"[{opts.K2HR3_GROUP}] {name}: {path} is not readable")
-    found += _state_dir_problems(k.state_dir)
     if k.key_file and not k.cert_file:
         found.append(f"[{opts.K2HR3_GROUP}] key_file: set, but cert_file is not")
     elif not any(f.startswith(f"[{opts.K2HR3_GROUP}] ") for f in found):
         found += tls.problems(opts.K2HR3_GROUP, k.ca_file, k.cert_file, k.key_file)
+    found += _state_dir_problems(k.state_dir)
 
     r = conf[RABBIT_GROUP]
     if r.ssl:
