@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support.daemon import with_broker
 from support.tls_certs import Pki, make_pki
 
 from k2hr3_osnl import config
@@ -26,7 +27,7 @@ Check = Callable[[str], tuple[int, list[str]]]
 
 def write(tmp_path: Path, text: str, name: str = "k2hr3-osnl.conf") -> Path:
     path = tmp_path / name
-    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    path.write_text(with_broker(textwrap.dedent(text).lstrip()), encoding="utf-8")
     return path
 
 

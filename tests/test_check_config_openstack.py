@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support.daemon import with_broker
 
 from k2hr3_osnl.commands import cli
 
@@ -19,7 +20,7 @@ Check = Callable[[str], tuple[int, list[str]]]
 def check(capsys: pytest.CaptureFixture[str], tmp_path: Path, restore_logging: None) -> Check:
     def run_check(text: str) -> tuple[int, list[str]]:
         path = tmp_path / "k2hr3-osnl.conf"
-        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+        path.write_text(with_broker(textwrap.dedent(text).lstrip()), encoding="utf-8")
         status = cli.main(["-c", str(path), "--check-config", "-f", str(tmp_path / "log")])
         return status, capsys.readouterr().out.splitlines()
 

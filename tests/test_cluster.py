@@ -104,7 +104,7 @@ def test_losing_the_daemons_node_loses_no_confirmed_deletion(
     anything else)."""
     daemon = start_daemon(harness, "k2hr3-osnl")
     nodes = ",".join(f"127.0.0.1:{n.port}" for n in cluster)
-    assert f"RabbitMQ rabbit://{nodes} [" in daemon.log(), "every node in the status line"
+    assert f"RabbitMQ rabbit://{nodes} vhost '/' [" in daemon.log(), "every node in the status line"
     victim = connected_node(cluster, daemon)
     confirmed: list[str] = []
     unconfirmed = 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from oslo_log import versionutils
+from support.daemon import with_broker
 
 from k2hr3_osnl import config
 from k2hr3_osnl.commands import cli
@@ -69,7 +70,7 @@ def _verification(client: RoleClient) -> object:
 
 def write(tmp_path: Path, text: str, name: str = "k2hr3-osnl.conf") -> str:
     path = tmp_path / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    path.write_text(with_broker(textwrap.dedent(text)), encoding="utf-8")
     return str(path)
 
 

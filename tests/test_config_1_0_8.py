@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.broker import queue_counts
-from support.daemon import Daemon
+from support.daemon import Daemon, with_broker
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
 from support.samples import (
@@ -113,7 +113,7 @@ def test_a_typo_next_to_the_old_names_is_still_refused(tmp_path: Path) -> None:
 
 def test_the_old_names_are_ignored_only_in_their_own_section(tmp_path: Path) -> None:
     path = tmp_path / "misplaced.conf"
-    path.write_text("[DEFAULT]\nretries = 3\n[k2hr3]\nlog_dir = logs\n")
+    path.write_text(with_broker("[DEFAULT]\nretries = 3\n[k2hr3]\nlog_dir = logs\n"))
     found = config.problems(config.load([str(path)]))
     assert [line.split(":")[0] for line in found] == ["[DEFAULT] retries", "[k2hr3] log_dir"]
 

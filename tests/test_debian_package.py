@@ -149,6 +149,13 @@ def test_the_package_is_lintian_clean_and_depends_on_debian_12_only(
         "/usr/lib/python3/dist-packages/k2hr3_osnl/commands/cli.py",
     ):
         assert path in files, f"{path} is not in the package"
+    for guide in ("operations", "observability", "scale-out", "mosk"):
+        # dh_compress gzips the larger ones.
+        names = (
+            f"/usr/share/doc/k2hr3-osnl/{guide}.md",
+            f"/usr/share/doc/k2hr3-osnl/{guide}.md.gz",
+        )
+        assert any(name in files for name in names), f"docs/{guide}.md is not in the package"
     # Nothing from a pip install or a virtualenv.
     assert not [p for p in files if p.startswith(("/usr/local", "/opt"))]
 

@@ -6,13 +6,18 @@ import io
 import json
 import logging
 import os
+import socket
 import sys
+import textwrap
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
 from support.samples import neutron_port_delete
@@ -112,6 +117,164 @@ def test_url_passwords_are_masked_in_messages_arguments_and_tracebacks(
     # Nothing else is touched.
     LOG.info("https://k2hr3.example:8443/v1/role?cuk=a@b")
     assert "https://k2hr3.example:8443/v1/role?cuk=a@b" in log_file.read_text()
+
+
+def test_a_malformed_log_call_is_a_line_not_an_exception(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    """Issue 17: the secret filter formats every record; a bad call raised through it
+    into whatever code was logging (a library's, at debug, included)."""
+    log_file = tmp_path / "k2hr3-osnl.log"
+    logs.setup("debug", "debug", str(log_file))
+    LOG.info("two values %s %s", "amqp://u:p4ss-w0rd@h/")  # one argument short
+    logging.getLogger("kombu").debug("%d", "not a number")
+    text = log_file.read_text()
+    assert "two values %s %s ('amqp://u:***@h/',) (malformed log call:" in text
+    assert "%d ('not a number',) (malformed log call:" in text
+    assert "p4ss-w0rd" not in text
+
+
+@pytest.fixture
+def datagrams(tmp_path: Path) -> Iterator[socket.socket]:
+    """A local datagram socket standing in for /dev/log or journald's socket."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(tmp_path / "log.sock"))
+    server.settimeout(5)
+    yield server
+    server.close()
+
+
+SECRET_URL = "rabbit://osnl:p4ss-w0rd@rabbit1:5672/"
+
+
+def test_use_syslog_sends_masked_lines_with_the_facility(
+    datagrams: socket.socket, monkeypatch: pytest.MonkeyPatch, restore_logging: None
+) -> None:
+    monkeypatch.setattr(logs, "SYSLOG_ADDRESS", datagrams.getsockname())
+    logs.setup("info", "warn", logs.STDERR, syslog=True, facility="LOG_LOCAL0")
+    LOG.warning("cannot reach %s", SECRET_URL)
+    line = datagrams.recv(65536).decode()
+    # local0 (16) * 8 + warning (4); then the ident, as syslog expects it.
+    assert line.startswith(f"<132>k2hr3-osnl[{os.getpid()}]: k2hr3_osnl.test: cannot reach ")
+    assert "rabbit://osnl:***@rabbit1:5672/" in line and "p4ss-w0rd" not in line
+
+
+def test_use_journal_sends_priority_fields_and_masked_messages(
+    datagrams: socket.socket, monkeypatch: pytest.MonkeyPatch, restore_logging: None
+) -> None:
+    monkeypatch.setattr(logs, "JOURNAL_ADDRESS", datagrams.getsockname())
+    logs.setup("info", "warn", logs.STDERR, journal=True)
+    with logs.fields(message_id="m-1", cuk="c-1"):
+        LOG.error("parked: %s", SECRET_URL)
+    fields = dict(
+        line.split("=", 1) for line in datagrams.recv(65536).decode().splitlines() if "=" in line
+    )
+    assert fields["PRIORITY"] == "3"
+    assert fields["SYSLOG_IDENTIFIER"] == "k2hr3-osnl"
+    assert (fields["MESSAGE_ID"], fields["CUK"]) == ("m-1", "c-1")
+    assert fields["MESSAGE"] == "k2hr3_osnl.test: parked: rabbit://osnl:***@rabbit1:5672/"
+
+
+def test_log_config_append_decides_and_every_handler_it_makes_masks(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    out = tmp_path / "from-the-file.log"
+    ini = tmp_path / "logging.ini"
+    ini.write_text(
+        textwrap.dedent(
+            f"""\
+            [loggers]
+            keys = root
+            [handlers]
+            keys = file
+            [formatters]
+            keys = plain
+            [logger_root]
+            level = INFO
+            handlers = file
+            [handler_file]
+            class = FileHandler
+            args = ({str(out)!r},)
+            formatter = plain
+            [formatter_plain]
+            format = %(levelname)s %(name)s %(message)s
+            """
+        ),
+        "utf-8",
+    )
+    logs.setup("info", "warn", str(tmp_path / "ignored.log"), config_append=str(ini))
+    LOG.info("connecting to %s", SECRET_URL)
+    logging.getLogger("kombu").info("url=%s", SECRET_URL)
+    text = out.read_text("utf-8")
+    assert "INFO k2hr3_osnl.test connecting to rabbit://osnl:***@rabbit1:5672/" in text
+    assert "INFO kombu url=rabbit://osnl:***@rabbit1:5672/" in text
+    assert not (tmp_path / "ignored.log").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        ("use_syslog = true", "k2hr3-osnl: cannot log to syslog (/dev/log): "),
+        (
+            "use_journal = true",
+            "k2hr3-osnl: cannot log to the journal (/run/systemd/journal/socket): ",
+        ),
+        ("log_config_append = /nonexistent.ini", "k2hr3-osnl: log_config_append: cannot read"),
+    ],
+)
+def test_oslo_log_options_load_and_an_unusable_destination_is_one_line(
+    e2e: Harness, option: str, said: str
+) -> None:
+    """They were refused as unknown options; now they work, or say why in one line."""
+    if os.path.exists("/dev/log") and "syslog" in option:
+        pytest.skip("this host has a syslog socket")
+    if os.path.exists("/run/systemd/journal/socket") and "journal" in option:
+        pytest.skip("this host has a journal socket")
+    config = e2e.config()
+    config.write_text(config.read_text("utf-8").replace("[DEFAULT]\n", f"[DEFAULT]\n{option}\n", 1))
+    done = e2e.cli(config, "--check-config")
+    assert done.returncode == 2
+    assert done.stderr.startswith(said) and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_the_daemon_logs_through_a_log_config_append_file(e2e: Harness, k2hr3: FakeK2HR3) -> None:
+    out = e2e.tmp_path / "appended.log"
+    ini = e2e.tmp_path / "logging.ini"
+    ini.write_text(
+        "[loggers]\nkeys = root\n[handlers]\nkeys = file\n[formatters]\nkeys = plain\n"
+        "[logger_root]\nlevel = INFO\nhandlers = file\n"
+        f"[handler_file]\nclass = FileHandler\nargs = ({str(out)!r},)\nformatter = plain\n"
+        "[formatter_plain]\nformat = %(levelname)s %(name)s %(message)s\n",
+        "utf-8",
+    )
+    config = e2e.config(sections={"DEFAULT": {"log_config_append": ini}})
+    daemon = e2e.daemon(config)
+    daemon.start(wait=False)
+    wait_until(lambda: out.exists() and "process.service listening" in out.read_text(), 30, "start")
+    cuk = str(uuid.uuid4())
+    e2e.notify(
+        e2e.neutron, e2e.notifications, "messagingv2", neutron_port_delete(cuk, ["10.0.0.1"])
+    )
+    assert k2hr3.wait_for(1), out.read_text()
+    wait_until(lambda: f"k2hr3 DELETE cuk={cuk}" in out.read_text(), 10, "the call's line")
+    assert daemon.stop() == 0
+
+
+@given(
+    template=st.text(alphabet="%sdr() abc", max_size=12),
+    args=st.lists(st.one_of(st.integers(), st.text(max_size=5), st.none()), max_size=3),
+)
+def test_the_secret_filter_never_raises_whatever_the_log_call(
+    template: str, args: list[object]
+) -> None:
+    """Any format and arguments, fitting or not: the record passes, with the password
+    of a URL among them masked."""
+    secret = "rabbit://u:p4ss-w0rd@h/"
+    record = logging.LogRecord(
+        "k2hr3_osnl.test", logging.INFO, "", 0, template + " %s", (*args, secret), None
+    )
+    assert logs.SecretFilter().filter(record) is True
+    assert "p4ss-w0rd" not in record.getMessage()
 
 
 def test_journal_lines_have_a_priority_prefix_and_no_timestamp(

@@ -435,8 +435,8 @@ def test_slow_clients_hold_a_bounded_number_of_threads_for_a_bounded_time(
     served: tuple[Health, metrics.Metrics, int, Clock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Clients that open a connection and send a byte now and then (never a whole
-    request) hold at most MAX_CONNECTIONS threads, each for at most CONNECTION_SECONDS;
-    once they are cut, /metrics answers again."""
+    request) hold at most MAX_CONNECTIONS threads, each for at most CONNECTION_SECONDS,
+    and never shut out /metrics."""
     import threading
     import time
 
@@ -452,8 +452,9 @@ def test_slow_clients_hold_a_bounded_number_of_threads_for_a_bounded_time(
     held = threading.active_count() - threads_before
     # One thread and one timer per served connection; the rest were closed at once.
     assert held <= 2 * metrics.MAX_CONNECTIONS, held
-    with pytest.raises(OSError):
-        scrape(port)  # every slot is taken: refused, not queued forever
+    # Every slot is taken, by clients that never finished a request: the oldest of
+    # them makes room, so the scraper is answered rather than refused (issue 17).
+    assert value(scrape(port), "k2hr3_osnl_notifications_in_flight") == 0
     time.sleep(2.0)
     for conn in slow:
         with contextlib.suppress(OSError):

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.daemon import with_broker
 from support.openstack_standin import ADMIN_PROJECT, PROJECT, OpenStackStandIn
 
 from k2hr3_osnl import config
@@ -32,7 +33,7 @@ def write_conf(tmp_path: Path, credentials: dict[str, object], **reconcile: obje
         "api_url = http://127.0.0.1:1/v1/role",
     ]
     path = tmp_path / "k2hr3-osnl.conf"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(with_broker("\n".join(lines) + "\n"), encoding="utf-8")
     return path
 
 

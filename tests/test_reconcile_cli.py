@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.daemon import with_broker
 from support.k2hr3_standin import FakeK2HR3
 from support.openstack_standin import PASSWORD, OpenStackStandIn
 
@@ -28,7 +29,7 @@ def write(tmp_path: Path, k2hr3: FakeK2HR3, credentials: dict[str, object] | Non
         lines += ["[service_credentials]", *(f"{k} = {v}" for k, v in credentials.items())]
         lines += ["[reconcile]", "enabled = true"]
     path = tmp_path / "k2hr3-osnl.conf"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(with_broker("\n".join(lines) + "\n"), encoding="utf-8")
     return path
 
 
@@ -52,12 +53,16 @@ def test_dry_run_then_a_real_pass(
 
     dry = reconcile(config, "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.splitlines() == [f"would delete cuk={gone.id} (deleted in Nova)"]
+    *lines, summary = dry.stdout.splitlines()  # the summary is the result: on stdout
+    assert lines == [f"would delete cuk={gone.id} (deleted in Nova)"]
+    assert summary.startswith("1 deleted server(s) since ") and summary.endswith(" (dry run)")
     assert k2hr3.calls == [] and not (tmp_path / "state" / CHECKPOINT_FILE).exists()
 
     real = reconcile(config)
     assert real.returncode == 0, real.stderr
-    assert real.stdout.splitlines() == [f"deleted cuk={gone.id} (deleted in Nova)"]
+    *lines, summary = real.stdout.splitlines()
+    assert lines == [f"deleted cuk={gone.id} (deleted in Nova)"]
+    assert summary.endswith(", 0 already deleted, 1 sent")
     assert k2hr3.deleted() == [(gone.id, None)]
     assert (tmp_path / "state" / CHECKPOINT_FILE).exists()
     assert PASSWORD not in real.stdout + real.stderr
@@ -108,7 +113,8 @@ def test_a_config_in_dry_run_never_moves_the_checkpoint_a_live_pass_reads(
 
     dry = reconcile(config)
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.splitlines() == [f"would delete cuk={gone.id} (deleted in Nova)"]
+    *lines, _summary = dry.stdout.splitlines()
+    assert lines == [f"would delete cuk={gone.id} (deleted in Nova)"]
     assert "dry_run = true: a pass as with --dry-run" in dry.stderr
     assert k2hr3.calls == []
 
@@ -127,9 +133,10 @@ def test_absurd_windows_and_checkpoints_are_one_line_never_a_traceback(
 
     ancient = reconcile(config, "--since", "1000000d", "--dry-run")
     assert ancient.returncode == 0, ancient.stderr
-    assert ancient.stdout.splitlines() == [f"would delete cuk={gone.id} (deleted in Nova)"]
+    *lines, summary = ancient.stdout.splitlines()
+    assert lines == [f"would delete cuk={gone.id} (deleted in Nova)"]
     assert "--since reaches back before 2010-01-01T00:00:00Z" in ancient.stderr
-    assert "since 2010-01-01T00:00:00Z" in ancient.stderr.splitlines()[-1]
+    assert "since 2010-01-01T00:00:00Z" in summary
 
     (tmp_path / "state").mkdir(exist_ok=True)
     (tmp_path / "state" / CHECKPOINT_FILE).write_text('{"checkpoint_unix": -Infinity}\n')
@@ -147,5 +154,6 @@ def test_a_pass_that_could_not_see_a_down_cell_is_no_ok(
     standin.down_cells.add("cell2")
     done = reconcile(write(tmp_path, k2hr3, standin.credentials()))
     assert done.returncode == 1, done.stderr
-    assert done.stderr.splitlines()[-1].endswith("a Nova cell is down: its servers were not listed")
+    summary = done.stdout.splitlines()[-1]
+    assert summary.endswith("a Nova cell is down: its servers were not listed")
     assert not (tmp_path / "state" / CHECKPOINT_FILE).exists()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
+from support.daemon import with_broker
 from support.k2hr3_standin import FakeK2HR3
 from support.openstack_standin import OpenStackStandIn
 
@@ -73,7 +74,7 @@ def world(tmp_path: Path, k2hr3: FakeK2HR3) -> Iterator[World]:
     lines += ["[reconcile]", "enabled = true", "page_size = 3", "overlap_seconds = 60"]
     lines += ["[k2hr3]", f"state_dir = {state_dir}", f"api_url = {k2hr3.url}"]
     path = tmp_path / "k2hr3-osnl.conf"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(with_broker("\n".join(lines) + "\n"), encoding="utf-8")
     conf = config.load([str(path)])
     assert config.problems(conf) == []
     handler = Handler(

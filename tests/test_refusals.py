@@ -56,6 +56,11 @@ CASES = [
         "or the user has no permissions there (rabbitmqctl list_permissions -p openstack)",
     ),
     (
+        "Connection.open: (530) NOT_ALLOWED - vhost nowhere not found",
+        "RabbitMQ has no vhost 'nowhere': the vhost of transport_url (the path after "
+        "host:port) is wrong, or it is not created yet (rabbitmqctl add_vhost nowhere)",
+    ),
+    (
         "Queue.declare: (403) ACCESS_REFUSED - access to queue 'k2hr3_osnl' in vhost "
         "'openstack' refused for user 'no-queue'",
         "user 'no-queue' lacks the configure permission on queue 'k2hr3_osnl' in vhost "

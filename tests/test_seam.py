@@ -18,6 +18,7 @@ from pathlib import Path
 import oslo_messaging
 import pytest
 from oslo_config import cfg
+from support.daemon import with_broker
 
 from k2hr3_osnl.rabbit import seam
 
@@ -154,7 +155,7 @@ def test_a_missing_delivery_hook_stops_the_start_with_exit_2(tmp_path: Path) -> 
     """If a release renames _extract_user_message, the daemon must not consume and
     acknowledge every notification as unreadable: it refuses to start, saying why."""
     config = tmp_path / "k2hr3-osnl.conf"
-    config.write_text(f"[k2hr3]\nstate_dir = {tmp_path / 'state'}\n", encoding="utf-8")
+    config.write_text(with_broker(f"[k2hr3]\nstate_dir = {tmp_path / 'state'}\n"), encoding="utf-8")
     result = _run_with(
         """
         from oslo_messaging.notify import dispatcher
@@ -171,7 +172,7 @@ def test_a_missing_delivery_hook_stops_the_start_with_exit_2(tmp_path: Path) -> 
 
 def test_a_missing_speed_hook_is_a_warning_and_the_daemon_would_run(tmp_path: Path) -> None:
     config = tmp_path / "k2hr3-osnl.conf"
-    config.write_text(f"[k2hr3]\nstate_dir = {tmp_path / 'state'}\n", encoding="utf-8")
+    config.write_text(with_broker(f"[k2hr3]\nstate_dir = {tmp_path / 'state'}\n"), encoding="utf-8")
     result = _run_with(
         """
         from oslo_messaging._drivers import amqp

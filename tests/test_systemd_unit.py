@@ -209,7 +209,8 @@ def test_start_returns_once_consuming_and_a_deletion_reaches_k2hr3_over_https(
     status = unit.machine.systemctl("status", UNIT).stdout
     assert re.search(r"Active: active \(running\)", status), status
     assert re.search(
-        r'Status: "listening on 4 binding\(s\) of rabbit://127\.0\.0\.1:5672; '
+        r'Status: "listening on 4 binding\(s\) of rabbit://127\.0\.0\.1:5672 vhost '
+        r"'/'; "
         r"K2HR3 https://127\.0\.0\.1:\d+/v1/role",
         status,
     ), status
@@ -453,7 +454,7 @@ def test_two_workers_start_reload_and_stop_together(unit: Unit) -> None:
         )
     status = unit.show("StatusText")["StatusText"]
     # The supervisor's STATUS= sums up both workers', each on the reloaded file.
-    listening = r"listening on 4 binding\(s\) of \S+; K2HR3 \S+"
+    listening = r"listening on 4 binding\(s\) of \S+ vhost '/'; K2HR3 \S+"
     assert re.fullmatch(f"worker 0: {listening}; worker 1: {listening}", status), status
 
     unit.systemctl("stop")

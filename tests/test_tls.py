@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.daemon import with_broker
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
 from support.samples import nova_versioned_delete
@@ -173,7 +174,7 @@ def client_for(tmp_path: Path, server: FakeK2HR3, **k2hr3: object) -> RoleClient
     lines = [f"api_url = {server.url}", "connect_timeout_seconds = 2", "timeout_seconds = 5"]
     lines += [f"{key} = {value}" for key, value in k2hr3.items()]
     path = tmp_path / "k2hr3-osnl.conf"
-    path.write_text("[k2hr3]\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(with_broker("[k2hr3]\n" + "\n".join(lines) + "\n"), encoding="utf-8")
     conf = config.load([str(path)])
     assert config.problems(conf) == []
     return service.make_client(conf)

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
+from support.daemon import with_broker
 from support.k2hr3_standin import FakeK2HR3
 from support.openstack_standin import OpenStackStandIn
 from support.samples import neutron_port_delete, nova_legacy_delete, nova_versioned_delete
@@ -50,7 +51,7 @@ def verifying(
     lines = ["[service_credentials]", *(f"{k} = {v}" for k, v in standin.credentials().items())]
     lines += ["[reconcile]", "verify_deletions = true", "[k2hr3]", f"api_url = {k2hr3.url}"]
     path = tmp_path / "k2hr3-osnl.conf"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(with_broker("\n".join(lines) + "\n"), encoding="utf-8")
     conf = config.load([str(path)])
     verifier = CloudVerifier(session.connect(conf))
     metrics = Metrics(Health())

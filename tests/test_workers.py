@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -137,3 +138,18 @@ def test_under_systemd_the_supervisor_speaks_for_every_worker(
 
     assert daemon.stop() == 0, daemon.report("the supervisor should exit 0")
     assert notify.find("STOPPING", "1") is not None
+
+
+def test_a_sighup_with_an_unchanged_file_changes_nothing_in_any_worker(e2e: Harness) -> None:
+    """Worker 1 serves metrics on port + 1: compared with the file's port, every reload
+    said it "needs a restart" (issue 17)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = e2e.config(sections={**WORKERS, "metrics": {"port": port}})
+    daemon = e2e.daemon(config).start()
+    os.kill(daemon.pid, signal.SIGHUP)
+    unchanged = "reload: configuration unchanged"
+    wait_until(lambda: daemon.log().count(unchanged) == 2, 30, "both workers to reload")
+    assert "needs a restart" not in daemon.log(), daemon.report("a restart asked for nothing")
+    assert daemon.stop() == 0

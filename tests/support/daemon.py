@@ -25,6 +25,14 @@ from support.broker import Broker
 from support.notify_socket import NotifySocket
 from support.waiting import wait_until
 
+#: A file must name its broker ([DEFAULT] or [oslo_messaging_notifications] transport_url);
+#: appended to the files of tests about something else.
+BROKER = "\n[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:5672/\n"
+
+
+def with_broker(text: str) -> str:
+    return text if "transport_url" in text else text + BROKER
+
 
 def write_config(
     path: Path,

@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as error:
         print(f"k2hr3-osnl: {error}", file=sys.stderr)
         return 2
-    for name in ("debug_level", "libs_debug_level", "log_file", "log_format", "log_rotation"):
+    for name in logs.OPTIONS:
         try:
             getattr(conf, name)
         except ValueError as error:
@@ -196,13 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"k2hr3-osnl: {message}", file=sys.stderr)
             return 2
     try:
-        logs.setup(
-            conf.debug_level,
-            conf.libs_debug_level,
-            conf.log_file,
-            conf.log_format,
-            conf.log_rotation,
-        )
+        logs.setup_from(conf)
+    except logs.LogDestinationError as error:
+        print(f"k2hr3-osnl: {error}", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as error:
         print(f"k2hr3-osnl: cannot log to {conf.log_file}: {error}", file=sys.stderr)
         return 2
@@ -235,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reconcile(args, conf)
     if args.command == "publish":
         return publish.publish(
-            conf.oslo_messaging_notifications.transport_url,
+            conf,
             args.files,
             exchange=args.exchange,
             topic=args.topic,
@@ -320,12 +317,19 @@ def _verification_refused(conf: config.cfg.ConfigOpts) -> str | None:
 def _worker(args: argparse.Namespace, conf: config.cfg.ConfigOpts, index: int) -> int:
     """One of ``workers`` consumer processes: the same service loop, its own metrics port."""
     logs.leave_rotation_to_parent()
+    # A SIGHUP's fresh configuration gets the same overrides: compared without them,
+    # every reload would report the worker's own port as a change that needs a restart.
+    return service.run(_as_worker(conf, index), lambda: _as_worker(_load(args), index))
+
+
+def _as_worker(conf: config.cfg.ConfigOpts, index: int) -> config.cfg.ConfigOpts:
+    """What worker ``index`` changes in the configuration it was given."""
     if index and conf.metrics.port:
         conf.set_override("port", conf.metrics.port + index, group="metrics")
     if index:
         # One reconciler per node is enough: deletes are idempotent, but calls cost.
         conf.set_override("enabled", False, group="reconcile")
-    return service.run(conf, lambda: _load(args))
+    return conf
 
 
 def _refuse(message: str, to_stderr: bool, status: int = 2) -> int:
@@ -398,8 +402,7 @@ def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
         f"{report.already} already deleted, {report.sent} sent"
         + (" (dry run)" if args.dry_run else "")
         + ("; a Nova cell is down: its servers were not listed" if report.cells_down else ""),
-        file=sys.stderr,
-    )
+    )  # on stdout with the per-deletion lines: the result, not a diagnostic
     # Never a false OK: a listing without a down cell's servers did not see everything.
     return 0 if report.settled and not report.cells_down else 1
 

@@ -1,68 +1,143 @@
 """``k2hr3-osnl publish``: send saved notifications the way OpenStack does, to try it out.
 
 It publishes through oslo.messaging's own Notifier, exactly as neutron and nova do, to
-the exchange and topic each service would use, so an operator can watch a deletion go
-through a running daemon without deleting a VM.
+the exchange and topic each service would use, with the configuration's
+``[oslo_messaging_rabbit]`` (TLS, durable or quorum queues), so an operator can watch a
+deletion go through a running daemon without deleting a VM.
+
+oslo.messaging's Notifier never raises: a send that fails is a traceback in its log and
+nothing else. So the notifier's logger is watched while each notification is sent; a
+failure is one line that says why, and the exit status says something was not published.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 import oslo_messaging
+from oslo_config import cfg
 
-from k2hr3_osnl import config
 from k2hr3_osnl.commands import formats
+from k2hr3_osnl.observability import logs
+from k2hr3_osnl.rabbit import refusals
 
-#: Where each kind of event is published by OpenStack: (exchange, topic).
+#: Where each kind of event is published by OpenStack: (exchange, topic, publisher_id).
+#: The publisher_id is the one that service would send, for a sample that has none:
+#: the daemon's publisher_id filter would drop any other without a word.
 _ROUTES = (
-    ("port.", ("neutron", "notifications")),
-    ("compute.", ("nova", "notifications")),
-    ("instance.", ("nova", "versioned_notifications")),
+    ("port.", ("neutron", "notifications", "network.k2hr3-osnl-publish")),
+    ("compute.", ("nova", "notifications", "compute.k2hr3-osnl-publish")),
+    ("instance.", ("nova", "versioned_notifications", "nova-compute:k2hr3-osnl-publish")),
 )
+#: The loggers oslo.messaging's Notifier reports a failed send on.
+_NOTIFIER_LOGGERS = ("oslo_messaging.notify.messaging", "oslo_messaging.notify.notifier")
+#: Attempts to reach the broker per notification: a broker that is down is a failure
+#: the operator hears about, not a command that hangs.
+RETRY = 1
 
 
 def route(event_type: str) -> tuple[str, str]:
+    exchange, topic, _ = _route(event_type)
+    return exchange, topic
+
+
+def _route(event_type: str) -> tuple[str, str, str]:
     for prefix, where in _ROUTES:
         if event_type.startswith(prefix):
             return where
-    return ("openstack", "notifications")
+    return ("openstack", "notifications", "k2hr3-osnl.publish")
+
+
+class _Failures(logging.Handler):
+    """Collects what the notifier logs at ERROR while one notification is sent."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.errors: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        self.errors.append(str(error) if error is not None else record.getMessage())
+
+
+@contextmanager
+def _watched() -> Iterator[_Failures]:
+    """The notifier's failures, instead of its tracebacks on the terminal."""
+    failures = _Failures()
+    loggers = [logging.getLogger(name) for name in _NOTIFIER_LOGGERS]
+    saved = [(logger.propagate, logger.level) for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(failures)
+        logger.propagate = False
+        logger.setLevel(logging.ERROR)
+    try:
+        yield failures
+    finally:
+        for logger, (propagate, level) in zip(loggers, saved, strict=True):
+            logger.removeHandler(failures)
+            logger.propagate = propagate
+            logger.setLevel(level)
 
 
 def publish(
-    transport_url: str,
+    conf: cfg.ConfigOpts,
     paths: list[str],
     *,
     exchange: str | None = None,
     topic: str | None = None,
     driver: str = "messagingv2",
     out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
 ) -> int:
+    """Publish every notification of ``paths``; 0 when each one was published."""
     notes = []
     for path in paths:
-        with open(path, encoding="utf-8") as source:
-            for document in formats.documents(source.read()):
-                notes.append((path, formats.notification(document)))
+        try:
+            with open(path, encoding="utf-8") as source:
+                for document in formats.documents(source.read()):
+                    notes.append((path, formats.notification(document)))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            print(f"k2hr3-osnl: {path}: cannot read it: {error}", file=err)
+            return 2
+    url = conf.oslo_messaging_notifications.transport_url
     transports: dict[str, oslo_messaging.Transport] = {}
+    failed = 0
     try:
         for path, note in notes:
-            where = route(str(note.event_type))
-            ex, tp = exchange or where[0], topic or where[1]
+            ex, tp, publisher = _route(str(note.event_type))
+            ex, tp = exchange or ex, topic or tp
             if ex not in transports:
-                conf = config.new_conf()
-                conf([], project=config.PROJECT, default_config_files=[], use_env=False)
-                conf.set_override("control_exchange", ex)  # a notifier's exchange
-                transports[ex] = oslo_messaging.get_notification_transport(conf, url=transport_url)
+                # A notifier publishes to the transport's default exchange.
+                conf.set_override("control_exchange", ex)
+                transports[ex] = oslo_messaging.get_notification_transport(conf, url=url)
+                conf.clear_override("control_exchange")
+            said = ""
+            if not note.publisher_id:
+                said = f" (the sample has no publisher_id: sent as {publisher!r})"
             notifier = oslo_messaging.Notifier(
                 transports[ex],
-                publisher_id=str(note.publisher_id or "k2hr3-osnl.publish"),
+                publisher_id=str(note.publisher_id or publisher),
                 driver=driver,
                 topics=[tp],
+                retry=RETRY,
             )
-            notifier.info({}, str(note.event_type), note.payload)
-            print(f"{path}: published {note.event_type} to exchange {ex!r} topic {tp!r}", file=out)
+            with _watched() as failures:
+                notifier.info({}, str(note.event_type), note.payload)
+            if failures.errors:
+                failed += 1
+                why = failures.errors[-1]
+                line = refusals.explain(why) or f"RabbitMQ: {why.strip().splitlines()[0]}"
+                print(f"k2hr3-osnl: {path}: not published: {logs.mask(line)}", file=err)
+                continue
+            print(
+                f"{path}: published {note.event_type} to exchange {ex!r} topic {tp!r}{said}",
+                file=out,
+            )
     finally:
         for transport in transports.values():
             transport.cleanup()
-    return 0
+    return 1 if failed else 0

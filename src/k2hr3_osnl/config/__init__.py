@@ -7,9 +7,12 @@ prefetch, quorum queues...) from the same object, so one file configures everyth
 from __future__ import annotations
 
 import contextlib
+import getpass
 import importlib.metadata
+import ipaddress
 import logging
 import os
+import pathlib
 import re
 import socket
 import urllib.parse
@@ -20,6 +23,7 @@ import oslo_messaging.opts
 from oslo_config import cfg
 
 from k2hr3_osnl.config import opts, strict, tls
+from k2hr3_osnl.observability import logs
 
 LOG = logging.getLogger(__name__)
 
@@ -72,6 +76,15 @@ def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> c
             raise ConfigError(f"{path}: not a directory")
         args += ["--config-dir", path]
     defaults = [] if args else [p for p in DEFAULT_CONFIG_FILES if os.path.exists(p)]
+    if not args and not defaults:
+        # Built-in defaults alone would consume as guest on the local broker's default
+        # vhost: never what an operator meant, and nothing would say so.
+        raise ConfigError(
+            f"no configuration file: neither {' nor '.join(DEFAULT_CONFIG_FILES)} exists; "
+            "give one with -c FILE"
+        )
+    for path in [*config_files, *defaults, *_dir_files(config_dirs)]:
+        _check_utf8(path)
     conf = new_conf()
     try:
         conf(
@@ -87,7 +100,27 @@ def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> c
         raise ConfigError(f"{error.config_file}: {error.msg}") from None
     except cfg.Error as error:
         raise ConfigError(str(error)) from None
+    except UnicodeDecodeError as error:  # a file that changed since _check_utf8
+        raise ConfigError(f"not UTF-8: {error}") from None
+    _resolve_transport_url(conf)
     return conf
+
+
+def _resolve_transport_url(conf: cfg.ConfigOpts) -> None:
+    """``[oslo_messaging_notifications] transport_url``, else ``[DEFAULT]``'s, as in oslo.messaging.
+
+    OpenStack services keep the broker in ``[DEFAULT] transport_url``; everything of ours
+    reads the notifications group, so the fallback is made there, once.
+    """
+    n = conf.oslo_messaging_notifications
+    try:
+        # oslo.messaging's own default for [DEFAULT] is 'rabbit://': guest on localhost,
+        # which nobody configured. Only a value from a file counts.
+        given = conf.get_location("transport_url").location != cfg.Locations.opt_default
+        if n.transport_url is None and given:
+            conf.set_override("transport_url", conf.transport_url, group=opts.NOTIFICATIONS_GROUP)
+    except (cfg.ConfigFileValueError, ValueError):
+        pass  # problems() names the bad value
 
 
 def problems(conf: cfg.ConfigOpts) -> list[str]:
@@ -125,29 +158,17 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
                 found.append(f"[{opts.NOTIFICATIONS_GROUP}] {name}: {value!r} is not a valid name")
     if n.pool and not _NAME.match(n.pool):
         found.append(f"[{opts.NOTIFICATIONS_GROUP}] pool: {n.pool!r} is not a valid name")
-    try:
-        transport = oslo_messaging.TransportURL.parse(conf, n.transport_url).transport
-    except (oslo_messaging.InvalidTransportURL, ValueError) as error:
-        # A bad port or IPv6 literal raises ValueError. The message would echo the URL,
-        # password included.
-        found.append(
-            f"[{opts.NOTIFICATIONS_GROUP}] transport_url: invalid "
-            f"({type(error).__name__}); expected rabbit://user:pass@host:port/vhost"
-        )
-    else:
-        drivers = {e.name for e in importlib.metadata.entry_points(group=_DRIVERS)}
-        if transport not in drivers:
-            found.append(
-                f"[{opts.NOTIFICATIONS_GROUP}] transport_url: unknown driver {transport!r}; "
-                f"expected one of {', '.join(sorted(drivers))} (rabbit://user:pass@host:port/)"
-            )
+    found += _transport_problems(conf)
 
     k = conf.k2hr3
     url = urllib.parse.urlsplit(k.api_url or "")
+    shown = logs.mask(k.api_url or "")  # a user and password in it are not printed
     if url.scheme not in ("http", "https") or not url.hostname:
-        found.append(f"[{opts.K2HR3_GROUP}] api_url: {k.api_url!r} is not an http(s) URL")
+        found.append(f"[{opts.K2HR3_GROUP}] api_url: {shown!r} is not an http(s) URL")
+    elif not _port_ok(url):
+        found.append(f"[{opts.K2HR3_GROUP}] api_url: {shown!r} has no valid port (1-65535)")
     elif not url.path.rstrip("/").endswith("/v1/role"):
-        found.append(f"[{opts.K2HR3_GROUP}] api_url: {k.api_url!r} does not end in /v1/role")
+        found.append(f"[{opts.K2HR3_GROUP}] api_url: {shown!r} does not end in /v1/role")
     for name in ("ca_file", "cert_file", "key_file"):
         path = k.get(name)
         if path and not os.access(path, os.R_OK):
@@ -156,6 +177,7 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
         found.append(f"[{opts.K2HR3_GROUP}] key_file: set, but cert_file is not")
     elif not any(f.startswith(f"[{opts.K2HR3_GROUP}] ") for f in found):
         found += tls.problems(opts.K2HR3_GROUP, k.ca_file, k.cert_file, k.key_file)
+    found += _state_dir_problems(k.state_dir)
 
     r = conf[RABBIT_GROUP]
     if r.ssl:
@@ -198,6 +220,34 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
     return found
 
 
+def _transport_problems(conf: cfg.ConfigOpts) -> list[str]:
+    """The broker's URL: set (here or in [DEFAULT]), parsable, of a known driver."""
+    n = conf.oslo_messaging_notifications
+    if not n.transport_url:
+        return [
+            f"[{opts.NOTIFICATIONS_GROUP}] transport_url: not set, nor [DEFAULT] "
+            "transport_url: set one to rabbit://user:password@host:port/vhost"
+        ]
+    found: list[str] = []
+    try:
+        transport = oslo_messaging.TransportURL.parse(conf, n.transport_url).transport
+    except (oslo_messaging.InvalidTransportURL, ValueError) as error:
+        # A bad port or IPv6 literal raises ValueError. The message would echo the URL,
+        # password included.
+        found.append(
+            f"[{opts.NOTIFICATIONS_GROUP}] transport_url: invalid "
+            f"({type(error).__name__}); expected rabbit://user:pass@host:port/vhost"
+        )
+    else:
+        drivers = {e.name for e in importlib.metadata.entry_points(group=_DRIVERS)}
+        if transport not in drivers:
+            found.append(
+                f"[{opts.NOTIFICATIONS_GROUP}] transport_url: unknown driver {transport!r}; "
+                f"expected one of {', '.join(sorted(drivers))} (rabbit://user:pass@host:port/)"
+            )
+    return found
+
+
 def findings(conf: cfg.ConfigOpts) -> strict.Findings:
     """Unknown sections and options in the files ``conf`` was read from."""
     lists = [*oslo_messaging.opts.list_opts(), *opts.list_opts()]
@@ -223,7 +273,37 @@ def _credentials_problems(conf: cfg.ConfigOpts) -> list[str]:
             for name in ("enabled", "verify_deletions")
             if r[name]
         ]
-    return session.check(conf)
+    # The values first: keystoneauth1 reads them only as it connects, and raises.
+    found = _credential_values(conf) or session.check(conf)
+    # The plugin's options (auth_url...) exist once session.check has loaded it.
+    return found or _credential_values(conf)
+
+
+def _credential_values(conf: cfg.ConfigOpts) -> list[str]:
+    """keystoneauth1 reads these only when it connects: a bad one would be a traceback."""
+    c = conf[opts.CREDENTIALS_GROUP]
+    try:
+        names = [o.dest for o in opts.credentials_list(c.auth_type)]
+    except Exception:  # an unknown auth_type: session.check says so
+        return []
+    found: list[str] = []
+    for name in names:
+        try:
+            value = getattr(c, name)
+        except cfg.NoSuchOptError:
+            continue  # the plugin's own options are registered when it is loaded
+        except (cfg.ConfigFileValueError, ValueError) as error:
+            found.append(f"[{opts.CREDENTIALS_GROUP}] {name}: {value_error(error)}")
+            continue
+        if name == "auth_url" and value:
+            url = urllib.parse.urlsplit(value)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                shown = logs.mask(value)
+                found.append(
+                    f"[{opts.CREDENTIALS_GROUP}] auth_url: {shown!r} is not an http(s) URL "
+                    "(Keystone's, such as https://keystone.example.com:5000/v3)"
+                )
+    return found
 
 
 def warnings(conf: cfg.ConfigOpts) -> list[str]:
@@ -240,9 +320,16 @@ def warnings(conf: cfg.ConfigOpts) -> list[str]:
             f"[{opts.K2HR3_GROUP}] allow_self_signed_cert: true, so K2HR3's certificate "
             "is not verified; prefer ca_file"
         )
-    plain = urllib.parse.urlsplit(k.api_url or "").scheme == "http"
+    url = urllib.parse.urlsplit(k.api_url or "")
+    plain = url.scheme == "http"
+    if plain and not _loopback(url.hostname):
+        found.append(
+            f"[{opts.K2HR3_GROUP}] api_url: http:// over the network: anyone on the path "
+            "can read the calls, and forge K2HR3's answers; use https://"
+        )
     if plain and (k.ca_file or k.cert_file):
         found.append(f"[{opts.K2HR3_GROUP}] ca_file, cert_file: unused, api_url is http://")
+    found += _state_dir_warnings(k.state_dir)
     if k.retry_budget_seconds >= RABBIT_CONSUMER_TIMEOUT:
         found.append(
             f"[{opts.K2HR3_GROUP}] retry_budget_seconds: {k.retry_budget_seconds:g} is not "
@@ -303,6 +390,57 @@ def value_error(error: Exception) -> str:
     return f"{match.group(2)} (in {match.group(1)})" if match else str(error)
 
 
+def _existing(path: pathlib.Path) -> pathlib.Path:
+    """``path``, or the nearest parent that exists (the daemon creates the rest)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _state_dir_problems(state_dir: str) -> list[str]:
+    where = _existing(pathlib.Path(state_dir))
+    if not where.is_dir():
+        return [
+            f"[{opts.K2HR3_GROUP}] state_dir: {where} is not a directory: deletions that "
+            "must be parked cannot be"
+        ]
+    return []
+
+
+def _state_dir_warnings(state_dir: str) -> list[str]:
+    """Writable by whoever runs this: the daemon's user when it starts, and the
+    operator's when --check-config runs as another user (the line names who).
+
+    Only a state_dir that exists: one that does not is created at start (by the daemon,
+    or by systemd's StateDirectory=, which no user outside the unit can foresee).
+    """
+    where = pathlib.Path(state_dir)
+    if where.is_dir() and not os.access(where, os.W_OK | os.X_OK):
+        user = getpass.getuser()
+        return [
+            f"[{opts.K2HR3_GROUP}] state_dir: {where} is not writable for user {user}: "
+            "a daemon running as this user cannot park deletions"
+        ]
+    return []
+
+
+def _loopback(host: str | None) -> bool:
+    """This host: no network between us and K2HR3 to read or forge the calls."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def _port_ok(url: urllib.parse.SplitResult) -> bool:
+    try:
+        return url.port != 0  # None: the scheme's own port
+    except ValueError:  # out of range, or not a number
+        return False
+
+
 def _regex_problems(pattern: str | None, where: str) -> list[str]:
     if pattern is None:
         return []
@@ -311,6 +449,27 @@ def _regex_problems(pattern: str | None, where: str) -> list[str]:
     except re.error as error:
         return [f"{where}: {pattern!r} is not a regular expression ({error})"]
     return []
+
+
+def _dir_files(config_dirs: Sequence[str]) -> list[str]:
+    """The files oslo.config reads from each --config-dir."""
+    return [str(p) for d in config_dirs for p in sorted(pathlib.Path(d).glob("*.conf"))]
+
+
+def _check_utf8(path: str) -> None:
+    """oslo.config reads files as UTF-8 and raises a bare UnicodeDecodeError otherwise."""
+    try:
+        data = pathlib.Path(path).read_bytes()
+    except OSError:
+        return  # oslo.config says it, in its words
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ConfigError(
+            f"{path}: line {line}: byte 0x{data[error.start]:02x} is not UTF-8; "
+            "save the file as UTF-8"
+        ) from None
 
 
 def _check_readable(path: str) -> None:

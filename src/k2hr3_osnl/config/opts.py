@@ -19,7 +19,6 @@ DEFAULT_EVENT_TYPE = r"^(port\.delete\.end|instance\.delete\.end|compute\.instan
 #: neutron publishes as ``network.<host>``, legacy nova as ``compute.<host>``,
 #: versioned nova as ``nova-compute:<host>`` or ``nova-api:<host>``.
 DEFAULT_PUBLISHER_ID = r"^(network|compute|nova-[a-z-]+)([.:].*)?$"
-DEFAULT_TRANSPORT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical", "notset")
 _LEVEL_CHOICES = [
     ("debug", "everything, including each ignored notification"),
@@ -70,6 +69,15 @@ class LogFormat(types.String):
         return logs.check_format(super().__call__(value))
 
 
+class SyslogFacility(types.String):
+    """A syslog facility as oslo.log spells it (``LOG_USER``, ``LOG_LOCAL0``) or ``local0``."""
+
+    def __call__(self, value: object) -> str:
+        text = super().__call__(value)
+        logs.syslog_facility(text)
+        return text
+
+
 default_opts = [
     cfg.StrOpt(
         "debug_level",
@@ -112,6 +120,37 @@ default_opts = [
         ],
         mutable=True,
         help="How log_file is rotated. With workers > 1 only the supervisor rotates.",
+    ),
+    # oslo.log's own options, as operators carry them over from other services.
+    cfg.BoolOpt(
+        "use_journal",
+        default=False,
+        mutable=True,
+        help="Log to journald with its native protocol (each line with its priority, and "
+        "the notification's fields as MESSAGE_ID, CUK...), as oslo.log does. Under "
+        "systemd, log_file = sys.stderr reaches the journal too: with both, one line each.",
+    ),
+    cfg.BoolOpt(
+        "use_syslog",
+        default=False,
+        mutable=True,
+        help="Also log to syslog (/dev/log), as oslo.log does, with syslog_log_facility.",
+    ),
+    cfg.Opt(
+        "syslog_log_facility",
+        type=SyslogFacility(type_name="a syslog facility"),
+        default="LOG_USER",
+        mutable=True,
+        help="Syslog facility of use_syslog: LOG_USER, LOG_DAEMON, LOG_LOCAL0...",
+    ),
+    cfg.StrOpt(
+        "log_config_append",
+        metavar="PATH",
+        mutable=True,
+        help="A Python logging configuration file (logging.config.fileConfig), as with "
+        "oslo.log: it alone decides handlers and levels, and debug_level, log_file, "
+        "use_syslog... are then ignored. Passwords in URLs are masked on every handler "
+        "it makes. SIGHUP reads it again.",
     ),
     cfg.IntOpt(
         "workers",
@@ -407,7 +446,6 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     """
     conf.register_opts(default_opts)
     conf.register_opts(seam.notifier_opts(), group=NOTIFICATIONS_GROUP)
-    conf.set_default("transport_url", DEFAULT_TRANSPORT_URL, group=NOTIFICATIONS_GROUP)
     conf.register_opts(notification_opts, group=NOTIFICATIONS_GROUP)
     conf.register_opts(k2hr3_opts, group=K2HR3_GROUP)
     conf.register_opts(metrics_opts, group=METRICS_GROUP)
@@ -443,7 +481,10 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     transport_url = copy.deepcopy(
         next(o for o in seam.notifier_opts() if o.name == "transport_url")
     )
-    transport_url.default = DEFAULT_TRANSPORT_URL
+    transport_url.help = (
+        "The RabbitMQ to listen on, rabbit://user:password@host:port/vhost. Unset, "
+        "[DEFAULT] transport_url is used, as oslo.messaging does; one of the two must be set."
+    )
     # oslo.messaging's old aliases of it differ by release (14.0.3 still has
     # [DEFAULT] notification_transport_url); the sample must not. oslo.messaging's own
     # option object keeps them, so they still load.

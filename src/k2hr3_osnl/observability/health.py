@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -64,15 +66,25 @@ class Status:
     breaker_open: bool
     parked: int
     details: dict[str, Any] = field(default_factory=dict)
+    #: [k2hr3] dry_run: K2HR3 is never called, so it is neither ok nor failing.
+    dry_run: bool = False
+    #: False while a deletion K2HR3 rejects could not be parked (state_dir unwritable).
+    parking_ok: bool = True
     #: Wrong, but not with the listener: reconciliation failing. Said, never a 503: a
     #: Keystone outage must not make anyone restart a daemon that consumes.
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        reason = "; ".join(self.reasons) if self.reasons else "consuming, K2HR3 reachable"
+        healthy = (
+            "consuming, dry run: K2HR3 is not called"
+            if self.dry_run
+            else ("consuming, K2HR3 reachable")
+        )
+        reason = "; ".join(self.reasons) if self.reasons else healthy
         return {
             "status": "ok" if self.ok else "unavailable",
             "reason": "; ".join([reason, *self.warnings]),
+            "dry_run": self.dry_run,
             "consuming": self.consuming,
             **self.details,
             "parked": self.parked,
@@ -88,8 +100,10 @@ class Health(Observer):
         parking: ParkingLot | None = None,
         probe: Probe | None = None,
         clock: Callable[[], float] = time.time,
+        dry_run: bool = False,
     ) -> None:
         self.breaker = breaker
+        self.dry_run = dry_run
         self.parking = parking
         self.probe = probe
         self._clock = clock
@@ -135,18 +149,30 @@ class Health(Observer):
             self._broker_error = None
 
     def answered(self, note: Notification, answer: Answer, attempt: int) -> None:
+        if self.dry_run:
+            return  # nothing was sent: K2HR3 said nothing, good or bad
+        began = ended = None
         with self._lock:
             now = self._clock()
             self._k2hr3_last_answer = now
             if answer.outcome is Outcome.RETRY:
-                if self._k2hr3_failing_since is None:
-                    self._k2hr3_failing_since = now
                 status = f"status {answer.status}" if answer.status is not None else "no answer"
                 self._k2hr3_error = f"{status}: {answer.detail}" if answer.detail else status
+                if self._k2hr3_failing_since is None:
+                    self._k2hr3_failing_since = now
+                    began = self._k2hr3_error
             else:
+                if self._k2hr3_failing_since is not None:
+                    ended = now - self._k2hr3_failing_since
                 self._k2hr3_failing_since = None
                 self._k2hr3_error = None
                 self._k2hr3_last_success = now
+        # The per-call lines are INFO; an outage's start and end are what `journalctl -p
+        # warning` must show, once each.
+        if began is not None:
+            LOG.warning("K2HR3 failing (%s): deletions wait and are retried", began)
+        if ended is not None:
+            LOG.warning("K2HR3 works again after %.0fs of failures", ended)
 
     def reconciled(self, found: int) -> None:
         with self._lock:
@@ -174,10 +200,34 @@ class Health(Observer):
         except OSError:
             return 0
 
+    def parking_problem(self) -> str | None:
+        """Why a deletion could not be parked now, else None.
+
+        A rejected deletion that cannot be parked is handed back to RabbitMQ and comes
+        again, forever: that must not look healthy. Tried for real (a file created and
+        removed where the next one would go): permissions, a read-only or full disk.
+        """
+        if self.parking is None:
+            return None
+        where = self.parking.directory
+        while not where.exists() and where != where.parent:
+            where = where.parent  # created on the first park: where that would happen
+        if not where.is_dir():
+            return f"cannot park deletions in {self.parking.directory} ({where} is not a directory)"
+        try:
+            fd, probe = tempfile.mkstemp(dir=where, prefix=".k2hr3-osnl-healthz-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as error:
+            why = error.strerror or type(error).__name__
+            return f"cannot park deletions in {self.parking.directory} ({why}: {where})"
+        return None
+
     def status(self) -> Status:
         probe = self.probe() if self.probe is not None else None
         breaker_open = bool(self.breaker is not None and self.breaker.is_open)
         parked = self.parked()
+        parking_problem = self.parking_problem()
         with self._lock:
             now = self._clock()
             reasons: list[str] = []
@@ -210,9 +260,13 @@ class Health(Observer):
                 reasons.append(
                     f"K2HR3 failing since {_iso(self._k2hr3_failing_since)} ({self._k2hr3_error})"
                 )
+            if parking_problem is not None:
+                reasons.append(parking_problem)
             k2hr3_state = "failing" if failing else "ok"
             if self._k2hr3_last_answer is None:
                 k2hr3_state = "not called yet"
+            if self.dry_run:
+                k2hr3_state = "dry run: not called"
             details = {
                 "broker": {
                     "connected": connected,
@@ -244,6 +298,8 @@ class Health(Observer):
                 breaker_open=breaker_open,
                 parked=parked,
                 details=details,
+                dry_run=self.dry_run,
+                parking_ok=parking_problem is None,
             )
 
 

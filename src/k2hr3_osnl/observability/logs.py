@@ -5,10 +5,16 @@ A log file is rotated daily in-process (as k2hr3_osnl 1.0.8 did) or, with
 ``workers = N`` only the supervisor rotates: N processes each renaming the same file at
 midnight would delete the day's log. Workers reopen the file when it moves.
 
-Every record goes through two filters on our one handler, whatever logger it comes
+Every record goes through two filters on each of our handlers, whatever logger it comes
 from (ours, oslo.messaging's, kombu's...): :class:`SecretFilter` masks the password of
 any ``scheme://user:password@`` URL, and :class:`FieldsFilter` adds the notification
 being handled (message_id, event_type, ...) so that ``log_format = json`` can carry it.
+
+oslo.log's options that operators carry over from other OpenStack services mean here
+what they mean there: ``use_journal`` (journald's native protocol, with the priority and
+the notification's fields), ``use_syslog`` (``/dev/log``, ``syslog_log_facility``) and
+``log_config_append`` (a :func:`logging.config.fileConfig` file that decides handlers
+and levels alone; the two filters are put on every handler it makes).
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ import contextlib
 import contextvars
 import json
 import logging
+import logging.config
 import logging.handlers
 import os
 import re
+import socket
+import struct
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -71,6 +80,27 @@ FIELDS = (
     "duration",
 )
 _TEXT = "%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"
+#: The [DEFAULT] options :func:`setup_from` reads.
+OPTIONS = (
+    "debug_level",
+    "libs_debug_level",
+    "log_file",
+    "log_format",
+    "log_rotation",
+    "use_journal",
+    "use_syslog",
+    "syslog_log_facility",
+    "log_config_append",
+)
+#: Where syslog and journald listen; oslo.log uses the same.
+SYSLOG_ADDRESS = "/dev/log"
+JOURNAL_ADDRESS = "/run/systemd/journal/socket"
+IDENTIFIER = "k2hr3-osnl"
+
+
+class LogDestinationError(Exception):
+    """A log destination that cannot be used; the message says which and why."""
+
 
 _fields: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
     "k2hr3_osnl_log_fields", default=None
@@ -114,7 +144,13 @@ class SecretFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception as error:
+            # A log call whose arguments do not fit its format: a filter that raised
+            # would take the caller down with it. The line is kept, and says so.
+            message = f"{record.msg} {record.args!r} (malformed log call: {error})"
+            record.msg, record.args = message, None
         masked = mask(message)
         if masked != message:
             record.msg, record.args = masked, None
@@ -145,6 +181,62 @@ class _JournalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         prefix = f"<{self._PRIORITY.get(record.levelno, 6)}>"
         return prefix + self.inner.format(record).replace("\n", "\n" + prefix)
+
+
+class JournalHandler(logging.Handler):
+    """journald's native protocol: one datagram per record, its priority and fields."""
+
+    def __init__(self, address: str = JOURNAL_ADDRESS) -> None:
+        super().__init__()
+        self.sock = _datagram(address)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {
+                "MESSAGE": self.format(record),
+                "PRIORITY": _JournalFormatter._PRIORITY.get(record.levelno, 6),
+                "SYSLOG_IDENTIFIER": IDENTIFIER,
+                "LOGGER_NAME": record.name,
+            }
+            for name in FIELDS:
+                value = getattr(record, name, None)
+                if value is not None:
+                    fields[name.upper()] = value
+            self.sock.send(b"".join(_journal_field(k, v) for k, v in fields.items()))
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.sock.close()
+        super().close()
+
+
+def _datagram(address: str) -> socket.socket:
+    """A datagram socket connected to the local ``address``; OSError if nobody listens."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.connect(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _journal_field(key: str, value: Any) -> bytes:
+    data = str(value).encode("utf-8", "replace")
+    if b"\n" in data:  # a traceback: length-prefixed, as the protocol wants
+        return key.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+    return key.encode() + b"=" + data + b"\n"
+
+
+def syslog_facility(name: str) -> int:
+    """``LOG_LOCAL0`` (oslo.log's spelling) or ``local0``; ValueError otherwise."""
+    key = name.lower().removeprefix("log_")
+    try:
+        return logging.handlers.SysLogHandler.facility_names[key]
+    except KeyError:
+        choices = ", ".join(sorted(logging.handlers.SysLogHandler.facility_names))
+        raise ValueError(f"{name!r} is not a syslog facility ({choices})") from None
 
 
 class JsonFormatter(logging.Formatter):
@@ -255,9 +347,84 @@ def _handler(log_file: str | None, log_format: str, rotation: str) -> logging.Ha
                 formatter = logging.Formatter("%(name)s: %(message)s")
             formatter = _JournalFormatter(formatter)
     handler.setFormatter(formatter)
+    return _screened(handler)
+
+
+def _screened(handler: logging.Handler) -> logging.Handler:
     handler.addFilter(FieldsFilter())
     handler.addFilter(SecretFilter())
     return handler
+
+
+def _extra_handlers(
+    journal: bool, syslog: bool, facility: str, log_format: str
+) -> list[logging.Handler]:
+    """The journal and syslog handlers asked for; LogDestinationError if unusable."""
+    found: list[logging.Handler] = []
+    short = logging.Formatter("%(name)s: %(message)s") if log_format == "text" else None
+    try:
+        if journal:
+            try:
+                handler: logging.Handler = JournalHandler(JOURNAL_ADDRESS)
+            except OSError as error:
+                raise LogDestinationError(
+                    f"cannot log to the journal ({JOURNAL_ADDRESS}): {error.strerror or error}"
+                ) from None
+            handler.setFormatter(short or _formatter(log_format))
+            found.append(_screened(handler))
+        if syslog:
+            try:
+                # SysLogHandler itself says nothing when /dev/log is missing (3.11),
+                # and then drops every line: the operator must hear it now.
+                _datagram(SYSLOG_ADDRESS).close()
+                handler = logging.handlers.SysLogHandler(
+                    SYSLOG_ADDRESS, facility=syslog_facility(facility)
+                )
+            except OSError as error:
+                raise LogDestinationError(
+                    f"cannot log to syslog ({SYSLOG_ADDRESS}): {error.strerror or error}"
+                ) from None
+            handler.ident = f"{IDENTIFIER}[{os.getpid()}]: "
+            handler.setFormatter(short or _formatter(log_format))
+            found.append(_screened(handler))
+    except BaseException:
+        for handler in found:
+            handler.close()
+        raise
+    return found
+
+
+def _from_file(path: str) -> None:
+    """``log_config_append``: the file's handlers and levels, with our filters on each."""
+    if not os.access(path, os.R_OK):
+        raise LogDestinationError(f"log_config_append: cannot read {path}")
+    try:
+        logging.config.fileConfig(path, disable_existing_loggers=False)
+    except Exception as error:
+        raise LogDestinationError(
+            f"log_config_append: {path} is not a usable logging configuration "
+            f"({type(error).__name__}: {error})"
+        ) from None
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):
+            if not any(isinstance(f, SecretFilter) for f in handler.filters):
+                _screened(handler)
+
+
+def setup_from(conf: Any) -> None:
+    """:func:`setup` with the ``[DEFAULT]`` logging options of a loaded configuration."""
+    setup(
+        conf.debug_level,
+        conf.libs_debug_level,
+        conf.log_file,
+        conf.log_format,
+        conf.log_rotation,
+        journal=conf.use_journal,
+        syslog=conf.use_syslog,
+        facility=conf.syslog_log_facility,
+        config_append=conf.log_config_append,
+    )
 
 
 def setup(
@@ -266,19 +433,42 @@ def setup(
     log_file: str | None,
     log_format: str = "text",
     rotation: str = "daily",
+    *,
+    journal: bool = False,
+    syslog: bool = False,
+    facility: str = "LOG_USER",
+    config_append: str | None = None,
 ) -> None:
     """Replace the root logger's handlers with ours; call again to apply new settings.
 
-    The new handler is opened before the old one is closed, so a log file that cannot
-    be opened raises (OSError) and leaves logging as it was; a file that logrotate moved
+    The new handlers are opened before the old ones are closed, so a log file that cannot
+    be opened raises (OSError; LogDestinationError for the journal, syslog or a
+    ``config_append`` file) and leaves logging as it was; a file that logrotate moved
     away is opened anew under its name.
     """
+    if config_append:
+        _from_file(config_append)  # it decides alone, as with oslo.log
+        return
     check_format(log_format)
     ours, libs = level(debug_level), level(libs_debug_level)
-    handler = _handler(log_file, log_format, rotation)
+    extra = _extra_handlers(journal, syslog, facility, log_format)
+    try:
+        handlers = [_handler(log_file, log_format, rotation)]
+    except BaseException:
+        for handler in extra:
+            handler.close()
+        raise
+    if (
+        journal
+        and to_stream(log_file)
+        and journal_stream(getattr(sys, STREAMS[log_file or STDERR]))
+    ):
+        handlers[0].close()  # the stream is the journal already: one line, not two
+        handlers = []
     root = logging.getLogger()
     old = list(root.handlers)
-    root.addHandler(handler)
+    for handler in [*handlers, *extra]:
+        root.addHandler(handler)
     for previous in old:
         root.removeHandler(previous)
         previous.close()

@@ -267,7 +267,7 @@ class Metrics(Observer):
             self.latency.observe(answer.seconds)
         if attempt > 1:
             self.retries.labels(event_label(note.event_type)).inc()
-        if answer.outcome is Outcome.DELETED:
+        if answer.outcome is Outcome.DELETED and status != "dry_run":
             self.last_success.set(time.time())
 
 
@@ -293,6 +293,12 @@ class _StateCollector(Collector):
                 status.k2hr3_ok,
             ),
             ("breaker_open", "1 while the circuit breaker holds K2HR3 calls.", status.breaker_open),
+            ("dry_run", "1 when [k2hr3] dry_run is on: K2HR3 is never called.", status.dry_run),
+            (
+                "parking_writable",
+                "0 while a deletion K2HR3 rejects could not be parked in <state_dir>/parked.",
+                status.parking_ok,
+            ),
         )
         for name, documentation, value in gauges:
             yield GaugeMetricFamily(f"{NAMESPACE}_{name}", documentation, value=float(value))
@@ -334,33 +340,68 @@ def make_app(registry: CollectorRegistry, health: Health) -> WSGIApp:
     return app
 
 
-#: Connections served at once; more are closed at once. A scraper and a health check
-#: need one each: this bounds the threads that slow or hostile clients can hold.
+#: Connections served at once. A scraper and a health check need one each: this bounds
+#: the threads that slow or hostile clients can hold.
 MAX_CONNECTIONS = 16
 #: The longest one connection may last, however slowly its client sends.
 CONNECTION_SECONDS = 30.0
+#: How long a new connection waits for the slot of an idle one that was closed for it.
+EVICTION_WAIT = 2.0
 
 
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
-    # Connections over the limit are accepted and closed at once, not left to wait
+    # Connections over the limit are accepted and dealt with at once, not left to wait
     # for a SYN retry in a listen backlog of 5.
     request_queue_size = 64
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._lock = threading.Lock()
+        #: Open connections, oldest first; True once its request has been read.
+        self._open: dict[Any, bool] = {}
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            LOG.debug("metrics http: %d connections already, closing one", MAX_CONNECTIONS)
+        # When every slot is taken, connections that never sent a request (idle, or
+        # trickling) must not shut out the scraper and the health check: the oldest of
+        # them makes room. Only when all are being answered is this one closed.
+        if not self._slots.acquire(blocking=False) and not (
+            self._evict_idle() and self._slots.acquire(timeout=EVICTION_WAIT)
+        ):
+            LOG.debug("metrics http: %d requests in progress, closing one", MAX_CONNECTIONS)
             self.shutdown_request(request)
             return
+        with self._lock:
+            self._open[request] = False
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._forget(request)
             raise
+
+    def _evict_idle(self) -> bool:
+        with self._lock:
+            idle = next((r for r, busy in self._open.items() if not busy), None)
+        if idle is None:
+            return False
+        LOG.debug(
+            "metrics http: %d connections already, closing the oldest idle one", MAX_CONNECTIONS
+        )
+        _cut(idle)
+        return True
+
+    def request_read(self, request: Any) -> None:
+        """The connection's request is in: it is served, not evicted."""
+        with self._lock:
+            if request in self._open:
+                self._open[request] = True
+
+    def _forget(self, request: Any) -> None:
+        with self._lock:
+            known = self._open.pop(request, None) is not None
+        if known:
+            self._slots.release()
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         # Each read has the handler's timeout; this ends a client that trickles bytes.
@@ -371,7 +412,7 @@ class _Server(socketserver.ThreadingMixIn, WSGIServer):
             super().process_request_thread(request, client_address)
         finally:
             cut.cancel()
-            self._slots.release()
+            self._forget(request)
 
 
 def _cut(request: socket.socket) -> None:
@@ -382,6 +423,12 @@ def _cut(request: socket.socket) -> None:
 class _Handler(WSGIRequestHandler):
     #: A client that stops talking does not keep a thread forever.
     timeout = 10
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if parsed:
+            self.server.request_read(self.request)  # type: ignore[attr-defined]
+        return parsed
 
     def log_message(self, format: str, *args: Any) -> None:
         LOG.debug("metrics http: %s %s", self.address_string(), format % args)
@@ -438,9 +485,11 @@ def _version_of(distribution: str) -> str:
         return "unknown"
 
 
-def instrument(handler: Handler, probe: Probe | None = None) -> tuple[Health, Metrics]:
+def instrument(
+    handler: Handler, probe: Probe | None = None, dry_run: bool = False
+) -> tuple[Health, Metrics]:
     """Give ``handler`` a :class:`Health` and a :class:`Metrics` to report to."""
-    health = Health(handler.breaker, handler.parking, probe=probe)
+    health = Health(handler.breaker, handler.parking, probe=probe, dry_run=dry_run)
     metrics = Metrics(health)
     handler.observer = Observers((handler.observer, health, metrics))
     return health, metrics

@@ -92,13 +92,10 @@ def reload(
         return False
     # The one step that can fail (a log file that cannot be opened) goes first.
     try:
-        logs.setup(
-            fresh.debug_level,
-            fresh.libs_debug_level,
-            fresh.log_file,
-            fresh.log_format,
-            fresh.log_rotation,
-        )
+        logs.setup_from(fresh)
+    except logs.LogDestinationError as error:
+        LOG.error("reload rejected, still running on the previous configuration: %s", error)
+        return False
     except (OSError, ValueError) as error:
         LOG.error(
             "reload rejected, still running on the previous configuration: cannot log to %s: %s",

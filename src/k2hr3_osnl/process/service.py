@@ -155,17 +155,21 @@ def build(
         batch_timeout=conf.batch_timeout_seconds,
     )
     # /healthz sees the consumer as the watchdog does: poll thread alive, kombu connected.
-    health, stats = metrics.instrument(handler, probe=lambda: liveness.check(listener))
+    health, stats = metrics.instrument(
+        handler, probe=lambda: liveness.check(listener), dry_run=conf.k2hr3.dry_run
+    )
     dispatcher.observer = handler.observer
     return Daemon(conf, handler, endpoint, transport, targets, listener, health, stats)
 
 
 def broker(conf: cfg.ConfigOpts) -> str:
-    """``scheme://host:port[,host:port...]`` of the transport URL: never user or password."""
+    """``scheme://host:port[,host:port...] vhost 'v'`` of the transport URL: never user or
+    password. The vhost is what an operator most often gets wrong, so it is always said."""
     url = urllib.parse.urlsplit(conf.oslo_messaging_notifications.transport_url or "")
     # Every node of a cluster, as oslo.messaging reads them: comma-separated user@host:port.
     where = ",".join(part.rpartition("@")[2] for part in url.netloc.split(",") if part)
-    return f"{url.scheme}://{where or '?'}"
+    vhost = urllib.parse.unquote(url.path[1:]) or "/"
+    return f"{url.scheme}://{where or '?'} vhost {vhost!r}"
 
 
 def listening(daemon: Daemon) -> str:
@@ -173,7 +177,7 @@ def listening(daemon: Daemon) -> str:
     k = daemon.conf.k2hr3
     return (
         f"listening on {len(daemon.targets)} binding(s) of {broker(daemon.conf)}; "
-        f"K2HR3 {k.api_url}{' (dry run)' if k.dry_run else ''}"
+        f"K2HR3 {logs.mask(k.api_url)}{' (dry run)' if k.dry_run else ''}"
     )
 
 
@@ -183,7 +187,8 @@ def describe(daemon: Daemon) -> str:
     queue = f"pool queue {pool!r}" if pool else "shared queues '<topic>.info'"
     return (
         f"RabbitMQ {broker(daemon.conf)} [{bindings}] on {queue}; "
-        f"K2HR3 {daemon.conf.k2hr3.api_url}{' (dry run)' if daemon.conf.k2hr3.dry_run else ''}"
+        f"K2HR3 {logs.mask(daemon.conf.k2hr3.api_url)}"
+        f"{' (dry run)' if daemon.conf.k2hr3.dry_run else ''}"
     )
 
 
@@ -238,8 +243,10 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
             # A refusal (TLS, vhost, permission) is logged in one line and retried.
             if not refusals.start(daemon.listener, requests.stop, daemon.handler.observer):
                 return
-        except Exception:
-            LOG.exception("cannot start the listener")
+        except Exception as error:
+            # One line for the operator; the stack for whoever debugs it.
+            LOG.error("cannot start the listener: %s: %s", type(error).__name__, error)
+            LOG.debug("cannot start the listener", exc_info=True)
             failed.set()
             requests.request_stop()
             return

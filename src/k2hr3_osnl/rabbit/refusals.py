@@ -30,6 +30,8 @@ _RESOURCE = re.compile(
     r"refused for user '(?P<user>[^']*)'"
 )
 _VHOST = re.compile(r"access to vhost '(?P<vhost>[^']*)' refused for user '(?P<user>[^']*)'")
+#: RabbitMQ 3.x: "NOT_ALLOWED - vhost openstack not found"; 4.x quotes the name.
+_NO_VHOST = re.compile(r"NOT_ALLOWED - vhost '?(?P<vhost>[^' ]*)'? not found")
 _LOGIN = re.compile(r"Login was refused using authentication mechanism (?P<mechanism>[A-Z0-9-]+)")
 _INEQUIVALENT = re.compile(
     r"PRECONDITION_FAILED - inequivalent arg '(?P<arg>[^']*)' for (?P<what>.*?) in vhost"
@@ -87,6 +89,12 @@ def explain(text: str) -> str | None:
             f"user '{match['user']}' may not use vhost '{match['vhost']}': the vhost of "
             f"transport_url is wrong, or the user has no permissions there "
             f"(rabbitmqctl list_permissions -p {match['vhost']})"
+        )
+    if match := _NO_VHOST.search(text):
+        return (
+            f"RabbitMQ has no vhost '{match['vhost']}': the vhost of transport_url (the path "
+            f"after host:port) is wrong, or it is not created yet "
+            f"(rabbitmqctl add_vhost {match['vhost']})"
         )
     if match := _LOGIN.search(text):
         if match["mechanism"] == "EXTERNAL":
