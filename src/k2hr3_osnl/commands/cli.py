@@ -305,8 +305,9 @@ def _worker(args: argparse.Namespace, conf: config.cfg.ConfigOpts, index: int) -
     logs.leave_rotation_to_parent()
     if index and conf.metrics.port:
         conf.set_override("port", conf.metrics.port + index, group="metrics")
-    if index:
-        # One reconciler per node is enough: deletes are idempotent, but calls cost.
+    if index and not conf.reconcile.leader_election:
+        # Without the pool's election, one reconciler per node: each would make the
+        # same calls. With it, every worker is a candidate like a node.
         conf.set_override("enabled", False, group="reconcile")
     return service.run(conf, lambda: _load(args))
 

@@ -52,6 +52,13 @@ class Observer:
     def reconcile_failed(self, detail: str) -> None:
         """A reconciliation pass could not ask Keystone or Nova (``detail`` says why)."""
 
+    def reconcile_leading(self, leading: bool) -> None:
+        """This process got (True) or lost (False) the pool's reconciler token."""
+
+    def reconcile_abandoned(self) -> None:
+        """A pass stopped because its process lost the token: it may have overlapped the
+        next holder's (allowed: deletions are idempotent)."""
+
     def verified(self, target: str, outcome: str) -> None:
         """Verification asked about a ``server`` or ``port``: ``gone``, ``exists``, ``unknown``."""
 
@@ -105,6 +112,14 @@ class Observers(Observer):
     def reconcile_failed(self, detail: str) -> None:
         for observer in self.observers:
             observer.reconcile_failed(detail)
+
+    def reconcile_leading(self, leading: bool) -> None:
+        for observer in self.observers:
+            observer.reconcile_leading(leading)
+
+    def reconcile_abandoned(self) -> None:
+        for observer in self.observers:
+            observer.reconcile_abandoned()
 
     def verified(self, target: str, outcome: str) -> None:
         for observer in self.observers:

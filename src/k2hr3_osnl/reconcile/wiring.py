@@ -13,6 +13,8 @@ from k2hr3_osnl.core.delivered import DeletedCuks
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.observer import Observers
 from k2hr3_osnl.openstack import session
+from k2hr3_osnl.rabbit import connection, dryrun
+from k2hr3_osnl.rabbit.election import HEARTBEAT, SUFFIX, Election
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
 from k2hr3_osnl.reconcile.reconciler import Checkpoint, Reconciler
 from k2hr3_osnl.reconcile.verify import VerifyingHandler, cloud_lookup
@@ -30,19 +32,41 @@ def memory_window(conf: cfg.ConfigOpts) -> float:
     return max(conf.k2hr3.duplicate_window_seconds, 2 * (r.interval_seconds + r.overlap_seconds))
 
 
-def make_reconciler(conf: cfg.ConfigOpts, cloud: session.Cloud, handler: Handler) -> Reconciler:
-    """A reconciler whose memory of deleted cuks the handler feeds."""
+def make_reconciler(
+    conf: cfg.ConfigOpts, cloud: session.Cloud, handler: Handler, elect: bool = False
+) -> Reconciler:
+    """A reconciler whose memory of deleted cuks the handler feeds; with ``elect``, one
+    that runs passes only while it holds the pool's token."""
     memory = DeletedCuks(memory_window(conf))
     handler.observer = Observers((handler.observer, memory))
     r = conf.reconcile
+    checkpoint = Checkpoint(conf.k2hr3.state_dir)
     return Reconciler(
         cloud,
         handler,
         memory,
-        Checkpoint(conf.k2hr3.state_dir),
+        checkpoint,
         overlap=r.overlap_seconds,
         initial_lookback=r.initial_lookback_seconds,
         page_size=r.page_size,
+        leadership=election(conf, handler, checkpoint) if elect else None,
+    )
+
+
+def election(conf: cfg.ConfigOpts, handler: Handler, checkpoint: Checkpoint) -> Election:
+    """The pool's reconciler election, on the listener's broker and queue settings."""
+    rabbit = conf.oslo_messaging_rabbit
+    quorum = bool(getattr(rabbit, "rabbit_quorum_queue", False))
+    return Election(
+        lambda index: connection.connect(conf, index, heartbeat=HEARTBEAT),
+        f"{conf.oslo_messaging_notifications.pool or dryrun.DEFAULT_POOL}{SUFFIX}",
+        hosts=connection.hosts(conf),
+        queue_arguments={"x-queue-type": "quorum"} if quorum else None,
+        durable=quorum or bool(rabbit.amqp_durable_queues),
+        # A token minted anew (first start, a broker that lost it) starts from this
+        # node's own record of its last finished pass.
+        seed=checkpoint.load,
+        observer=handler.observer,
     )
 
 
@@ -59,9 +83,18 @@ def attach(
         LOG.info("verifying deletions with Nova and Neutron before sending them")
     if not r.enabled:
         return None
-    LOG.info(
-        "reconciling with Nova at start and every %.0fs (checkpoint in %s)",
-        r.interval_seconds,
-        Checkpoint(conf.k2hr3.state_dir).path,
-    )
-    return make_reconciler(conf, cloud, handler)
+    elect = r.leader_election and not conf.k2hr3.dry_run
+    if elect:
+        LOG.info(
+            "reconciling with Nova every %.0fs while this process holds the pool's token "
+            "(queue %r), from the fleet's checkpoint",
+            r.interval_seconds,
+            f"{conf.oslo_messaging_notifications.pool or dryrun.DEFAULT_POOL}{SUFFIX}",
+        )
+    else:
+        LOG.info(
+            "reconciling with Nova at start and every %.0fs (checkpoint in %s)",
+            r.interval_seconds,
+            Checkpoint(conf.k2hr3.state_dir).path,
+        )
+    return make_reconciler(conf, cloud, handler, elect=elect)
