@@ -43,7 +43,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import amqp
 import kombu
@@ -74,6 +74,16 @@ RECONNECT = 1.0
 Connect = Callable[[int], kombu.Connection]
 
 
+class Companion(Protocol):
+    """Something else of the fleet's that lives on the election's connection and thread."""
+
+    def attach(self, connection: kombu.Connection) -> None: ...
+
+    def detach(self) -> None: ...
+
+    def tick(self) -> None: ...
+
+
 def identity() -> str:
     """This process, as the token and the logs name it."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -94,7 +104,9 @@ class Election:
         observer: Observer | None = None,
         me: str | None = None,
         clock: Callable[[], float] = time.time,
+        companions: tuple[Companion, ...] = (),
     ) -> None:
+        self.companions = companions
         self.connect = connect
         self.queue = queue_name
         self.hosts = hosts
@@ -217,6 +229,8 @@ class Election:
         side.confirm_select()
         self._consumer, self._side = consumer, side
         consumer.basic_consume(self.queue, callback=self._deliver)
+        for companion in self.companions:
+            companion.attach(connection)
         if self._failing is not None:
             LOG.info("reconciler election: RabbitMQ reachable again")
             self._failing = None
@@ -227,6 +241,8 @@ class Election:
                 connection.drain_events(timeout=TICK)
             connection.heartbeat_check()
             self._serve_requests()
+            for companion in self.companions:
+                companion.tick()
             now = time.monotonic()
             with self._lock:
                 held, handover = self._held, self._handover_until
@@ -346,6 +362,8 @@ class Election:
             future.set_result(False)
 
     def _drop(self) -> None:
+        for companion in self.companions:
+            companion.detach()
         with self._lock:
             self._held = None
             self._handover_until = None

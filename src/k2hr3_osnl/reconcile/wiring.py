@@ -14,8 +14,10 @@ from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.observer import Observers
 from k2hr3_osnl.openstack import session
 from k2hr3_osnl.rabbit import connection, dryrun
-from k2hr3_osnl.rabbit.election import HEARTBEAT, SUFFIX, Election
+from k2hr3_osnl.rabbit.election import HEARTBEAT, SUFFIX, Companion, Election, identity
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
+from k2hr3_osnl.rabbit.shared import SUFFIX as DELIVERED
+from k2hr3_osnl.rabbit.shared import SharedDeliveries
 from k2hr3_osnl.reconcile.reconciler import Checkpoint, Reconciler
 from k2hr3_osnl.reconcile.verify import VerifyingHandler, cloud_lookup
 
@@ -41,6 +43,14 @@ def make_reconciler(
     handler.observer = Observers((handler.observer, memory))
     r = conf.reconcile
     checkpoint = Checkpoint(conf.k2hr3.state_dir)
+    leadership = None
+    if elect:
+        # What every other process of the pool deleted counts as delivered here too.
+        shared = SharedDeliveries(
+            f"{pool_of(conf)}{DELIVERED}", memory, identity(), durable=durable(conf)
+        )
+        handler.observer = Observers((handler.observer, shared))
+        leadership = election(conf, handler, checkpoint, (shared,))
     return Reconciler(
         cloud,
         handler,
@@ -49,20 +59,37 @@ def make_reconciler(
         overlap=r.overlap_seconds,
         initial_lookback=r.initial_lookback_seconds,
         page_size=r.page_size,
-        leadership=election(conf, handler, checkpoint) if elect else None,
+        leadership=leadership,
     )
 
 
-def election(conf: cfg.ConfigOpts, handler: Handler, checkpoint: Checkpoint) -> Election:
+def pool_of(conf: cfg.ConfigOpts) -> str:
+    return conf.oslo_messaging_notifications.pool or dryrun.DEFAULT_POOL
+
+
+def quorum(conf: cfg.ConfigOpts) -> bool:
+    return bool(getattr(conf.oslo_messaging_rabbit, "rabbit_quorum_queue", False))
+
+
+def durable(conf: cfg.ConfigOpts) -> bool:
+    """Declared as the pool queue is: what the operator chose for the broker's restarts."""
+    return quorum(conf) or bool(conf.oslo_messaging_rabbit.amqp_durable_queues)
+
+
+def election(
+    conf: cfg.ConfigOpts,
+    handler: Handler,
+    checkpoint: Checkpoint,
+    companions: tuple[Companion, ...] = (),
+) -> Election:
     """The pool's reconciler election, on the listener's broker and queue settings."""
-    rabbit = conf.oslo_messaging_rabbit
-    quorum = bool(getattr(rabbit, "rabbit_quorum_queue", False))
     return Election(
         lambda index: connection.connect(conf, index, heartbeat=HEARTBEAT),
-        f"{conf.oslo_messaging_notifications.pool or dryrun.DEFAULT_POOL}{SUFFIX}",
+        f"{pool_of(conf)}{SUFFIX}",
         hosts=connection.hosts(conf),
-        queue_arguments={"x-queue-type": "quorum"} if quorum else None,
-        durable=quorum or bool(rabbit.amqp_durable_queues),
+        queue_arguments={"x-queue-type": "quorum"} if quorum(conf) else None,
+        durable=durable(conf),
+        companions=companions,
         # A token minted anew (first start, a broker that lost it) starts from this
         # node's own record of its last finished pass.
         seed=checkpoint.load,
@@ -89,7 +116,7 @@ def attach(
             "reconciling with Nova every %.0fs while this process holds the pool's token "
             "(queue %r), from the fleet's checkpoint",
             r.interval_seconds,
-            f"{conf.oslo_messaging_notifications.pool or dryrun.DEFAULT_POOL}{SUFFIX}",
+            f"{pool_of(conf)}{SUFFIX}",
         )
     else:
         LOG.info(
