@@ -77,8 +77,9 @@ class Fleet:
             if daemon.alive
         )
 
-    def report(self) -> str:
-        return "\n\n".join(d.report(f"gw{i}", tail=40) for i, d in enumerate(self.daemons))
+    def report(self, what: str) -> str:
+        logs = "\n\n".join(d.report(f"gw{i}", tail=40) for i, d in enumerate(self.daemons))
+        return f"{what}\n{logs}"
 
 
 @pytest.fixture

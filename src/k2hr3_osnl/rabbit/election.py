@@ -144,10 +144,14 @@ class Election:
         return self._handover_until is not None and time.monotonic() < self._handover_until
 
     def may_run(self, interval: float) -> bool:
+        """A new holder passes at once: the token may have waited while nobody held it
+        (the fleet was down, or its holder stopped), and that time must be caught up."""
         with self._lock:
             token = self._token
             if not self._leading() or token is None:
                 return False
+            if self._new:
+                return True
         return leadership.due(token, self._clock(), interval)
 
     def checkpoint(self) -> float | None:
@@ -172,6 +176,7 @@ class Election:
         def hand_on() -> bool:
             if self._held is None or self._token is None:
                 return False
+            self._new = False
             self._hand_on(self._token.after_pass(ended, checkpoint, self.me))
             return True
 
@@ -279,6 +284,7 @@ class Election:
                 self._minting_until = 0.0
             self._held_since = time.monotonic()
             if not handed_on:
+                self._new = True
                 redelivered = bool(message.delivery_info.get("redelivered"))
                 self._set_leading(
                     True,
@@ -394,3 +400,4 @@ class Election:
         self.observer.reconcile_leading(leading)
 
     _held_since = 0.0
+    _new = False  # got the token from the queue, not back from itself: no pass yet
