@@ -18,7 +18,7 @@ from support.k2hr3_standin import FakeK2HR3
 from support.openstack_standin import OpenStackStandIn
 from support.samples import nova_versioned_delete
 from support.waiting import wait_until
-from test_reconcile_e2e import cuks, free_port, metric
+from test_reconcile_e2e import cuks, free_port, healthz, metric
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(300)]
 
@@ -104,7 +104,19 @@ def test_three_gateways_make_one_pass_per_interval_and_one_call_per_lost_deletio
     assert passes >= 2
     assert sorted(cuks(k2hr3)) == sorted(s.id for s in lost), fleet.report("calls")
     assert fleet.missed() == 6
-    assert fleet.leader() >= 0
+    # Which one reconciles, as an operator sees it: the log, a metric, /healthz, STATUS.
+    leader = fleet.leader()
+    assert leader >= 0
+    gauges = [metric(port, "k2hr3_osnl_reconcile_leader") for port in fleet.ports]
+    assert gauges == [1.0 if i == leader else 0.0 for i in range(3)]
+    roles = [healthz(port)["reconcile"]["role"] for port in fleet.ports]
+    assert roles == ["leader" if i == leader else "standby" for i in range(3)]
+    for i, daemon in enumerate(fleet.daemons):
+        assert daemon.notify is not None
+        statuses = [m.fields.get("STATUS", "") for m in daemon.notify.snapshot()]
+        said = any(text.endswith("; reconciling for the pool") for text in statuses)
+        assert said == (i == leader), statuses
+    assert metric(fleet.ports[0], "k2hr3_osnl_reconcile_interval_seconds") == INTERVAL
     for daemon in fleet.daemons:
         assert daemon.stop() == 0
 

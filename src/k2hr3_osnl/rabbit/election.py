@@ -129,7 +129,7 @@ class Election:
         self._consumer: Any = None
         self._side: Any = None
         self._connection: kombu.Connection | None = None
-        self._was_leading = False
+        self._was_leading: bool | None = None  # None: not said yet
         self._failing: str | None = None
 
     # -- what the reconciler asks (any thread) -------------------------------------
@@ -240,6 +240,7 @@ class Election:
             LOG.info("reconciler election: RabbitMQ reachable again")
             self._failing = None
         LOG.debug("reconciler election: %s is a candidate on queue %r", self.me, self.queue)
+        self._set_leading(False, "a candidate")
         next_probe = next_sweep = time.monotonic()
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -392,8 +393,10 @@ class Election:
     def _set_leading(self, leading: bool, why: str) -> None:
         if leading == self._was_leading:
             return
-        self._was_leading = leading
-        if leading:
+        said, self._was_leading = self._was_leading, leading
+        if said is None and not leading:
+            pass  # a candidate from the start: nothing to tell but the observer
+        elif leading:
             LOG.info("reconciler election: %s reconciles for the pool now: %s", self.me, why)
         elif not self._stop.is_set():
             LOG.warning("reconciler election: %s no longer reconciles: %s", self.me, why)
