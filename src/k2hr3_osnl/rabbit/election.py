@@ -51,6 +51,7 @@ import kombu
 from k2hr3_osnl.core import leadership
 from k2hr3_osnl.core.leadership import Token
 from k2hr3_osnl.core.observer import Observer
+from k2hr3_osnl.rabbit import refusals
 
 LOG = logging.getLogger(__name__)
 
@@ -68,8 +69,9 @@ SWEEP_EVERY = 5.0
 REFRESH = 300.0
 #: How long the holder waits for its own handed-on token before it counts as lost.
 HANDOVER = 10.0
-#: Pause before connecting again after the broker was lost.
+#: Pause before connecting again after the broker was lost, or refused us.
 RECONNECT = 1.0
+REFUSED = 30.0
 
 Connect = Callable[[int], kombu.Connection]
 
@@ -209,19 +211,20 @@ class Election:
         attempt = 0
         while not self._stop.is_set():
             connection = self.connect(attempt)
+            pause = RECONNECT
             attempt = (attempt + 1) % max(1, self.hosts)
             try:
                 connection.connect()
                 self._connection = connection
                 self._serve(connection)
             except Exception as error:  # anything from the broker: drop the token, retry
-                self._lost(f"{type(error).__name__}: {error}" if str(error) else repr(error))
+                pause = self._lost(str(error) or repr(error))
             finally:
                 self._drop()
                 self._connection = None
                 with contextlib.suppress(Exception):  # already broken
                     connection.release()
-            self._stop.wait(RECONNECT)
+            self._stop.wait(pause)
         self._fail_requests()
 
     def _serve(self, connection: kombu.Connection) -> None:
@@ -377,18 +380,33 @@ class Election:
             self._consumer = self._side = None
         self._set_leading(False, "lost the broker")
 
-    def _lost(self, detail: str) -> None:
-        if self._stop.is_set():
-            return
-        if self._failing is None:
-            LOG.warning(
-                "reconciler election: RabbitMQ connection failed (%s); this process does "
-                "not reconcile until it is back, retrying every %.0fs",
-                detail,
-                RECONNECT,
-            )
-        self._failing = detail
+    def _lost(self, detail: str) -> float:
+        """Say it once per streak; the pause before the next try."""
         self._fail_requests()
+        if self._stop.is_set():
+            return 0
+        # A refusal (permissions, a queue declared otherwise) needs an operator: no
+        # need to knock every second. A lost connection is retried at once.
+        hint = refusals.explain(detail)
+        pause = REFUSED if hint else RECONNECT
+        if self._failing != (hint or "lost"):
+            if hint:
+                LOG.error(
+                    "reconciler election: RabbitMQ refused k2hr3-osnl: %s; this process "
+                    "does not take part in reconciliation until that is fixed (retrying "
+                    "every %.0fs; notifications are not affected)",
+                    hint,
+                    pause,
+                )
+            else:
+                LOG.warning(
+                    "reconciler election: RabbitMQ connection failed (%s); this process "
+                    "does not reconcile until it is back, retrying every %.0fs",
+                    detail,
+                    pause,
+                )
+        self._failing = hint or "lost"
+        return pause
 
     def _set_leading(self, leading: bool, why: str) -> None:
         if leading == self._was_leading:
