@@ -9,18 +9,24 @@ lost costs one K2HR3 call, and a leader killed with SIGKILL leaves no gap.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
+import test_cluster
 from support.daemon import Daemon
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
 from support.openstack_standin import OpenStackStandIn
+from support.rabbitmq_node import Node
 from support.samples import nova_versioned_delete
 from support.waiting import wait_until
 from test_reconcile_e2e import cuks, free_port, healthz, metric
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(300)]
+
+#: The three-node cluster of tests/test_cluster.py, and a harness on it (fixtures).
+cluster = test_cluster.cluster
+harness = test_cluster.harness
 
 INTERVAL = 8
 LIST = "/compute/v2.1/servers/detail"
@@ -36,7 +42,13 @@ def standin() -> Iterator[OpenStackStandIn]:
 
 
 class Fleet:
-    def __init__(self, e2e: Harness, standin: OpenStackStandIn, size: int = 3) -> None:
+    def __init__(
+        self,
+        e2e: Harness,
+        standin: OpenStackStandIn,
+        size: int = 3,
+        rabbit: dict[str, object] | None = None,
+    ) -> None:
         self.e2e = e2e
         self.ports = [free_port() for _ in range(size)]
         self.daemons: list[Daemon] = []
@@ -49,6 +61,7 @@ class Fleet:
                     "metrics": {"port": port},
                     # Each gateway on its own node: its own disk.
                     "k2hr3": {"state_dir": e2e.tmp_path / f"state{i}"},
+                    "oslo_messaging_rabbit": rabbit or {},
                 },
             )
             self.daemons.append(e2e.daemon(config))
@@ -163,5 +176,31 @@ def test_a_deletion_another_gateway_delivered_is_not_missed_and_costs_no_second_
     assert fleet.missed() == 0, fleet.report("counted missed")
     calls = cuks(k2hr3)
     assert all(calls.count(s.id) == 1 for s in told), fleet.report(f"calls {calls}")
+    for daemon in fleet.daemons:
+        assert daemon.stop() == 0
+
+
+@pytest.mark.cluster
+def test_on_a_three_node_cluster_losing_the_election_s_broker_node_leaves_no_gap(
+    harness: Harness, cluster: Sequence[Node], k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    """The cluster of docs/scale-out.md (quorum queues, every node in transport_url):
+    the election's queue is a quorum queue too, and survives the node it was led from."""
+    fleet = Fleet(harness, standin, rabbit=test_cluster.DAEMON_RABBIT).start()
+    wait_until(lambda: fleet.leader() >= 0 and standin.count(LIST) >= 1, 60, "a first pass")
+    # Every election connects to the first node of transport_url first: stop it.
+    cluster[0].stop()
+    stopped = time.monotonic()
+    gone = [standin.create() for _ in range(4)]
+    for server in gone:
+        standin.delete(server)
+    wait_until(
+        lambda: set(cuks(k2hr3)) >= {s.id for s in gone},
+        2 * INTERVAL + 20,
+        "a holder on the other nodes to catch them",
+    )
+    assert time.monotonic() - stopped < 2 * INTERVAL, fleet.report("late")
+    wait_until(lambda: fleet.leader() >= 0, 10, "one holder")
+    assert sorted(cuks(k2hr3)) == sorted(s.id for s in gone)
     for daemon in fleet.daemons:
         assert daemon.stop() == 0
