@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import amqp
 import kombu
 import pytest
 from support.broker import AMQP_URL, Broker, TcpProxy
+from support.rabbitmq_node import make_nodes, running
 from support.waiting import wait_until
 
 from k2hr3_osnl.core.leadership import Token, decode
@@ -152,3 +154,26 @@ def test_a_holder_cut_off_silently_stops_holding_within_ten_seconds(queue: str) 
         near.stop()
         far.stop(timeout=1)
         proxy.stop()
+
+
+@pytest.mark.cluster  # a RabbitMQ node of the test's own, with a short consumer_timeout
+def test_a_short_consumer_timeout_is_learnt_and_the_token_kept(tmp_path: Path) -> None:
+    """RabbitMQ closes a channel that holds a delivery past consumer_timeout (30 min by
+    default; 2 s here, checked every 0.5 s). The holder learns the value from the
+    closing reason once, then hands the token on to itself in time and keeps it."""
+    with running(make_nodes(tmp_path, 1, conf="consumer_timeout = 2000")) as (node,):
+        node.ctl("eval", "application:set_env(rabbit, channel_tick_interval, 500).")
+        election = Election(
+            lambda index: kombu.Connection(node.amqp_url("guest", "guest"), heartbeat=HEARTBEAT),
+            "pool-reconcile",
+            me="node0",
+            observer=Leading(),
+        ).start()
+        try:
+            wait_until(lambda: election.refresh == 1.0, 30, "the timeout learnt")
+            wait_until(election.leading, 10, "the token held again")
+            changes = len(election.observer.changes)
+            time.sleep(10)  # five times the broker's timeout
+            assert election.leading() and len(election.observer.changes) == changes
+        finally:
+            election.stop()

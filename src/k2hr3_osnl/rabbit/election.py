@@ -19,8 +19,10 @@ the holder sweeps them up with ``basic.get``) and decides who mints a lost token
   cut off in between leaves two tokens, never none, and the next holder merges them.
 - **consumer_timeout.** RabbitMQ closes a channel that holds a delivery longer than
   ``consumer_timeout`` (30 minutes by default): the holder hands the token on to
-  itself every :data:`REFRESH` seconds, whatever the interval, and a channel closed
-  anyway is a lost connection (reconnect; the token went back to the queue).
+  itself every :data:`REFRESH` seconds, whatever the interval. A channel closed anyway
+  (a ``consumer_timeout`` set lower) names its timeout: from then on the token is
+  handed on at half of it, and the connection is made again (the token went back to
+  the queue).
 - **Losing the broker.** AMQP heartbeats every :data:`HEARTBEAT` seconds: a holder
   whose broker vanished (a split, a dead node) stops being the holder within
   ``2 x HEARTBEAT`` plus a tick, under 10 s, and RabbitMQ requeues the token for
@@ -39,6 +41,7 @@ import contextlib
 import logging
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -74,6 +77,10 @@ RECONNECT = 1.0
 REFUSED = 30.0
 
 Connect = Callable[[int], kombu.Connection]
+#: How RabbitMQ says that a delivery was held longer than its consumer_timeout.
+_CONSUMER_TIMEOUT = re.compile(
+    r"acknowledgement on channel \d+ timed out\. Timeout value used: (\d+)"
+)
 
 
 class Companion(Protocol):
@@ -109,6 +116,8 @@ class Election:
         companions: tuple[Companion, ...] = (),
     ) -> None:
         self.companions = companions
+        #: Seconds between hand-ons to itself; lowered to what the broker's timeout needs.
+        self.refresh = REFRESH
         self.connect = connect
         self.queue = queue_name
         self.hosts = hosts
@@ -271,7 +280,7 @@ class Election:
             if held is not None and now >= next_sweep:
                 self._sweep(side)
                 next_sweep = now + SWEEP_EVERY
-            if held is not None and now - self._held_since >= REFRESH and self._token:
+            if held is not None and now - self._held_since >= self.refresh and self._token:
                 self._hand_on(self._token)
 
     def _deliver(self, message: Any) -> None:
@@ -385,6 +394,18 @@ class Election:
         self._fail_requests()
         if self._stop.is_set():
             return 0
+        timeout = _CONSUMER_TIMEOUT.search(detail)
+        if timeout is not None:
+            refresh = max(1.0, int(timeout[1]) / 2000)
+            if refresh < self.refresh:
+                self.refresh = refresh
+                LOG.warning(
+                    "reconciler election: RabbitMQ's consumer_timeout is %s ms, which closed "
+                    "the channel holding the token; handing it on every %.0fs from now on",
+                    timeout[1],
+                    refresh,
+                )
+                return 0
         # A refusal (permissions, a queue declared otherwise) needs an operator: no
         # need to knock every second. A lost connection is retried at once.
         hint = refusals.explain(detail)
