@@ -204,3 +204,29 @@ def test_on_a_three_node_cluster_losing_the_election_s_broker_node_leaves_no_gap
     assert sorted(cuks(k2hr3)) == sorted(s.id for s in gone)
     for daemon in fleet.daemons:
         assert daemon.stop() == 0
+
+
+def test_a_dry_run_beside_the_fleet_never_takes_part_in_the_election(
+    e2e: Harness, k2hr3: FakeK2HR3, standin: OpenStackStandIn
+) -> None:
+    fleet = Fleet(e2e, standin, size=1).start()
+    wait_until(lambda: fleet.leader() == 0, 30, "the live daemon to hold the token")
+    dry = e2e.daemon(
+        e2e.config(
+            "dry",
+            sections={
+                "reconcile": {"enabled": "true", "interval_seconds": INTERVAL},
+                "service_credentials": standin.credentials(),
+                "k2hr3": {"dry_run": "true", "state_dir": e2e.tmp_path / "dry-state"},
+            },
+        ),
+        queues=[f"{e2e.pool}-dry-run"],
+    )
+    e2e.extra_queues.append(f"{e2e.pool}-dry-run")
+    dry.start()
+    fleet.daemons[0].stop()  # the token is free: only a candidate may take it
+    time.sleep(2 * INTERVAL)
+    assert LEADS not in dry.log() and "reconcile-election" not in dry.log()
+    assert "reconciling with Nova at start" in dry.log()  # alone, as before
+    assert e2e.broker.queue_info(f"{e2e.pool}-reconcile") == (1, 0), "the token waits"
+    assert dry.stop() == 0
