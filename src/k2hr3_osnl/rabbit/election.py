@@ -169,10 +169,6 @@ class Election:
         with self._lock:
             return self._token.checkpoint if self._token is not None else None
 
-    def holder(self) -> str | None:
-        """Who holds the token as far as this process knows: itself, or nobody known."""
-        return self.me if self.leading() else None
-
     def ended(self, checkpoint: float | None) -> bool:
         """Hand the token on with the pass's end; False if it was lost (nothing moved)."""
         ended = self._clock()
