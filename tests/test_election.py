@@ -177,3 +177,22 @@ def test_a_short_consumer_timeout_is_learnt_and_the_token_kept(tmp_path: Path) -
             assert election.leading() and len(election.observer.changes) == changes
         finally:
             election.stop()
+
+
+def test_refused_by_rabbitmq_a_candidate_reconciles_alone_from_its_own_file(
+    queue: str,
+) -> None:
+    """A queue declared otherwise (or a permission missing, as on MOSK with pool = ''):
+    the safety net must not vanish with the election."""
+    with kombu.Connection(AMQP_URL) as conn:
+        conn.default_channel.queue_declare(queue, durable=True, auto_delete=False)
+    alone = candidate(queue, "node0", seed=1234.0).start()
+    try:
+        wait_until(alone.leading, 30, "the candidate to reconcile alone")
+        assert alone.checkpoint() == 1234.0  # its own file's
+        assert alone.may_run(600)
+        assert alone.ended(5678.0)
+        assert not alone.may_run(600)  # one pass per interval, as without an election
+        assert alone.observer.changes[-1] is True
+    finally:
+        alone.stop()

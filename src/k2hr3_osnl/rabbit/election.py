@@ -150,7 +150,7 @@ class Election:
             return self._leading()
 
     def _leading(self) -> bool:
-        if self._held is not None:
+        if self._held is not None or self._alone:
             return True
         return self._handover_until is not None and time.monotonic() < self._handover_until
 
@@ -159,19 +159,27 @@ class Election:
         (the fleet was down, or its holder stopped), and that time must be caught up."""
         with self._lock:
             token = self._token
-            if not self._leading() or token is None:
+            if self._alone:
+                token = Token(passed_at=self._alone_passed)
+            elif not self._leading() or token is None:
                 return False
-            if self._new:
+            elif self._new:
                 return True
         return leadership.due(token, self._clock(), interval)
 
     def checkpoint(self) -> float | None:
         with self._lock:
+            if self._alone:
+                return self.seed()  # this node's own file, as without an election
             return self._token.checkpoint if self._token is not None else None
 
     def ended(self, checkpoint: float | None) -> bool:
         """Hand the token on with the pass's end; False if it was lost (nothing moved)."""
         ended = self._clock()
+        with self._lock:
+            if self._alone:
+                self._alone_passed = ended
+                return True
         # A token handed on a moment ago (the last pass, a refresh) is on its way back.
         deadline = time.monotonic() + HANDOVER
         while time.monotonic() < deadline:
@@ -242,13 +250,20 @@ class Election:
         side.confirm_select()
         self._consumer, self._side = consumer, side
         consumer.basic_consume(self.queue, callback=self._deliver)
+        if self._alone:
+            LOG.info(
+                "reconciler election: RabbitMQ accepts the election now; leaving "
+                "reconciliation alone for it"
+            )
+            with self._lock:
+                self._alone = False
         for companion in self.companions:
             companion.attach(connection)
         if self._failing is not None:
             LOG.info("reconciler election: RabbitMQ reachable again")
             self._failing = None
         LOG.debug("reconciler election: %s is a candidate on queue %r", self.me, self.queue)
-        self._set_leading(False, "a candidate")
+        self._set_leading(False, "a candidate for the pool's token")
         next_probe = next_sweep = time.monotonic()
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -383,7 +398,9 @@ class Election:
             self._held = None
             self._handover_until = None
             self._consumer = self._side = None
-        self._set_leading(False, "lost the broker")
+            alone = self._alone
+        if not alone:
+            self._set_leading(False, "lost the broker")
 
     def _lost(self, detail: str) -> float:
         """Say it once per streak; the pause before the next try."""
@@ -406,12 +423,17 @@ class Election:
         # need to knock every second. A lost connection is retried at once.
         hint = refusals.explain(detail)
         pause = REFUSED if hint else RECONNECT
+        if hint:
+            # No election to take part in: the safety net must not vanish with it.
+            with self._lock:
+                self._alone = True
+            self._set_leading(True, "", quiet=True)  # the error below says it
         if self._failing != (hint or "lost"):
             if hint:
                 LOG.error(
-                    "reconciler election: RabbitMQ refused k2hr3-osnl: %s; this process "
-                    "does not take part in reconciliation until that is fixed (retrying "
-                    "every %.0fs; notifications are not affected)",
+                    "reconciler election: RabbitMQ refused k2hr3-osnl: %s; until that is "
+                    "fixed this process reconciles alone, from its own checkpoint file, "
+                    "as if it were the only gateway (retrying every %.0fs)",
                     hint,
                     pause,
                 )
@@ -425,11 +447,11 @@ class Election:
         self._failing = hint or "lost"
         return pause
 
-    def _set_leading(self, leading: bool, why: str) -> None:
+    def _set_leading(self, leading: bool, why: str, quiet: bool = False) -> None:
         if leading == self._was_leading:
             return
         said, self._was_leading = self._was_leading, leading
-        if said is None and not leading:
+        if quiet or (said is None and not leading):
             pass  # a candidate from the start: nothing to tell but the observer
         elif leading:
             LOG.info("reconciler election: %s reconciles for the pool now: %s", self.me, why)
@@ -439,3 +461,5 @@ class Election:
 
     _held_since = 0.0
     _new = False  # got the token from the queue, not back from itself: no pass yet
+    _alone = False  # RabbitMQ refused the election: reconciling as the only gateway
+    _alone_passed: float | None = None
