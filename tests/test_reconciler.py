@@ -19,6 +19,7 @@ from prometheus_client import generate_latest
 from support.daemon import with_broker
 from support.k2hr3_standin import FakeK2HR3
 from support.openstack_standin import OpenStackStandIn
+from support.waiting import wait_until
 
 from k2hr3_osnl import config
 from k2hr3_osnl.core import catchup
@@ -34,6 +35,8 @@ from k2hr3_osnl.observability.metrics import Metrics
 from k2hr3_osnl.openstack import session
 from k2hr3_osnl.reconcile import wiring as openstack_parts
 from k2hr3_osnl.reconcile.reconciler import Reconciler
+
+ABANDONED = "k2hr3_osnl_reconcile_abandoned_passes_total"
 
 
 @dataclass
@@ -509,3 +512,75 @@ def test_a_look_back_of_a_million_years_asks_from_2010_and_fails_nothing(world: 
     assert report.ok, report.error
     assert world.k2hr3.deleted() == [(gone.id, None)]
     assert report.since == catchup.EARLIEST
+
+
+class Token:
+    """The fleet's election as the reconciler sees it, held for ``pages`` more pages."""
+
+    def __init__(self, pages: int, checkpoint: float | None = None) -> None:
+        self.pages = pages
+        self.fleet_checkpoint = checkpoint
+        self.ends: list[float | None] = []
+
+    def start(self) -> Token:
+        return self
+
+    def stop(self, timeout: float = 5) -> None:
+        pass
+
+    def may_run(self, interval: float) -> bool:
+        return self.pages > 0
+
+    def leading(self) -> bool:
+        self.pages -= 1  # asked after each page
+        return self.pages > 0
+
+    def checkpoint(self) -> float | None:
+        return self.fleet_checkpoint
+
+    def ended(self, checkpoint: float | None) -> bool:
+        self.ends.append(checkpoint)
+        if checkpoint is not None:
+            self.fleet_checkpoint = checkpoint
+        return True
+
+
+def test_a_pass_that_loses_the_token_stops_sending_and_moves_no_checkpoint(
+    world: World,
+) -> None:
+    for server in [world.standin.create() for _ in range(9)]:
+        world.standin.delete(server)  # three pages of three
+    day_ago = time.time() - 86400
+    token = Token(pages=1, checkpoint=day_ago)
+    world.reconciler.leadership = token
+    world.reconciler.start(interval=5, first_delay=0)
+    try:
+        wait_until(lambda: token.ends or world.metric(ABANDONED) == 1, 10, "the pass to end")
+        time.sleep(0.5)
+    finally:
+        world.reconciler.stop()
+        world.reconciler.join(10)
+    assert world.metric(ABANDONED) == 1
+    # The first page went out; the rest is for the next holder, from the same checkpoint.
+    assert len(world.k2hr3.deleted()) == 3
+    assert token.ends == [] and token.fleet_checkpoint == day_ago
+
+
+def test_a_holder_starts_from_the_fleet_s_checkpoint_and_hands_the_next_on(
+    world: World,
+) -> None:
+    old, new = world.standin.create(), world.standin.create()
+    world.standin.delete(old, when=time.time() - 7200)
+    world.standin.delete(new, when=time.time() - 60)
+    # Another node finished a pass an hour ago; this node's own file knows nothing.
+    token = Token(pages=100, checkpoint=time.time() - 3600)
+    world.reconciler.leadership = token
+    before = time.time()
+    world.reconciler.start(interval=3600, first_delay=0)
+    try:
+        wait_until(lambda: token.ends, 10, "the pass to end")
+    finally:
+        world.reconciler.stop()
+        world.reconciler.join(10)
+    assert [cuk for cuk, _ in world.k2hr3.deleted()] == [new.id]
+    assert len(token.ends) == 1 and token.ends[0] is not None and token.ends[0] >= before - 1

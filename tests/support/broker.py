@@ -121,6 +121,7 @@ class TcpProxy:
         self._server: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._frozen = threading.Event()
         self.connections = 0
 
     @property
@@ -152,6 +153,11 @@ class TcpProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
+    def freeze(self) -> None:
+        """Stop carrying bytes either way without closing anything: a network split,
+        or a frozen VM, that only heartbeats can notice."""
+        self._frozen.set()
+
     def _accept(self, server: socket.socket) -> None:
         while True:
             try:
@@ -173,6 +179,8 @@ class TcpProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                if self._frozen.is_set():
+                    continue  # lost on the way
                 sink.sendall(data)
         except OSError:
             pass

@@ -117,8 +117,11 @@ class Harness:
         # The pool queue, and the '<topic>.<priority>' queues a Notifier declares.
         queues = [self.pool, *self.extra_queues]
         queues += [f"{topic}.{priority}" for topic in self.topics for priority in PRIORITIES]
+        # What reconciling daemons declare: the election's queue, the deliveries' fanout.
+        queues.append(f"{self.pool}-reconcile")
+        exchanges = [*self.exchanges, f"{self.pool}-delivered"]
         with contextlib.suppress(OSError):
-            self.broker.delete(queues, self.exchanges)
+            self.broker.delete(queues, exchanges)
 
     def __enter__(self) -> Harness:
         return self

@@ -326,8 +326,9 @@ def _as_worker(conf: config.cfg.ConfigOpts, index: int) -> config.cfg.ConfigOpts
     """What worker ``index`` changes in the configuration it was given."""
     if index and conf.metrics.port:
         conf.set_override("port", conf.metrics.port + index, group="metrics")
-    if index:
-        # One reconciler per node is enough: deletes are idempotent, but calls cost.
+    if index and not conf.reconcile.leader_election:
+        # Without the pool's election, one reconciler per node: each would make the
+        # same calls. With it, every worker is a candidate like a node.
         conf.set_override("enabled", False, group="reconcile")
     return conf
 

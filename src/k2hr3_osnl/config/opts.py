@@ -356,8 +356,18 @@ reconcile_opts = [
         help="Ask Nova for servers deleted since the last pass, at start (covering the "
         "time the daemon was down) and then every interval_seconds, and delete each one "
         "from K2HR3 by cuk like a notification would. Needs [service_credentials]. "
-        "Enable it on one gateway node of a pool: several are harmless but waste calls. "
-        "With workers = N, only worker 0 reconciles.",
+        "Enable it on every gateway node of a pool: with leader_election, one process "
+        "of the pool runs the passes at a time (docs/scale-out.md).",
+    ),
+    cfg.BoolOpt(
+        "leader_election",
+        default=True,
+        help="Run passes only while this process holds the pool's reconciler token on "
+        "RabbitMQ (queue <pool>-reconcile), which carries the fleet's checkpoint: every "
+        "node and worker of a pool may have reconciliation enabled, one pass runs at a "
+        "time, and another takes over within seconds when the holder is lost. False: "
+        "this process reconciles alone from its own checkpoint file, as if it were the "
+        "only one. A dry run never takes part.",
     ),
     cfg.FloatOpt(
         "interval_seconds",

@@ -22,6 +22,19 @@ from k2hr3_osnl.core.types import Notification, Result
 DEFAULT_CAPACITY = 50_000
 
 
+def deleted_whole(note: Notification, result: Result | None) -> str | None:
+    """The cuk K2HR3 just lost whole (an instance deletion it accepted), else None."""
+    if result is not Result.DELETED:
+        return None
+    try:
+        decision = decide(note.event_type, note.payload, internal=note.internal)
+    except Exception:  # the handler already logged what was wrong with it
+        return None
+    if isinstance(decision, Delete) and not decision.ips:
+        return decision.cuk
+    return None
+
+
 class DeletedCuks(Observer):
     def __init__(
         self,
@@ -37,14 +50,9 @@ class DeletedCuks(Observer):
         self._lock = threading.Lock()
 
     def handled(self, note: Notification, result: Result | None) -> None:
-        if result is not Result.DELETED:
-            return
-        try:
-            decision = decide(note.event_type, note.payload, internal=note.internal)
-        except Exception:  # the handler already logged what was wrong with it
-            return
-        if isinstance(decision, Delete) and not decision.ips:
-            self.add(decision.cuk)
+        cuk = deleted_whole(note, result)
+        if cuk is not None:
+            self.add(cuk)
 
     def add(self, cuk: str) -> None:
         with self._lock:

@@ -55,6 +55,13 @@ class Observer:
     def reconcile_cells(self, unknown: int | None) -> None:
         """Nova listed ``unknown`` compute services as UNKNOWN (a cell down); None: cannot tell."""
 
+    def reconcile_leading(self, leading: bool) -> None:
+        """This process got (True) or lost (False) the pool's reconciler token."""
+
+    def reconcile_abandoned(self) -> None:
+        """A pass stopped because its process lost the token: it may have overlapped the
+        next holder's (allowed: deletions are idempotent)."""
+
     def verified(self, target: str, outcome: str) -> None:
         """Verification asked about a ``server`` or ``port``: ``gone``, ``exists``, ``unknown``."""
 
@@ -112,6 +119,14 @@ class Observers(Observer):
     def reconcile_cells(self, unknown: int | None) -> None:
         for observer in self.observers:
             observer.reconcile_cells(unknown)
+
+    def reconcile_leading(self, leading: bool) -> None:
+        for observer in self.observers:
+            observer.reconcile_leading(leading)
+
+    def reconcile_abandoned(self) -> None:
+        for observer in self.observers:
+            observer.reconcile_abandoned()
 
     def verified(self, target: str, outcome: str) -> None:
         for observer in self.observers:

@@ -182,6 +182,16 @@ class Health(Observer):
         with self._lock:
             self._reconcile.failed(self._clock(), detail)
 
+    def reconcile_leading(self, leading: bool) -> None:
+        with self._lock:
+            self._reconcile.enabled = True
+            self._reconcile.leader = leading
+
+    def reconcile_leader(self) -> bool:
+        """Whether this process runs the pool's passes now (its election's token)."""
+        with self._lock:
+            return bool(self._reconcile.leader)
+
     def reconcile_error(self) -> str | None:
         """``since ...: why`` while reconciliation fails, for systemd's status line."""
         with self._lock:
@@ -308,6 +318,8 @@ class _ReconcileState:
 
     def __init__(self) -> None:
         self.enabled = False
+        #: None: no election (this process reconciles alone); else holds the token.
+        self.leader: bool | None = None
         self.last_success: float | None = None
         self.failing_since: float | None = None
         self.error: str | None = None
@@ -330,7 +342,10 @@ class _ReconcileState:
         return f"since {_iso(self.failing_since)} ({self.error})"
 
     def to_json(self) -> dict[str, Any]:
+        role = {None: "alone", True: "leader", False: "standby"}[self.leader]
         return {
+            # leader: runs the pool's passes; standby: another process does.
+            "role": role,
             "state": "failing" if self.failing_since is not None else "ok",
             "failing_since": _iso(self.failing_since),
             "last_error": self.error,

@@ -216,6 +216,27 @@ class Metrics(Observer):
             namespace=NAMESPACE,
             registry=r,
         )
+        self.reconcile_leader = Gauge(
+            "reconcile_leader",
+            "1 while this process holds its pool's reconciler token and so runs the "
+            "passes for the fleet ([reconcile] leader_election); 0 otherwise.",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.reconcile_interval = Gauge(
+            "reconcile_interval_seconds",
+            "[reconcile] interval_seconds of this process (0: reconciliation off), so "
+            "an alert can tell a fleet that stopped passing.",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.reconcile_abandoned_passes = Counter(
+            "reconcile_abandoned_passes",
+            "Passes this process stopped because it lost the pool's token (the broker "
+            "vanished): each may have overlapped the next holder's pass.",
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self._reconcile_failing = False
         for outcome in ("ok", "failed"):
             self.reconcile_passes.labels(outcome)
@@ -245,6 +266,12 @@ class Metrics(Observer):
         self.reconcile_cells_down.set(unknown or 0)
         outcome = "unknown" if unknown is None else "cell_down" if unknown else "all_up"
         self.reconcile_cell_checks.labels(outcome).inc()
+
+    def reconcile_leading(self, leading: bool) -> None:
+        self.reconcile_leader.set(1 if leading else 0)
+
+    def reconcile_abandoned(self) -> None:
+        self.reconcile_abandoned_passes.inc()
 
     def verified(self, target: str, outcome: str) -> None:
         self.verifications.labels(target, outcome).inc()

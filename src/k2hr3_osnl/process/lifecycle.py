@@ -32,6 +32,7 @@ class Lifecycle:
         notifier: systemd.Notifier | None = None,
         k2hr3_error: Callable[[], str | None] = lambda: None,
         reconcile_error: Callable[[], str | None] = lambda: None,
+        reconcile_leader: Callable[[], bool] = lambda: False,
     ) -> None:
         self.listener = listener
         self.handler = handler
@@ -40,6 +41,8 @@ class Lifecycle:
         self.k2hr3_error = k2hr3_error
         #: Reconciliation failing (``since ...: why``), added to the status line.
         self.reconcile_error = reconcile_error
+        #: This process runs the pool's reconciliation passes (its token), said in STATUS.
+        self.reconcile_leader = reconcile_leader
         watchdog = systemd.watchdog_interval()
         self.watchdog = watchdog is not None and self.notifier.enabled
         self.interval = min(watchdog, DEFAULT_INTERVAL) if watchdog else DEFAULT_INTERVAL
@@ -103,6 +106,8 @@ class Lifecycle:
             text += f"; {parked} parked" if parked else ""
         else:
             text = self._listening
+        if self.reconcile_leader():
+            text += "; reconciling for the pool"
         reconcile = self.reconcile_error()
         self._set_status(f"{text}; reconciliation failing {reconcile}" if reconcile else text)
         if self.watchdog:

@@ -224,7 +224,10 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
         daemon.handler,
         k2hr3_error=lambda: _k2hr3_error(daemon),
         reconcile_error=daemon.health.reconcile_error if daemon.health else lambda: None,
+        reconcile_leader=daemon.health.reconcile_leader if daemon.health else lambda: False,
     )
+    if daemon.reconciler is not None and daemon.metrics is not None:
+        daemon.metrics.reconcile_interval.set(conf.reconcile.interval_seconds)
     # Under systemd's watchdog a hung daemon gets SIGABRT: dump every thread's stack first.
     if not faulthandler.is_enabled():
         faulthandler.enable()

@@ -20,10 +20,9 @@ import logging
 
 import amqp.exceptions
 import kombu
-import oslo_messaging
 from oslo_config import cfg
 
-from k2hr3_osnl.rabbit import seam
+from k2hr3_osnl.rabbit import connection, seam
 
 LOG = logging.getLogger(__name__)
 
@@ -144,27 +143,4 @@ def remove_queue(conf: cfg.ConfigOpts) -> None:
 
 def _connection(conf: cfg.ConfigOpts) -> kombu.Connection:
     """A kombu connection to the first broker of the transport URL, with its TLS."""
-    url = oslo_messaging.TransportURL.parse(conf, conf.oslo_messaging_notifications.transport_url)
-    host = url.hosts[0]
-    rabbit = conf.oslo_messaging_rabbit
-    ssl: dict[str, str] | bool = False
-    if rabbit.ssl:
-        ssl = {
-            key: value
-            for key, value in (
-                ("ca_certs", rabbit.ssl_ca_file),
-                ("certfile", rabbit.ssl_cert_file),
-                ("keyfile", rabbit.ssl_key_file),
-            )
-            if value
-        } or True
-    return kombu.Connection(
-        hostname=host.hostname,
-        port=host.port or (5671 if rabbit.ssl else 5672),
-        userid=host.username,
-        password=host.password,
-        virtual_host=url.virtual_host or "/",
-        ssl=ssl,
-        login_method=rabbit.rabbit_login_method,
-        connect_timeout=5,
-    )
+    return connection.connect(conf)

@@ -31,6 +31,7 @@ from pathlib import Path
 from k2hr3_osnl.core import catchup
 from k2hr3_osnl.core.delivered import DeletedCuks
 from k2hr3_osnl.core.handler import Handler
+from k2hr3_osnl.core.leadership import Leadership
 from k2hr3_osnl.core.types import Notification, Result
 from k2hr3_osnl.openstack import nova
 from k2hr3_osnl.openstack.session import Cloud, OpenStackError
@@ -48,6 +49,9 @@ BATCHES_IN_FLIGHT = 4
 #: downtime hands its backlog over first, so those deletions count as delivered.
 STARTUP_DELAY = 3.0
 CHECKPOINT_FILE = catchup.checkpoint_file(dry_run=False)
+#: Seconds between two looks at whether this process holds the fleet's token and a pass
+#: is due (with an election only).
+LEADER_TICK = 1.0
 #: Results after which a found deletion needs nothing more from this pass.
 _SETTLED = frozenset(Result) - {Result.REQUEUED}
 
@@ -120,6 +124,7 @@ class Pass:
     cells_down: int | None = 0
     #: Whether a deletion no notification made counts as missed (not on a first pass).
     missed_counted: bool = True
+    abandoned: bool = False  # this process lost the fleet's token during the pass
 
     @property
     def ok(self) -> bool:
@@ -186,6 +191,7 @@ class Reconciler:
         initial_lookback: float,
         page_size: int,
         clock: Callable[[], float] = time.time,
+        leadership: Leadership | None = None,
     ) -> None:
         self.cloud = cloud
         self.handler = handler
@@ -195,6 +201,8 @@ class Reconciler:
         self.initial_lookback = initial_lookback
         self.page_size = page_size
         self._clock = clock
+        #: The fleet's election: who runs passes, and the checkpoint it carries.
+        self.leadership = leadership
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.failing_since: float | None = None
@@ -219,7 +227,7 @@ class Reconciler:
         started = self._nova_now(cells.clock)
         if not cells.transient:  # said before what the pass finds; a 5xx only if it lists
             self._judge_cells(cells)
-        stored, unreadable = self.checkpoint.read()
+        stored, unreadable = self._read_checkpoint()
         checkpoint, why = catchup.trusted(stored, started, self.overlap)
         why = unreadable or why
         self._say(
@@ -258,6 +266,10 @@ class Reconciler:
             for page in nova.deleted_servers(self.cloud, catchup.iso(asked), self.page_size):
                 self._page(page, report, dry_run, printer, batches)
                 if self._stop.is_set():
+                    report.settled = False
+                    break
+                if self.leadership is not None and not self.leadership.leading():
+                    report.abandoned = True
                     report.settled = False
                     break
         except OpenStackError as error:
@@ -331,6 +343,13 @@ class Reconciler:
             LOG.info("%s", healed)
         self._said[topic] = key if text else ""
 
+    def _read_checkpoint(self) -> tuple[float | None, str]:
+        """The fleet's checkpoint when there is an election, else this node's file (and
+        why that could not be read)."""
+        if self.leadership is not None:
+            return self.leadership.checkpoint(), ""
+        return self.checkpoint.read()
+
     def _page(
         self,
         page: list[object],
@@ -377,12 +396,34 @@ class Reconciler:
         delay = first_delay
         while not self._stop.wait(delay):
             delay = interval
+            if self.leadership is not None:
+                delay = LEADER_TICK
+                if not self.leadership.may_run(interval):
+                    continue
             try:
                 report = self.run_pass()
             except Exception as error:  # a bug of ours: the daemon keeps consuming
                 LOG.exception("reconciliation pass failed")
                 report = Pass(since=0, error=f"internal error: {error!r}")
+            if self.leadership is not None:
+                self._hand_on(report)
             self._judge(report, interval)
+
+    def _hand_on(self, report: Pass) -> None:
+        """Tell the fleet the pass ended, moving its checkpoint only after a finished one."""
+        assert self.leadership is not None
+        if report.abandoned:
+            LOG.warning(
+                "reconciliation pass abandoned: this process lost the fleet's token; "
+                "another one takes over from the last finished pass"
+            )
+            self.handler.observer.reconcile_abandoned()
+            return
+        if not self.leadership.ended(report.checkpoint if report.ok else None) and report.ok:
+            LOG.warning(
+                "reconciliation: the token was lost before the pass's checkpoint reached "
+                "it; the next holder asks again from the previous one"
+            )
 
     def _judge(self, report: Pass, interval: float) -> None:
         observer = self.handler.observer
@@ -421,6 +462,8 @@ class Reconciler:
         )
 
     def start(self, interval: float, first_delay: float = STARTUP_DELAY) -> threading.Thread:
+        if self.leadership is not None:
+            self.leadership.start()
         thread = threading.Thread(
             target=self.run_forever, args=(interval, first_delay), name="reconcile", daemon=True
         )
@@ -431,6 +474,8 @@ class Reconciler:
     def stop(self) -> None:
         """No new pass, and the one under way ends after its current page."""
         self._stop.set()
+        if self.leadership is not None:
+            self.leadership.stop()
 
     def join(self, timeout: float) -> bool:
         """Wait for the pass under way (its deliveries give up once the breaker stops)."""

@@ -13,7 +13,11 @@ from k2hr3_osnl.core.delivered import DeletedCuks
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.observer import Observers
 from k2hr3_osnl.openstack import session
+from k2hr3_osnl.rabbit import connection, dryrun
+from k2hr3_osnl.rabbit.election import HEARTBEAT, SUFFIX, Companion, Election, identity
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
+from k2hr3_osnl.rabbit.shared import SUFFIX as DELIVERED
+from k2hr3_osnl.rabbit.shared import SharedDeliveries
 from k2hr3_osnl.reconcile.recheck import Rechecker
 from k2hr3_osnl.reconcile.reconciler import Checkpoint, Reconciler
 from k2hr3_osnl.reconcile.verify import CloudVerifier
@@ -32,19 +36,66 @@ def memory_window(conf: cfg.ConfigOpts) -> float:
     return max(conf.k2hr3.duplicate_window_seconds, 2 * (r.interval_seconds + r.overlap_seconds))
 
 
-def make_reconciler(conf: cfg.ConfigOpts, cloud: session.Cloud, handler: Handler) -> Reconciler:
-    """A reconciler whose memory of deleted cuks the handler feeds."""
+def make_reconciler(
+    conf: cfg.ConfigOpts, cloud: session.Cloud, handler: Handler, elect: bool = False
+) -> Reconciler:
+    """A reconciler whose memory of deleted cuks the handler feeds; with ``elect``, one
+    that runs passes only while it holds the pool's token."""
     memory = DeletedCuks(memory_window(conf))
     handler.observer = Observers((handler.observer, memory))
     r = conf.reconcile
+    checkpoint = Checkpoint(conf.k2hr3.state_dir, dry_run=conf.k2hr3.dry_run)
+    leadership = None
+    if elect:
+        # What every other process of the pool deleted counts as delivered here too.
+        shared = SharedDeliveries(
+            f"{pool_of(conf)}{DELIVERED}", memory, identity(), durable=durable(conf)
+        )
+        handler.observer = Observers((handler.observer, shared))
+        leadership = election(conf, handler, checkpoint, (shared,))
     return Reconciler(
         cloud,
         handler,
         memory,
-        Checkpoint(conf.k2hr3.state_dir, dry_run=conf.k2hr3.dry_run),
+        checkpoint,
         overlap=r.overlap_seconds,
         initial_lookback=r.initial_lookback_seconds,
         page_size=r.page_size,
+        leadership=leadership,
+    )
+
+
+def pool_of(conf: cfg.ConfigOpts) -> str:
+    return conf.oslo_messaging_notifications.pool or dryrun.DEFAULT_POOL
+
+
+def quorum(conf: cfg.ConfigOpts) -> bool:
+    return bool(getattr(conf.oslo_messaging_rabbit, "rabbit_quorum_queue", False))
+
+
+def durable(conf: cfg.ConfigOpts) -> bool:
+    """Declared as the pool queue is: what the operator chose for the broker's restarts."""
+    return quorum(conf) or bool(conf.oslo_messaging_rabbit.amqp_durable_queues)
+
+
+def election(
+    conf: cfg.ConfigOpts,
+    handler: Handler,
+    checkpoint: Checkpoint,
+    companions: tuple[Companion, ...] = (),
+) -> Election:
+    """The pool's reconciler election, on the listener's broker and queue settings."""
+    return Election(
+        lambda index: connection.connect(conf, index, heartbeat=HEARTBEAT),
+        f"{pool_of(conf)}{SUFFIX}",
+        hosts=connection.hosts(conf),
+        queue_arguments={"x-queue-type": "quorum"} if quorum(conf) else None,
+        durable=durable(conf),
+        companions=companions,
+        # A token minted anew (first start, a broker that lost it) starts from this
+        # node's own record of its last finished pass.
+        seed=checkpoint.load,
+        observer=handler.observer,
     )
 
 
@@ -83,9 +134,18 @@ def attach(
     cloud = cloud or session.connect(conf)
     if not r.enabled:
         return None
-    LOG.info(
-        "reconciling with Nova at start and every %.0fs (checkpoint in %s)",
-        r.interval_seconds,
-        Checkpoint(conf.k2hr3.state_dir, dry_run=conf.k2hr3.dry_run).path,
-    )
-    return make_reconciler(conf, cloud, handler)
+    elect = r.leader_election and not conf.k2hr3.dry_run
+    if elect:
+        LOG.info(
+            "reconciling with Nova every %.0fs while this process holds the pool's token "
+            "(queue %r), from the fleet's checkpoint",
+            r.interval_seconds,
+            f"{pool_of(conf)}{SUFFIX}",
+        )
+    else:
+        LOG.info(
+            "reconciling with Nova at start and every %.0fs (checkpoint in %s)",
+            r.interval_seconds,
+            Checkpoint(conf.k2hr3.state_dir, dry_run=conf.k2hr3.dry_run).path,
+        )
+    return make_reconciler(conf, cloud, handler, elect=elect)
