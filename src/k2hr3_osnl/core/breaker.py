@@ -10,6 +10,10 @@ It judges K2HR3 as a whole, not one deletion: a round of calls in which K2HR3 ac
 anything is a success, and a round made only of deletions that K2HR3 keeps failing while
 it accepts others (a 403 for one cuk) says nothing either way (``ok=None``). So one bad
 cuk can neither open the breaker for everyone nor hold it open.
+
+A K2HR3 that limits its rate (429, ``Retry-After``) is working, only not at the pace
+we call it: :meth:`CircuitBreaker.record` is then given how long to wait, and nobody
+calls before that time, whether the breaker is open or closed.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class CircuitBreaker:
         self._interval = self.min_interval
         self._next_probe = 0.0
         self._stopping = False
+        #: Clock time before which nobody calls: K2HR3 asked us to slow down.
+        self._not_before = 0.0
         #: Rounds in which K2HR3 accepted something, ever: a deletion that failed
         #: while this grew failed on its own, not because K2HR3 was down.
         self.successes = 0
@@ -68,9 +74,14 @@ class CircuitBreaker:
             while True:
                 if self._stopping:
                     return Turn.GIVE_UP
+                now = self._clock()
+                if now < self._not_before:
+                    if now >= deadline:
+                        return Turn.GIVE_UP
+                    self._cond.wait(timeout=min(deadline, self._not_before) - now)
+                    continue
                 if not self._open:
                     return Turn.CALL
-                now = self._clock()
                 if not self._probing and now >= self._next_probe:
                     self._probing = True
                     return Turn.PROBE
@@ -79,9 +90,19 @@ class CircuitBreaker:
                 wake = deadline if self._probing else min(deadline, self._next_probe)
                 self._cond.wait(timeout=max(0.0, wake - now))
 
-    def record(self, turn: Turn, ok: bool | None) -> None:
-        """Report how a round of calls made on ``turn`` went (None: no verdict on K2HR3)."""
+    @property
+    def held_for(self) -> float:
+        """Seconds left before anyone may call K2HR3 again (0: no hold)."""
+        return max(0.0, self._not_before - self._clock())
+
+    def record(self, turn: Turn, ok: bool | None, hold: float | None = None) -> None:
+        """Report how a round of calls made on ``turn`` went (None: no verdict on K2HR3).
+
+        ``hold``: K2HR3 asked everyone to wait this many seconds (429, Retry-After).
+        """
         with self._cond:
+            if hold is not None:
+                self._not_before = max(self._not_before, self._clock() + max(0.0, hold))
             if turn is Turn.PROBE:
                 self._probing = False
                 # The next waiter may probe now: someone else's deletion, perhaps.

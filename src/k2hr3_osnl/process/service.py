@@ -29,6 +29,7 @@ from k2hr3_osnl.observability import metrics
 from k2hr3_osnl.observability.health import BrokerLogWatch, Health
 from k2hr3_osnl.process import reload, signals
 from k2hr3_osnl.process.lifecycle import Lifecycle
+from k2hr3_osnl.process.resender import Resender
 from k2hr3_osnl.rabbit import dryrun, liveness, refusals, seam
 from k2hr3_osnl.rabbit.batching import GreedyBatchServer
 from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher, UndecodableWatch
@@ -54,6 +55,7 @@ class Daemon:
     metrics: metrics.Metrics | None = None
     http: metrics.MetricsServer | None = None
     reconciler: Reconciler | None = None
+    resender: Resender | None = None
 
 
 def make_client(conf: cfg.ConfigOpts) -> RoleClient:
@@ -224,6 +226,11 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
         LOG.info("listening")
         if daemon.reconciler is not None:
             daemon.reconciler.start(conf.reconcile.interval_seconds)
+        # A dry run only counts the parked files: it must never send (and remove) them.
+        daemon.resender = Resender(
+            daemon.handler, daemon.handler.parking, send=not daemon.conf.k2hr3.dry_run
+        )
+        daemon.resender.start()
         requests.wake()
 
     threading.Thread(target=start, name="listener-start", daemon=True).start()
@@ -265,6 +272,8 @@ def shutdown(daemon: Daemon, drain_seconds: float) -> int:
     daemon.handler.observer.stopping()
     if daemon.reconciler is not None:
         daemon.reconciler.stop()
+    if daemon.resender is not None:
+        daemon.resender.stop()
     daemon.listener.stop()
     # Deliveries waiting for K2HR3 give up now and are requeued; calls already on the
     # wire finish (their HTTP timeouts bound them).
