@@ -96,6 +96,10 @@ def after(item: Parked, result: Result, parked_as: tuple[str, str] | None, now: 
     else:
         # Handed back (the daemon stops): nothing learnt, the same cause.
         new_cause, reason = cause, item.reason
+    if cause == Cause.STRIKES and new_cause == Cause.OUTAGE:
+        # One short try cannot tell a cuk that K2HR3 refuses from K2HR3 being down: the
+        # hourly schedule, not a passing cause, decides what becomes of it.
+        new_cause = Cause.STRIKES
     kept = replace(item, cause=new_cause, reason=reason, resends=item.resends + 1, last_resend=now)
     if new_cause == Cause.STRIKES and kept.resends >= STRIKE_TRIES:
         kept = replace(
