@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from support.k2hr3_standin import FakeK2HR3
 from support.samples import sample
 
@@ -26,6 +28,7 @@ from k2hr3_osnl.core.parking import Cause, Parked, ParkingLot, cause_of
 from k2hr3_osnl.core.recent import RecentIds
 from k2hr3_osnl.core.types import Result
 from k2hr3_osnl.k2hr3.client import RoleClient
+from k2hr3_osnl.observability import metrics
 from k2hr3_osnl.process.resender import Resender
 
 NEUTRON = sample("neutron/k2hr3_osnl__notifications_neutron.json")
@@ -252,3 +255,24 @@ def test_the_loop_runs_rounds_until_stopped(
         loop.stop()
     assert loop.join(5)
     assert lot.count() == 0 and len(k2hr3.deleted()) == 1
+
+
+def test_resends_and_causes_are_in_the_metrics(
+    k2hr3: FakeK2HR3, lot: ParkingLot, handler: Handler
+) -> None:
+    _, stats = metrics.instrument(handler)
+    lot.park(parked(1, Cause.OUTAGE))
+    lot.park(parked(2, Cause.OPERATOR, "K2HR3 rejected it: status 400"))
+    resender(handler).run_once(now=T0 + TICK)
+    text = generate_latest(stats.registry).decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    resends = "k2hr3_osnl_parked_resends_total"
+    assert samples[(resends, (("cause", "outage"), ("outcome", "delivered")))] == 1
+    assert samples[(resends, (("cause", "operator"), ("outcome", "delivered")))] == 0
+    by_cause = "k2hr3_osnl_parked_by_cause"
+    assert samples[(by_cause, (("cause", "operator"),))] == 1
+    assert samples[(by_cause, (("cause", "outage"),))] == 1  # counted before it went out
