@@ -308,7 +308,8 @@ def _worker(args: argparse.Namespace, conf: config.cfg.ConfigOpts, index: int) -
     if index:
         # One reconciler per node is enough: deletes are idempotent, but calls cost.
         conf.set_override("enabled", False, group="reconcile")
-    return service.run(conf, lambda: _load(args))
+    # Likewise one re-sender of parked deletions: two would send each file twice.
+    return service.run(conf, lambda: _load(args), resend=not index)
 
 
 def _refuse(message: str, to_stderr: bool, status: int = 2) -> int:

@@ -176,11 +176,16 @@ def describe(daemon: Daemon) -> str:
     )
 
 
-def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None) -> int:
+def run(
+    conf: cfg.ConfigOpts,
+    loader: Callable[[], cfg.ConfigOpts] | None = None,
+    resend: bool = True,
+) -> int:
     """Listen until SIGTERM or SIGINT, reload on SIGHUP, then stop cleanly.
 
     ``loader`` re-reads the configuration on SIGHUP (by default: the same files).
-    Returns the exit status.
+    ``resend``: this process sends parked deletions again (one per node: with
+    ``workers = N``, the first). Returns the exit status.
     """
     daemon = build(conf)
     daemon.reconciler = attach_openstack(daemon.conf, daemon.handler, daemon.endpoint)
@@ -226,11 +231,12 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
         LOG.info("listening")
         if daemon.reconciler is not None:
             daemon.reconciler.start(conf.reconcile.interval_seconds)
-        # A dry run only counts the parked files: it must never send (and remove) them.
-        daemon.resender = Resender(
-            daemon.handler, daemon.handler.parking, send=not daemon.conf.k2hr3.dry_run
-        )
-        daemon.resender.start()
+        if resend:
+            # A dry run only counts the parked files: it must never send (and remove) them.
+            daemon.resender = Resender(
+                daemon.handler, daemon.handler.parking, send=not daemon.conf.k2hr3.dry_run
+            )
+            daemon.resender.start()
         requests.wake()
 
     threading.Thread(target=start, name="listener-start", daemon=True).start()
