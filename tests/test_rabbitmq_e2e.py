@@ -136,6 +136,17 @@ def test_deletions_at_another_priority_are_deletions(e2e: Harness, k2hr3: FakeK2
     assert daemon.stop() == 0
 
 
+def test_addresses_reach_k2hr3_as_neutron_wrote_them(e2e: Harness, k2hr3: FakeK2HR3) -> None:
+    """K2HR3 matches the host text it stored: an IPv6 address in a non-canonical
+    spelling is sent in that spelling, not rewritten."""
+    daemon = e2e.start()
+    cuk, ips = new_cuk(), ("2001:DB8:0:0::6", "fe80::0001", "10.0.0.7")
+    e2e.notify(e2e.neutron, e2e.notifications, "messagingv2", neutron_port_delete(cuk, ips))
+    assert k2hr3.wait_for(1), daemon.report(f"K2HR3 saw {k2hr3.calls}")
+    assert k2hr3.deleted() == [(cuk, ips)]
+    assert daemon.stop() == 0
+
+
 def test_config_file_of_k2hr3_osnl_1_0_8(e2e: Harness, k2hr3: FakeK2HR3, tmp_path: Path) -> None:
     """A 1.0.8 file, every option set, starts the daemon unchanged and means the same."""
     config = tmp_path / "k2hr3_osnl.conf"
