@@ -320,3 +320,24 @@ def test_rewrite_replaces_the_file_in_place(tmp_path: Path) -> None:
     assert files(lot) == [item.path.name]
     (again,) = list(lot)
     assert (again.resends, again.last_resend, again.cause) == (3, 1700000000.0, "strikes")
+
+
+def test_an_unreadable_file_is_reported_once_however_often_the_lot_is_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daemon reads the lot every few seconds to re-send what is due."""
+    lot = ParkingLot(tmp_path)
+    lot.park(parked("m-1"))
+    (lot.directory / "0000000000000-broken.json").write_text("{not json", encoding="utf-8")
+    caplog.set_level(logging.ERROR, logger="k2hr3_osnl.core.parking")
+    for _ in range(5):
+        assert [item.message_id for item in lot] == ["m-1"]
+    assert len([r for r in caplog.records if "unreadable parked file" in r.getMessage()]) == 1
+
+
+def test_fields_a_later_release_adds_do_not_make_a_file_unreadable(tmp_path: Path) -> None:
+    lot = ParkingLot(tmp_path)
+    path = lot.park(parked("m-1"))
+    data = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**data, "verified_by": "nova"}), encoding="utf-8")
+    assert [item.message_id for item in lot] == ["m-1"]

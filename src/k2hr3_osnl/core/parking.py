@@ -27,7 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,9 @@ class Parked:
         return json.dumps(data, indent=1, sort_keys=True, default=repr)
 
 
+_FIELDS = frozenset(f.name for f in fields(Parked)) - {"path"}
+
+
 def cause_of(item: Parked) -> str:
     """Its cause: the one written in its file if known, else read from its reason."""
     if item.cause in Cause.ALL:
@@ -101,6 +104,9 @@ def cause_of(item: Parked) -> str:
 class ParkingLot:
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self.directory = Path(state_dir) / "parked"
+        #: Unreadable files already reported: the re-sender reads the lot every few
+        #: seconds, and one damaged file must not fill the log.
+        self._reported: set[tuple[Path, float]] = set()
         self.clean_stale()
 
     def park(self, item: Parked) -> Path:
@@ -169,10 +175,17 @@ class ParkingLot:
         for path in sorted(self.directory.glob("*.json")):
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-                data.pop("path", None)
-                yield Parked(**data, path=path)
-            except (OSError, ValueError, TypeError) as error:
-                LOG.error("unreadable parked file %s: %s", path, error)
+                # Fields a later release may add are left out, not a reason to fail.
+                known = {k: v for k, v in data.items() if k in _FIELDS}
+                yield Parked(**known, path=path)
+            except (OSError, ValueError, TypeError, AttributeError) as error:
+                try:
+                    key = (path, path.stat().st_mtime)
+                except OSError:
+                    continue  # removed meanwhile (replay --parked in another process)
+                if key not in self._reported:
+                    self._reported.add(key)
+                    LOG.error("unreadable parked file %s: %s", path, error)
 
     def remove(self, item: Parked) -> None:
         if item.path is not None:
