@@ -180,3 +180,27 @@ def test_it_reopens_after_recovering(breaker: CircuitBreaker) -> None:
     assert not breaker.is_open
     open_breaker(breaker)
     assert breaker.wait_turn(time.monotonic() + FAR) is Turn.PROBE
+
+
+def test_a_hold_keeps_everyone_waiting_open_or_closed(breaker: CircuitBreaker) -> None:
+    """K2HR3 asked to slow down (429, Retry-After): nobody calls before the hold ends,
+    although the breaker is closed (K2HR3 accepted some of that round)."""
+    assert breaker.wait_turn(time.monotonic() + FAR) is Turn.CALL
+    breaker.record(Turn.CALL, ok=True, hold=0.5)
+    assert not breaker.is_open
+    started = time.monotonic()
+    assert breaker.wait_turn(time.monotonic() + FAR) is Turn.CALL
+    assert time.monotonic() - started >= 0.45
+
+
+def test_a_hold_past_the_deadline_gives_up(breaker: CircuitBreaker) -> None:
+    breaker.record(Turn.CALL, ok=False, hold=5)
+    assert breaker.wait_turn(time.monotonic() + 0.1) is Turn.GIVE_UP
+
+
+def test_stop_ends_a_hold(breaker: CircuitBreaker) -> None:
+    breaker.record(Turn.CALL, ok=True, hold=FAR)
+    waiters = Waiters(breaker, 3)
+    breaker.stop()
+    assert waiters.settle(3) == [Turn.GIVE_UP] * 3
+    waiters.join()

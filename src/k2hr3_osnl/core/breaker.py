@@ -90,11 +90,6 @@ class CircuitBreaker:
                 wake = deadline if self._probing else min(deadline, self._next_probe)
                 self._cond.wait(timeout=max(0.0, wake - now))
 
-    @property
-    def held_for(self) -> float:
-        """Seconds left before anyone may call K2HR3 again (0: no hold)."""
-        return max(0.0, self._not_before - self._clock())
-
     def record(self, turn: Turn, ok: bool | None, hold: float | None = None) -> None:
         """Report how a round of calls made on ``turn`` went (None: no verdict on K2HR3).
 
