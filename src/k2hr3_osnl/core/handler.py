@@ -279,6 +279,16 @@ class Handler:
             ready = [item for item in pending if item.due <= now]
             # While K2HR3 is failing, one deletion probes; the rest follow it.
             sending = ready[:1] if turn is Turn.PROBE else ready
+            if turn is Turn.CALL:
+                # At the rate K2HR3 asked for, if it asked: the rest wait their turn.
+                sending = sending[: self.breaker.admit(len(sending))]
+                if not sending:
+                    if self._clock() >= deadline:
+                        # Waited its whole budget for a turn: parked, K2HR3 is busy.
+                        self._give_up(pending, stopping=False)
+                        return
+                    self.breaker.pause(max(self.breaker.next_window(), 0.001))
+                    continue
             again = self._attempt(turn, sending)
             pending = [item for item in pending if item.result is None]
             if again and self._clock() >= deadline:
@@ -303,6 +313,7 @@ class Handler:
         """One call for each of ``items``, together; returns those to try again."""
         answers: list[Answer] | None = None
         hold: float | None = None
+        accepted = 0
         try:
             for item in items:
                 item.attempts += 1
@@ -311,10 +322,11 @@ class Handler:
                 [{**item.fields(), "attempt": item.attempts} for item in items],
             )
             hold = _hold(answers, self.breaker.max_interval)
+            accepted = sum(1 for a in answers if a.outcome is not Outcome.RETRY)
         finally:
             # Report even when a bug of ours raised: a probe that never reports keeps
             # every other delivery waiting on the breaker until its budget is spent.
-            self.breaker.record(turn, _verdict(items, answers), hold)
+            self.breaker.record(turn, _verdict(items, answers), hold, accepted)
         again: list[_Item] = []
         for item, answer in zip(items, answers, strict=True):
             item.answer = answer
