@@ -61,6 +61,8 @@ def test_a_k2hr3_taking_2_requests_a_second_gets_all_60_and_nothing_is_parked(
     assert "parked in" not in daemon.log()
     limited = sum(1 for call in k2hr3.calls if call.status == 429)
     assert limited > 0, "the stand-in never limited: the test proves nothing"
+    # Once told to slow down, the daemon keeps to the rate K2HR3 takes.
+    assert k2hr3.requests <= 60 + 2 * 60, k2hr3.requests
     assert daemon.stop() == 0
 
 
