@@ -23,7 +23,9 @@ LOG = logging.getLogger(__name__)
 
 #: Seconds between two looks at the parking lot.
 TICK_SECONDS = 5.0
-#: The longest one round of re-sends may wait for K2HR3 (per batch).
+#: The longest a batch of re-sends may wait for K2HR3 once a probe got through. A probe,
+#: and an hourly ``strikes`` try, gets about one attempt (:meth:`Resender._one_try`):
+#: the next round tries again.
 BUDGET_SECONDS = 30.0
 #: Deletions sent together, as a batch from RabbitMQ would be.
 BATCH = 32
@@ -86,26 +88,33 @@ class Resender:
                 )
             return
         todo = resend.plan(items, now, self.tick)
-        if todo.probe is not None and self._send([todo.probe], now) and todo.follow:
+        probed = todo.probe is not None and self._send([todo.probe], now, self._one_try())
+        if probed and todo.follow:
             LOG.info("K2HR3 works again: re-sending %d parked deletion(s)", len(todo.follow))
             for start in range(0, len(todo.follow), BATCH):
                 if self._stop.is_set():
                     return
-                self._send(todo.follow[start : start + BATCH], now)
+                self._send(todo.follow[start : start + BATCH], now, self.budget)
         for start in range(0, len(todo.due), BATCH):
             if self._stop.is_set():
                 return
-            self._send(todo.due[start : start + BATCH], now)
+            self._send(todo.due[start : start + BATCH], now, self._one_try())
 
-    def _send(self, items: Sequence[Parked], now: float) -> bool:
-        """Send ``items`` together; True if any was delivered."""
+    def _one_try(self) -> float:
+        """Long enough for one turn at the shared breaker, even while K2HR3 is failing
+        (it lets a probe out at least every ``max_interval``), not for a retry loop."""
+        return 2 * self.handler.breaker.max_interval
+
+    def _send(self, items: Sequence[Parked], now: float, budget: float) -> bool:
+        """Send ``items`` together, retrying for ``budget`` seconds (0: one attempt);
+        True if any was delivered."""
         notes = [
             Notification(item.message_id, item.event_type, item.publisher_id, item.payload)
             for item in items
         ]
         delivered = False
         for item, (result, parked_as) in zip(
-            items, self.handler.resend(notes, self.budget), strict=True
+            items, self.handler.resend(notes, budget), strict=True
         ):
             cause = cause_of(item)
             verdict = resend.after(item, result, parked_as, now)
