@@ -21,7 +21,7 @@ from support.samples import sample
 from support.waiting import wait_until
 
 from k2hr3_osnl.core import handler as handler_module
-from k2hr3_osnl.core.answers import Answer
+from k2hr3_osnl.core.answers import Answer, Outcome
 from k2hr3_osnl.core.breaker import CircuitBreaker, Turn
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.parking import ParkingLot
@@ -665,3 +665,16 @@ def test_resend_never_parks_twice_and_says_what_it_would_have_done(
     assert rejected[0] is Result.PARKED and rejected[1][0] == "operator"
     assert down[0] is Result.PARKED and down[1][0] == "outage"
     assert list(ParkingLot(tmp_path)) == []
+
+
+def test_a_deletion_that_failed_alone_thousands_of_times_still_backs_off(
+    make_handler: MakeHandler,
+) -> None:
+    """A long budget with a short interval lets one deletion fail alone very often: its
+    backoff must stay a number (2 ** 1100 is no float), never an exception that would
+    hand its batch back."""
+    handler = make_handler()
+    item = handler_module._Item(port_delete(), alone=5000, successes_seen=-1)
+    answer = Answer(Outcome.RETRY, 503, "", 0.0)
+    assert handler._strike(item, answer) is False
+    assert item.due > 0

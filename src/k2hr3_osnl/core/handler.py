@@ -375,7 +375,7 @@ class Handler:
             if item.strikes:
                 # Strikes spread over the span: no faster than the span allows.
                 cap = max(cap, self.strike_span / max(1, self.strikes))
-            backoff = min(cap, self.breaker.min_interval * 2**item.alone)
+            backoff = min(cap, self.breaker.min_interval * 2 ** min(item.alone, 30))
             item.due = now + backoff * random.uniform(0.8, 1.0)
         return (
             item.strikes >= self.strikes
