@@ -678,3 +678,15 @@ def test_a_deletion_that_failed_alone_thousands_of_times_still_backs_off(
     answer = Answer(Outcome.RETRY, 503, "", 0.0)
     assert handler._strike(item, answer) is False
     assert item.due > 0
+
+
+def test_a_403_to_the_end_of_the_budget_is_a_strike_case_not_an_outage(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler, tmp_path: Path
+) -> None:
+    """A 403 does not describe K2HR3 as a whole: a deletion refused with it for its
+    whole budget is re-sent hourly (then left to an operator), not every few minutes
+    for ever as an outage would be."""
+    k2hr3.status = 403
+    assert make_handler(retry_budget=0.5).handle(port_delete("m-403")) is Result.PARKED
+    (item,) = list(ParkingLot(tmp_path))
+    assert item.cause == "strikes" and "403" in item.reason

@@ -303,9 +303,11 @@ class Handler:
                     item.result = Result.REQUEUED
                     self._report(item, _HANDED_BACK)
                 else:
-                    # One that K2HR3 refused on its own is a strike case; anything
-                    # else ran out during trouble of K2HR3's, which passes.
-                    cause = Cause.STRIKES if item.strikes else Cause.OUTAGE
+                    # One that K2HR3 refused on its own, or refused to the end with
+                    # a 403, is a strike case (hourly, then an operator); anything else
+                    # ran out during trouble of K2HR3's, which passes by itself.
+                    refused = item.answer is not None and not about_k2hr3(item.answer)
+                    cause = Cause.STRIKES if item.strikes or refused else Cause.OUTAGE
                     why = f"retry budget spent: {_describe(item.answer)}"
                     item.result = self._park(item, why, cause)
 
