@@ -17,9 +17,17 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support.k2hr3_standin import FakeK2HR3
 
-from k2hr3_osnl.core.answers import Answer, Outcome, about_k2hr3, retry_after
+from k2hr3_osnl.core.answers import (
+    MAX_RETRY_AFTER,
+    Answer,
+    Outcome,
+    about_k2hr3,
+    retry_after,
+)
 from k2hr3_osnl.k2hr3.client import EXTRA, RoleClient
 from k2hr3_osnl.observability import logs
 
@@ -401,3 +409,14 @@ def test_a_429_carries_its_retry_after(server: FakeK2HR3, client: RoleClient) ->
     assert (answer.outcome, answer.status, answer.retry_after) == (Outcome.RETRY, 429, 3.0)
     assert "Retry-After 3s" in answer.detail
     assert about_k2hr3(answer)
+
+
+@given(seconds=st.integers(0, 10**9), now=st.floats(0, 4e9))
+def test_retry_after_in_seconds_is_honoured_up_to_the_cap(seconds: int, now: float) -> None:
+    assert retry_after(str(seconds), now) == min(float(seconds), MAX_RETRY_AFTER)
+
+
+@given(ahead=st.integers(-86400, 86400), now=st.integers(10**9, 3 * 10**9))
+def test_retry_after_as_a_date_counts_from_now(ahead: int, now: int) -> None:
+    header = email.utils.formatdate(now + ahead, usegmt=True)
+    assert retry_after(header, now) == min(max(0.0, float(ahead)), MAX_RETRY_AFTER)
