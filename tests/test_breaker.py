@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from k2hr3_osnl.core import breaker as breaker_module
 from k2hr3_osnl.core.breaker import CircuitBreaker, Turn
 
 FAR = 30.0  # a deadline no test reaches
@@ -180,3 +181,48 @@ def test_it_reopens_after_recovering(breaker: CircuitBreaker) -> None:
     assert not breaker.is_open
     open_breaker(breaker)
     assert breaker.wait_turn(time.monotonic() + FAR) is Turn.PROBE
+
+
+def test_a_hold_keeps_everyone_waiting_open_or_closed(breaker: CircuitBreaker) -> None:
+    """K2HR3 asked to slow down (429, Retry-After): nobody calls before the hold ends,
+    although the breaker is closed (K2HR3 accepted some of that round)."""
+    assert breaker.wait_turn(time.monotonic() + FAR) is Turn.CALL
+    breaker.record(Turn.CALL, ok=True, hold=0.5)
+    assert not breaker.is_open
+    started = time.monotonic()
+    assert breaker.wait_turn(time.monotonic() + FAR) is Turn.CALL
+    assert time.monotonic() - started >= 0.45
+
+
+def test_a_hold_past_the_deadline_gives_up(breaker: CircuitBreaker) -> None:
+    breaker.record(Turn.CALL, ok=False, hold=5)
+    assert breaker.wait_turn(time.monotonic() + 0.1) is Turn.GIVE_UP
+
+
+def test_stop_ends_a_hold(breaker: CircuitBreaker) -> None:
+    breaker.record(Turn.CALL, ok=True, hold=FAR)
+    waiters = Waiters(breaker, 3)
+    breaker.stop()
+    assert waiters.settle(3) == [Turn.GIVE_UP] * 3
+    waiters.join()
+
+
+def test_a_rate_limit_is_learnt_widened_and_lifted() -> None:
+    """K2HR3 took 2 calls, then said 429 with Retry-After 1: from then on 2 calls per
+    second go out, one more after each second without a 429, and once several seconds
+    passed without one, the limit is gone."""
+    now = [100.0]
+    b = CircuitBreaker(max_interval=1.0, clock=lambda: now[0])
+    assert b.admit(50) == 50  # no limit yet
+    b.record(Turn.CALL, ok=True, hold=1.0, accepted=2)
+    assert b.limited and b.next_window() == 1.0
+    now[0] = 101.0
+    assert [b.admit(50), b.admit(50)] == [2, 0]  # this window's two, then wait
+    assert b.next_window() == 1.0
+    now[0] = 102.0
+    assert b.admit(50) == 3  # a window without a 429: one more
+    b.record(Turn.CALL, ok=True, hold=1.0, accepted=2)  # 2 of 3 taken, then 429
+    now[0] = 103.0
+    assert b.admit(50) == 2
+    now[0] = 104.0 + 1.0 * (breaker_module.CLEAN_WINDOWS + 1)  # long quiet
+    assert b.admit(50) == 50 and not b.limited

@@ -81,10 +81,30 @@ def test_an_unreadable_message_does_not_take_its_batch_back(
 
 def test_other_priorities_are_counted_and_acknowledged(k2hr3: FakeK2HR3, handler: Handler) -> None:
     endpoint = NotificationEndpoint(handler)
-    batch = [notification("m-1", cuk(1), "ERROR"), notification("m-2", cuk(2), "bogus")]
+    created = notification("m-1", cuk(1), "ERROR")
+    created.message["event_type"] = "port.create.end"
+    batch = [created, notification("m-2", cuk(2), "bogus")]
     assert PoisonSafeDispatcher(endpoint).dispatch(batch) == set()
     assert endpoint.other_priorities == {"error": 1}
     assert k2hr3.requests == 0
+
+
+def test_a_deletion_at_another_priority_is_handled_as_a_deletion(
+    k2hr3: FakeK2HR3, handler: Handler, caplog: pytest.LogCaptureFixture
+) -> None:
+    """nova with ``[notifications] default_level = WARN`` sends its deletions at warn:
+    the VM is gone all the same. Handled, counted as any deletion, said once."""
+    endpoint = NotificationEndpoint(handler)
+    batch = [
+        notification("m-1", cuk(1), "WARN"),
+        notification("m-2", cuk(2), "ERROR"),
+        notification("m-3", cuk(3), "WARN"),
+    ]
+    assert PoisonSafeDispatcher(endpoint).dispatch(batch) == set()
+    assert sorted(c for c, _ in k2hr3.deleted()) == [cuk(1), cuk(2), cuk(3)]
+    assert endpoint.deletions_at == {"warn": 2, "error": 1}
+    said = [r for r in caplog.records if "handled as a deletion" in r.getMessage()]
+    assert [r.levelname for r in said] == ["WARNING", "WARNING"]
 
 
 def test_a_stopping_daemon_hands_back_only_unfinished_deliveries(

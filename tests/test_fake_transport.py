@@ -47,6 +47,7 @@ NEUTRON_CUK = "12345678-1234-5678-1234-567812345678"
 NEUTRON_IPS = ("172.16.0.1", "2001:db8::6")
 VERSIONED_CUK = "178b0921-8f85-4257-88b6-2e743b5a975c"
 CAPTURED_CUK = "d2e4fa5d-e93a-473a-ab43-af56f19d2af2"
+ERROR_CUK = "0e6f6a9c-8d1b-4b8e-9a39-2f4c7f8e1d00"
 
 
 def payload_of(relative: str) -> Any:
@@ -186,20 +187,28 @@ def test_deletions_reach_k2hr3_and_nothing_else_does(
     dhcp["port"]["device_owner"] = "network:dhcp"
     neutron.info({}, "port.delete.end", dhcp)
     neutron.info({}, "port.delete.end", {"port_id": "bfdcb007-48b0-4f0f-b6fb-e7e2a8ae8b1e"})
-    # A deletion at another priority is acknowledged, not acted on.
-    legacy.error({}, "compute.instance.delete.end", LEGACY_DELETE)
+    # Not a deletion, at another priority: acknowledged, not acted on.
+    legacy.error({}, "compute.instance.create.end", LEGACY_DELETE)
+    # A deletion at another priority (nova's default_level = ERROR) is a deletion.
+    at_error = dict(LEGACY_DELETE, instance_id=ERROR_CUK)
+    legacy.error({}, "compute.instance.delete.end", at_error)
     # The three deletions.
     neutron.info({}, "port.delete.end", NEUTRON_DELETE)
     versioned.info({}, "instance.delete.end", VERSIONED_DELETE)
     legacy.info({}, "compute.instance.delete.end", LEGACY_DELETE)
 
-    assert k2hr3.wait_for(3, timeout=20)
+    assert k2hr3.wait_for(4, timeout=20)
     drain(daemon)
     assert sorted(k2hr3.deleted()) == sorted(
-        [(NEUTRON_CUK, NEUTRON_IPS), (VERSIONED_CUK, None), (CAPTURED_CUK, None)]
+        [
+            (NEUTRON_CUK, NEUTRON_IPS),
+            (VERSIONED_CUK, None),
+            (CAPTURED_CUK, None),
+            (ERROR_CUK, None),
+        ]
     )
-    assert k2hr3.requests == 3
-    assert daemon.endpoint.other_priorities == {"error": 1}
+    assert k2hr3.requests == 4
+    assert daemon.endpoint.deletions_at == {"error": 1}
     assert ParkingLot(daemon.conf.k2hr3.state_dir).count() == 0
 
 

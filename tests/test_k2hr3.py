@@ -6,6 +6,7 @@ behaves when K2HR3 is slow, gone or wrongly addressed.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import re
@@ -16,9 +17,17 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support.k2hr3_standin import FakeK2HR3
 
-from k2hr3_osnl.core.answers import Answer, Outcome
+from k2hr3_osnl.core.answers import (
+    MAX_RETRY_AFTER,
+    Answer,
+    Outcome,
+    about_k2hr3,
+    retry_after,
+)
 from k2hr3_osnl.k2hr3.client import EXTRA, RoleClient
 from k2hr3_osnl.observability import logs
 
@@ -369,3 +378,45 @@ def test_a_huge_error_body_is_not_read_whole() -> None:
     assert answer.status == 400
     assert len(answer.detail) <= 200
     assert took < 2.0, f"the client waited {took:.1f}s for a body it does not need"
+
+
+# --- Retry-After ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), (" 0 ", 0.0), ("Wed, 21 Oct 2015 07:28:07 GMT", 7.0), ("86400", 300.0)],
+)
+def test_retry_after_reads_seconds_and_http_dates(header: str, seconds: float) -> None:
+    now = email.utils.parsedate_to_datetime("Wed, 21 Oct 2015 07:28:00 GMT").timestamp()
+    assert retry_after(header, now) == seconds
+
+
+@pytest.mark.parametrize(
+    "header", [None, "", "soon", "-5", "1.5", "Wed, 99 Oct 2015 07:28:07 GMT", "Wed, 21 Oct 2015"]
+)
+def test_an_unreadable_retry_after_is_none(header: str | None) -> None:
+    assert retry_after(header, time.time()) is None
+
+
+def test_a_retry_after_in_the_past_means_now() -> None:
+    assert retry_after(email.utils.formatdate(time.time() - 3600, usegmt=True), time.time()) == 0
+
+
+def test_a_429_carries_its_retry_after(server: FakeK2HR3, client: RoleClient) -> None:
+    server.status, server.retry_after = 429, "3"
+    answer = client.delete("00000000-0000-4000-8000-000000000001")
+    assert (answer.outcome, answer.status, answer.retry_after) == (Outcome.RETRY, 429, 3.0)
+    assert "Retry-After 3s" in answer.detail
+    assert about_k2hr3(answer)
+
+
+@given(seconds=st.integers(0, 10**9), now=st.floats(0, 4e9))
+def test_retry_after_in_seconds_is_honoured_up_to_the_cap(seconds: int, now: float) -> None:
+    assert retry_after(str(seconds), now) == min(float(seconds), MAX_RETRY_AFTER)
+
+
+@given(ahead=st.integers(-86400, 86400), now=st.integers(10**9, 3 * 10**9))
+def test_retry_after_as_a_date_counts_from_now(ahead: int, now: int) -> None:
+    header = email.utils.formatdate(now + ahead, usegmt=True)
+    assert retry_after(header, now) == min(max(0.0, float(ahead)), MAX_RETRY_AFTER)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from k2hr3_osnl.core.parking import Parked, ParkingLot
+from k2hr3_osnl.core.parking import Cause, Parked, ParkingLot, cause_of
 
 PAYLOAD = {
     "port": {
@@ -253,3 +253,91 @@ def test_parking_fails_loudly_when_the_disk_cannot_take_it(tmp_path: Path) -> No
     (tmp_path / "parked").write_text("a file where the directory should be")
     with pytest.raises(OSError):
         ParkingLot(tmp_path).park(parked())
+
+
+# --- causes ------------------------------------------------------------------------
+
+
+def test_a_parked_file_says_its_cause(tmp_path: Path) -> None:
+    lot = ParkingLot(tmp_path)
+    path = lot.park(parked(cause=Cause.OUTAGE))
+    assert json.loads(path.read_text(encoding="utf-8"))["cause"] == "outage"
+    (item,) = list(lot)
+    assert cause_of(item) == Cause.OUTAGE
+
+
+@pytest.mark.parametrize(
+    ("reason", "cause"),
+    [
+        ("K2HR3 rejected it: status 400 ", "operator"),
+        ("K2HR3 rejected it: status 404 not found", "operator"),
+        ("retry budget spent: no answer connection failed: Connection refused", "outage"),
+        ("K2HR3 failed it 8 times while accepting other deletions: status 403", "strikes"),
+        ("verification unavailable: Nova answered 403", "verification-unavailable"),
+        ("internal error: RuntimeError('x')", "operator"),
+        ("something no release ever wrote", "operator"),
+    ],
+)
+def test_a_file_written_before_causes_loads_and_is_treated_by_its_reason(
+    tmp_path: Path, reason: str, cause: str
+) -> None:
+    """A file parked by an earlier release (no cause, no re-send count) still loads;
+    its reason decides, and anything unknown waits for an operator."""
+    directory = tmp_path / "parked"
+    directory.mkdir()
+    old = {
+        "message_id": "m-old",
+        "event_type": "port.delete.end",
+        "publisher_id": "network.node1",
+        "payload": PAYLOAD,
+        "reason": reason,
+        "attempts": 3,
+        "first_seen": 1700000000.0,
+        "parked_at": 1700000100.0,
+        "cuk": "12345678-1234-5678-1234-567812345678",
+        "ips": ["172.16.0.1"],
+    }
+    (directory / "001700000100000-m-old-0badc0de.json").write_text(json.dumps(old))
+    (item,) = list(ParkingLot(tmp_path))
+    assert item.cause is None and item.resends == 0
+    assert cause_of(item) == cause
+
+
+def test_an_unknown_cause_in_a_file_is_read_from_its_reason(tmp_path: Path) -> None:
+    lot = ParkingLot(tmp_path)
+    lot.park(parked(cause="gremlins", reason="retry budget spent: status 503"))
+    (item,) = list(lot)
+    assert cause_of(item) == Cause.OUTAGE
+
+
+def test_rewrite_replaces_the_file_in_place(tmp_path: Path) -> None:
+    """A re-sent deletion that is still parked keeps its one file, with its new state."""
+    lot = ParkingLot(tmp_path)
+    lot.park(parked(cause=Cause.STRIKES))
+    (item,) = list(lot)
+    item.resends, item.last_resend = 3, 1700000000.0
+    assert lot.rewrite(item) == item.path
+    assert files(lot) == [item.path.name]
+    (again,) = list(lot)
+    assert (again.resends, again.last_resend, again.cause) == (3, 1700000000.0, "strikes")
+
+
+def test_an_unreadable_file_is_reported_once_however_often_the_lot_is_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daemon reads the lot every few seconds to re-send what is due."""
+    lot = ParkingLot(tmp_path)
+    lot.park(parked("m-1"))
+    (lot.directory / "0000000000000-broken.json").write_text("{not json", encoding="utf-8")
+    caplog.set_level(logging.ERROR, logger="k2hr3_osnl.core.parking")
+    for _ in range(5):
+        assert [item.message_id for item in lot] == ["m-1"]
+    assert len([r for r in caplog.records if "unreadable parked file" in r.getMessage()]) == 1
+
+
+def test_fields_a_later_release_adds_do_not_make_a_file_unreadable(tmp_path: Path) -> None:
+    lot = ParkingLot(tmp_path)
+    path = lot.park(parked("m-1"))
+    data = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**data, "verified_by": "nova"}), encoding="utf-8")
+    assert [item.message_id for item in lot] == ["m-1"]

@@ -67,8 +67,14 @@ def test_deletions_from_both_services_and_both_drivers(e2e: Harness, k2hr3: Fake
         dhcp = neutron_port_delete(cuk, ["10.0.0.2"])
         dhcp[2]["port"]["device_owner"] = "network:dhcp"
         e2e.notify(e2e.neutron, e2e.notifications, driver, dhcp)
-        # A deletion at another priority: acknowledged, not acted on.
-        e2e.notify(e2e.nova, e2e.notifications, driver, nova_legacy_delete(cuk), priority="error")
+        # Not a deletion, at another priority: acknowledged, not acted on.
+        e2e.notify(
+            e2e.nova,
+            e2e.versioned,
+            driver,
+            nova_versioned("instance-create-end", cuk),
+            priority="error",
+        )
 
     for driver in DRIVERS:
         noise(driver)
@@ -105,6 +111,40 @@ def test_deletions_from_both_services_and_both_drivers(e2e: Harness, k2hr3: Fake
 
 
 e2e_samples = Path(__file__).parent / "samples"
+
+
+def test_deletions_at_another_priority_are_deletions(e2e: Harness, k2hr3: FakeK2HR3) -> None:
+    """nova with ``[notifications] default_level = WARN`` (or any publisher's level)
+    sends deletions at warn or error: the VMs are gone all the same, so K2HR3 hears of
+    them, and the log says once per priority that they came there."""
+    daemon = e2e.start()
+    port_cuk, legacy_cuk, versioned_cuk = new_cuk(), new_cuk(), new_cuk()
+    port = neutron_port_delete(port_cuk, ["10.0.0.5"])
+    e2e.notify(e2e.neutron, e2e.notifications, "messagingv2", port, priority="warn")
+    legacy = nova_legacy_delete(legacy_cuk)
+    e2e.notify(e2e.nova, e2e.notifications, "messagingv2", legacy, priority="error")
+    versioned = nova_versioned_delete(versioned_cuk)
+    e2e.notify(e2e.nova, e2e.versioned, "messagingv2", versioned, priority="warn")
+    assert k2hr3.wait_for(3), daemon.report(f"K2HR3 saw {k2hr3.calls}")
+    assert sorted(k2hr3.deleted()) == sorted(
+        [(port_cuk, ("10.0.0.5",)), (legacy_cuk, None), (versioned_cuk, None)]
+    )
+    wait_drained(daemon, e2e.pool)
+    log = daemon.log()
+    assert log.count("arrived at priority warn, not info: handled as a deletion") == 1
+    assert log.count("arrived at priority error, not info: handled as a deletion") == 1
+    assert daemon.stop() == 0
+
+
+def test_addresses_reach_k2hr3_as_neutron_wrote_them(e2e: Harness, k2hr3: FakeK2HR3) -> None:
+    """K2HR3 matches the host text it stored: an IPv6 address in a non-canonical
+    spelling is sent in that spelling, not rewritten."""
+    daemon = e2e.start()
+    cuk, ips = new_cuk(), ("2001:DB8:0:0::6", "fe80::0001", "10.0.0.7")
+    e2e.notify(e2e.neutron, e2e.notifications, "messagingv2", neutron_port_delete(cuk, ips))
+    assert k2hr3.wait_for(1), daemon.report(f"K2HR3 saw {k2hr3.calls}")
+    assert k2hr3.deleted() == [(cuk, ips)]
+    assert daemon.stop() == 0
 
 
 def test_config_file_of_k2hr3_osnl_1_0_8(e2e: Harness, k2hr3: FakeK2HR3, tmp_path: Path) -> None:

@@ -169,6 +169,7 @@ def test_list_parked_shows_why_and_calls_nothing(
     assert replay(conf, "--parked", "--list") == 0
     out = capsys.readouterr().out
     assert "after 1 attempt(s): K2HR3 rejected it: status 400" in out
+    assert "cause: operator (waits for an operator)" in out
     assert f"message_id={item.message_id}" in out
     assert f"delete cuk={NEUTRON_CUK}" in out
     assert f"1 parked in {state_dir / 'parked'}" in out

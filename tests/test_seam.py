@@ -27,6 +27,7 @@ SRC = Path(__file__).parent.parent / "src" / "k2hr3_osnl"
 PRIVATE = re.compile(
     r"oslo_messaging\._|_drivers|_extract_user_message|_poll_style_listener|_listen_thread"
     r"|_MsgIdCache|_SSL_PROTOCOLS|_notifier_opts|_create_listener|\.connection\.connection"
+    r"|_process_incoming|_allow_requeue"
 )
 
 
@@ -141,13 +142,13 @@ def test_the_driver_poll_can_be_wrapped_and_the_consumer_seen() -> None:
         server.wait()
 
 
-def _run_with(prelude: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _run_with(prelude: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """The real command, after ``prelude`` changed the installed oslo.messaging."""
     code = textwrap.dedent(prelude) + (
         "\nimport sys\nfrom k2hr3_osnl.commands.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     )
     return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -185,6 +186,71 @@ def test_a_missing_speed_hook_is_a_warning_and_the_daemon_would_run(tmp_path: Pa
     assert result.returncode == 0, result
     assert "warning: oslo.messaging" in result.stdout
     assert "amqp._MsgIdCache" in result.stdout
+
+
+#: Releases that keep every name but change what a hook does: each must stop the start.
+CHANGED = {
+    "a renamed key in what _extract_user_message returns": """
+        from oslo_messaging.notify import dispatcher
+        original = dispatcher.NotificationDispatcher._extract_user_message
+        def renamed(self, incoming):
+            priority, raw, message = original(self, incoming)
+            message["body"] = message.pop("payload")
+            return priority, raw, message
+        dispatcher.NotificationDispatcher._extract_user_message = renamed
+        """,
+    "another return shape of _extract_user_message": """
+        from oslo_messaging.notify import dispatcher
+        original = dispatcher.NotificationDispatcher._extract_user_message
+        def reshaped(self, incoming):
+            priority, raw, message = original(self, incoming)
+            return priority, message, raw
+        dispatcher.NotificationDispatcher._extract_user_message = reshaped
+        """,
+    "priorities no longer lowered": """
+        from oslo_messaging.notify import dispatcher
+        original = dispatcher.NotificationDispatcher._extract_user_message
+        def raw_priority(self, incoming):
+            priority, raw, message = original(self, incoming)
+            return incoming.message["priority"], raw, message
+        dispatcher.NotificationDispatcher._extract_user_message = raw_priority
+        """,
+    "a batch server that acknowledges what dispatch hands back": """
+        from oslo_messaging.notify import listener
+        def acknowledge_all(self, incoming):
+            self.dispatcher.dispatch(incoming)
+            for message in incoming:
+                message.acknowledge()
+        listener.BatchNotificationServer._process_incoming = acknowledge_all
+        """,
+}
+
+
+@pytest.mark.parametrize("prelude", CHANGED.values(), ids=list(CHANGED))
+def test_a_hook_that_acts_differently_stops_the_start_with_exit_2(
+    tmp_path: Path, prelude: str
+) -> None:
+    """Every name still there, but what decides acknowledgement works differently: the
+    self-check runs those hooks on a synthetic message and refuses to start, in one
+    line, instead of acknowledging notifications it cannot have read or delivered."""
+    config = tmp_path / "k2hr3-osnl.conf"
+    # A broker nobody answers on: a daemon that passed the check would wait for it.
+    config.write_text(
+        f"[k2hr3]\nstate_dir = {tmp_path / 'state'}\n"
+        "[oslo_messaging_notifications]\ntransport_url = rabbit://guest:guest@127.0.0.1:9/\n",
+        encoding="utf-8",
+    )
+    try:
+        result = _run_with(prelude, "-c", str(config), timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the daemon started with a changed hook")
+    assert result.returncode == 2, result
+    assert f"k2hr3-osnl: oslo.messaging {seam.version()} changed " in result.stderr
+    assert "on a synthetic" in result.stderr
+    assert "Traceback" not in result.stderr
+    checked = _run_with(prelude, "-c", str(config), "--check-config")
+    assert checked.returncode == 1, checked
+    assert "changed" in checked.stdout and "1 problem(s)" in checked.stdout
 
 
 @pytest.mark.parametrize("hook", seam.HOOKS, ids=lambda hook: hook.name)

@@ -6,8 +6,10 @@ It checks each request the way K2HR3 would (path, ``cuk``, ``host`` JSON list,
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
+import math
 import socket
 import ssl
 import sys
@@ -44,6 +46,12 @@ class FakeK2HR3:
         self.latency = latency
         #: Per-cuk answers that override ``status``: mixed outcomes within one batch.
         self.status_for: dict[str, int] = {}
+        #: Requests accepted per second at most; beyond, 429 with ``Retry-After`` (the
+        #: seconds until a slot frees up, rounded up), as a rate-limiting proxy answers.
+        self.rate: float | None = None
+        #: ``Retry-After`` sent with every answer that is not 204 (seconds or a date).
+        self.retry_after: str | None = None
+        self._accepted: collections.deque[float] = collections.deque()
         self.ssl_context = ssl_context
         self.tls_errors: list[str] = []
         self.calls: list[Call] = []
@@ -131,13 +139,28 @@ class FakeK2HR3:
             time.sleep(self.latency)
         url = urllib.parse.urlsplit(request.path)
         status, cuk, host = self._judge(url)
+        retry_after = self.retry_after
         with self._lock:
+            if status == 204 and self.rate is not None:
+                status, retry_after = self._limit(time.monotonic())
             self.calls.append(Call(cuk, host, status, time.monotonic(), url.query))
         body = b"" if status == 204 else json.dumps({"result": False, "message": "err"}).encode()
         request.send_response(status)
+        if status != 204 and retry_after is not None:
+            request.send_header("Retry-After", retry_after)
         request.send_header("Content-Length", str(len(body)))
         request.end_headers()
         request.wfile.write(body)
+
+    def _limit(self, now: float) -> tuple[int, str | None]:
+        """204 within the rate (one second's window), else 429 and when to come back."""
+        assert self.rate is not None
+        while self._accepted and self._accepted[0] <= now - 1.0:
+            self._accepted.popleft()
+        if len(self._accepted) < self.rate:
+            self._accepted.append(now)
+            return 204, None
+        return 429, str(max(1, math.ceil(self._accepted[0] + 1.0 - now)))
 
     def _judge(self, url: urllib.parse.SplitResult) -> tuple[int, str, tuple[str, ...] | None]:
         if url.path != ROLE_PATH:

@@ -319,7 +319,10 @@ def _worker(args: argparse.Namespace, conf: config.cfg.ConfigOpts, index: int) -
     logs.leave_rotation_to_parent()
     # A SIGHUP's fresh configuration gets the same overrides: compared without them,
     # every reload would report the worker's own port as a change that needs a restart.
-    return service.run(_as_worker(conf, index), lambda: _as_worker(_load(args), index))
+    # One re-sender of parked deletions per node: two would send each file twice.
+    return service.run(
+        _as_worker(conf, index), lambda: _as_worker(_load(args), index), resend=not index
+    )
 
 
 def _as_worker(conf: config.cfg.ConfigOpts, index: int) -> config.cfg.ConfigOpts:

@@ -16,10 +16,18 @@ from typing import TextIO
 from k2hr3_osnl.commands import formats
 from k2hr3_osnl.core.answers import Outcome
 from k2hr3_osnl.core.events import Delete, decide
-from k2hr3_osnl.core.parking import Parked, ParkingLot
+from k2hr3_osnl.core.parking import Cause, Parked, ParkingLot, cause_of
 from k2hr3_osnl.core.types import Notification
 from k2hr3_osnl.core.verification import Verdict, Verifier
 from k2hr3_osnl.k2hr3.client import RoleClient
+
+#: What happens to a parked deletion of each cause unless someone runs replay.
+_WHAT_NEXT = {
+    Cause.OPERATOR: "waits for an operator",
+    Cause.OUTAGE: "the daemon re-sends it once K2HR3 answers again",
+    Cause.VERIFICATION: "the daemon re-sends it once verification works again",
+    Cause.STRIKES: "the daemon re-sends it hourly for a day",
+}
 
 
 def _unverified(delete: Delete, verifier: Verifier | None) -> str | None:
@@ -89,8 +97,10 @@ def list_parked(parking: ParkingLot, out: TextIO) -> int:
         count += 1
         text, _ = _parked_deletion(item)
         parked = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item.parked_at))
+        resent = f", re-sent {item.resends} time(s)" if item.resends else ""
         print(
             f"{item.path}: parked {parked} after {item.attempts} attempt(s): {item.reason}"
+            f"\n    cause: {cause_of(item)} ({_WHAT_NEXT[cause_of(item)]}{resent})"
             f"\n    {item.event_type} message_id={item.message_id}: {text}",
             file=out,
         )

@@ -76,14 +76,17 @@ def _cuk(value: Any, where: str) -> str:
 
 
 def _ip(value: Any, where: str) -> str:
+    """``value`` itself, once it is known to be an address: K2HR3 matches the text it
+    stored, so a rewritten ``2001:DB8:0::6`` would match nothing."""
     if not isinstance(value, str):
         raise _Reject(f"{where} is {type(value).__name__}, not an IP address")
     try:
         if "%" in value:  # fe80::1%eth0: a zone only means something on one host
             raise ValueError(value)
-        return str(ipaddress.ip_address(value))
+        ipaddress.ip_address(value)
     except ValueError:
         raise _Reject(f"{where} is not an IP address: {_short(value)}") from None
+    return value
 
 
 def _server(cuk: str) -> Delete:
@@ -188,6 +191,13 @@ HANDLERS = (NeutronPort, NovaVersioned, NovaLegacy, ReconciledServer)
 _BY_EVENT_TYPE = {event: handler for handler in HANDLERS for event in handler.event_types}
 #: Every event type that can lead to a K2HR3 call.
 DELETION_EVENT_TYPES = frozenset(_BY_EVENT_TYPE)
+
+
+def made_by_us(event_type: Any) -> bool:
+    """Whether ``event_type`` is an internal source's: only the daemon makes those (and
+    parks them: a parked file of that type is the daemon's own, sent again)."""
+    handler = _BY_EVENT_TYPE.get(event_type) if isinstance(event_type, str) else None
+    return handler is not None and handler.internal
 
 
 def decide(event_type: Any, payload: Any, internal: bool = False) -> Decision:

@@ -17,11 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from k2hr3_osnl.core.answers import Answer, Outcome
+from k2hr3_osnl.core.answers import Answer, Outcome, about_k2hr3, slowed_down
 from k2hr3_osnl.core.breaker import CircuitBreaker, Turn
 from k2hr3_osnl.core.events import Delete, Ignore, Proof, decide
 from k2hr3_osnl.core.observer import Observer
-from k2hr3_osnl.core.parking import Parked, ParkingLot
+from k2hr3_osnl.core.parking import Cause, Parked, ParkingLot, cause_for
 from k2hr3_osnl.core.recent import RecentIds
 from k2hr3_osnl.core.recheck import SCHEDULE, Rechecks
 from k2hr3_osnl.core.types import Notification, Result, acknowledges
@@ -36,9 +36,13 @@ __all__ = ["Client", "Handler", "Notification", "Result", "acknowledges"]
 #: will not take a parked file, a bug of ours), so that it does not loop fast on the broker.
 PARK_FAILURE_PAUSE = 5.0
 
-#: Times K2HR3 may fail one deletion while it accepts others before that deletion is
-#: parked: a bad cuk must not hold a worker thread, or its batch, for the whole budget.
+#: Times K2HR3 may fail one deletion (403) while it accepts others before that deletion
+#: is parked, and the least time those failures must span: a bad cuk must not hold a
+#: worker thread for the whole budget, and a K2HR3 hiccup of a few seconds, or one that
+#: limits its rate, must never park anything. Failures that describe K2HR3 as a whole
+#: (408, 429, 5xx, timeouts) never count (:func:`about_k2hr3`).
 ITEM_STRIKES = 8
+STRIKE_SPAN = 600.0
 
 
 _DUPLICATE = "already delivered within the duplicate window"
@@ -60,8 +64,16 @@ class _Item:
     claimed: bool = False
     #: Parking failed: the batch pauses before it is handed back.
     unparkable: bool = False
-    #: Failures while K2HR3 accepted other deletions: this one fails on its own.
+    #: Failures (403) while K2HR3 accepted other deletions: this one fails on its own.
     strikes: int = 0
+    #: Clock time of its first strike: strikes must span STRIKE_SPAN to park it.
+    first_strike: float | None = None
+    #: Failures of any kind while K2HR3 accepted others: spaces its own retries.
+    alone: int = 0
+    #: Re-sent from the parking lot: never parked again, it already is (its file
+    #: stays); ``parked_as`` says with what cause and reason it would be parked.
+    resending: bool = False
+    parked_as: tuple[str, str] | None = None
     #: The breaker's success count when this was last sent.
     successes_seen: int = 0
     #: Clock time before which it is not sent again (its own backoff).
@@ -112,6 +124,8 @@ class Handler:
         verifier: Verifier | None = None,
         park_unverified: bool = False,
         rechecks: Rechecks | None = None,
+        strikes: int = ITEM_STRIKES,
+        strike_span: float = STRIKE_SPAN,
     ) -> None:
         self.client = client
         self.breaker = breaker
@@ -128,6 +142,8 @@ class Handler:
         #: Where a deletion refused because OpenStack still shows it waits to be checked
         #: again (None: the refusal is final).
         self.rechecks = rechecks
+        self.strikes = strikes
+        self.strike_span = strike_span
 
     def handle(self, note: Notification) -> Result:
         return self.handle_batch([note])[0]
@@ -139,7 +155,35 @@ class Handler:
         listener acknowledges a batch when this returns. It does not raise: should
         something of ours fail, what is not settled yet comes back REQUEUED.
         """
-        items = [_Item(note) for note in notes]
+        return [item.result or Result.REQUEUED for item in self._handle([_Item(n) for n in notes])]
+
+    def resend(
+        self, notes: Sequence[Notification], budget: float
+    ) -> list[tuple[Result, tuple[str, str] | None]]:
+        """Deliver parked deletions again, for at most ``budget`` seconds.
+
+        The same way as any notification (breaker, duplicate window, metrics, log
+        lines) except that nothing is parked: each comes back with its result and, if it
+        would have been parked, ``(cause, reason)``; its file is the caller's to keep.
+        """
+        start = self._clock()
+        items = [
+            _Item(
+                Notification(
+                    n.message_id,
+                    n.event_type,
+                    n.publisher_id,
+                    n.payload,
+                    received=start - self.retry_budget + budget,
+                    internal=n.internal,
+                ),
+                resending=True,
+            )
+            for n in notes
+        ]
+        return [(item.result or Result.REQUEUED, item.parked_as) for item in self._handle(items)]
+
+    def _handle(self, items: list[_Item]) -> list[_Item]:
         failed = False
         try:
             self._settle(items)
@@ -154,7 +198,7 @@ class Handler:
                 self.observer.handled(item.note, item.result)
         if failed or any(item.unparkable for item in items):
             self.breaker.pause(PARK_FAILURE_PAUSE)
-        return [item.result or Result.REQUEUED for item in items]
+        return items
 
     def _settle(self, items: list[_Item]) -> None:
         for item in items:
@@ -241,7 +285,7 @@ class Handler:
         except Exception as error:
             # A bug of ours: keep the deletion for an operator rather than drop it.
             LOG.exception("message_id=%s failed", note.message_id)
-            item.result = self._park(item, f"internal error: {error!r}")
+            item.result = self._park(item, f"internal error: {error!r}", Cause.OPERATOR)
             return
         if isinstance(decision, Delete):
             item.delete = decision
@@ -300,6 +344,16 @@ class Handler:
             ready = [item for item in pending if item.due <= now]
             # While K2HR3 is failing, one deletion probes; the rest follow it.
             sending = ready[:1] if turn is Turn.PROBE else ready
+            if turn is Turn.CALL:
+                # At the rate K2HR3 asked for, if it asked: the rest wait their turn.
+                sending = sending[: self.breaker.admit(len(sending))]
+                if not sending:
+                    if self._clock() >= deadline:
+                        # Waited its whole budget for a turn: parked, K2HR3 is busy.
+                        self._give_up(pending, stopping=False)
+                        return
+                    self.breaker.pause(max(self.breaker.next_window(), 0.001))
+                    continue
             again = self._attempt(turn, sending)
             pending = [item for item in pending if item.result is None]
             if again and self._clock() >= deadline:
@@ -314,12 +368,19 @@ class Handler:
                     item.result = Result.REQUEUED
                     self._report(item, _HANDED_BACK)
                 else:
+                    # One that K2HR3 refused on its own, or refused to the end with
+                    # a 403, is a strike case (hourly, then an operator); anything else
+                    # ran out during trouble of K2HR3's, which passes by itself.
+                    refused = item.answer is not None and not about_k2hr3(item.answer)
+                    cause = Cause.STRIKES if item.strikes or refused else Cause.OUTAGE
                     why = f"retry budget spent: {_describe(item.answer)}"
-                    item.result = self._park(item, why)
+                    item.result = self._park(item, why, cause)
 
     def _attempt(self, turn: Turn, items: list[_Item]) -> list[_Item]:
         """One call for each of ``items``, together; returns those to try again."""
         answers: list[Answer] | None = None
+        hold: float | None = None
+        accepted = 0
         try:
             for item in items:
                 item.attempts += 1
@@ -327,10 +388,12 @@ class Handler:
                 [_call(item.delete) for item in items],
                 [{**item.fields(), "attempt": item.attempts} for item in items],
             )
+            hold = _hold(answers, self.breaker.max_interval)
+            accepted = sum(1 for a in answers if a.outcome is not Outcome.RETRY)
         finally:
             # Report even when a bug of ours raised: a probe that never reports keeps
             # every other delivery waiting on the breaker until its budget is spent.
-            self.breaker.record(turn, _verdict(items, answers))
+            self.breaker.record(turn, _verdict(items, answers), hold, accepted)
         again: list[_Item] = []
         for item, answer in zip(items, answers, strict=True):
             item.answer = answer
@@ -340,36 +403,60 @@ class Handler:
                 item.result = Result.DELETED
             elif answer.outcome is Outcome.REJECTED:
                 with logs.fields(**item.fields()):
-                    item.result = self._park(item, f"K2HR3 rejected it: {_describe(answer)}")
-            elif self._strike(item):
+                    why = f"K2HR3 rejected it: {_describe(answer)}"
+                    item.result = self._park(item, why, Cause.OPERATOR)
+            elif self._strike(item, answer):
                 with logs.fields(**item.fields()):
                     why = (
-                        f"K2HR3 failed it {item.strikes} times while accepting other "
-                        f"deletions: {_describe(answer)}"
+                        f"K2HR3 failed it {item.strikes} times in "
+                        f"{self._clock() - (item.first_strike or 0):.0f}s while accepting "
+                        f"other deletions: {_describe(answer)}"
                     )
-                    item.result = self._park(item, why)
+                    item.result = self._park(item, why, Cause.STRIKES)
             else:
                 again.append(item)
         return again
 
-    def _strike(self, item: _Item) -> bool:
-        """Count a failure of ``item`` alone; True once it has failed alone too often.
+    def _strike(self, item: _Item, answer: Answer) -> bool:
+        """Count a failure of ``item``; True once it has failed on its own long enough.
 
-        Once it has failed alone, it also waits out a backoff of its own: the breaker,
-        which no longer hears about it, will not space its retries.
+        A failure while K2HR3 accepted something else is the deletion's alone: it then
+        waits out a backoff of its own (the breaker, which no longer hears about it,
+        will not space its retries), unless K2HR3 asked everyone to slow down, which
+        the breaker's hold already paces. Only a failure that does not describe K2HR3
+        as a whole is a strike, and strikes park it only once there are enough of them
+        over long enough.
         """
+        now = self._clock()
         successes = self.breaker.successes
-        if successes > item.successes_seen:
-            # K2HR3 accepted something since this was last sent: the failure is its own.
-            item.strikes += 1
+        alone = successes > item.successes_seen and not slowed_down(answer)
         item.successes_seen = successes
-        if item.strikes:
-            backoff = min(self.breaker.max_interval, self.breaker.min_interval * 2**item.strikes)
-            item.due = self._clock() + backoff * random.uniform(0.8, 1.0)
-        return item.strikes >= ITEM_STRIKES
+        if alone:
+            item.alone += 1
+            if not about_k2hr3(answer):
+                item.strikes += 1
+                if item.first_strike is None:
+                    item.first_strike = now
+        if item.alone and not slowed_down(answer):
+            cap = self.breaker.max_interval
+            if item.strikes:
+                # Strikes spread over the span: no faster than the span allows.
+                cap = max(cap, self.strike_span / max(1, self.strikes))
+            backoff = min(cap, self.breaker.min_interval * 2 ** min(item.alone, 30))
+            item.due = now + backoff * random.uniform(0.8, 1.0)
+        return (
+            item.strikes >= self.strikes
+            and item.first_strike is not None
+            and now - item.first_strike >= self.strike_span
+        )
 
-    def _park(self, item: _Item, reason: str) -> Result:
+    def _park(self, item: _Item, reason: str, cause: str | None = None) -> Result:
+        """Keep it on disk with why (``cause``: what may send it again, see parking)."""
         note = item.note
+        cause = cause or cause_for(reason)
+        if item.resending:
+            item.parked_as = (cause, reason)
+            return Result.PARKED
         parked = Parked(
             message_id=str(note.message_id),
             event_type=str(note.event_type),
@@ -380,6 +467,7 @@ class Handler:
             first_seen=item.first_seen or time.time(),
             cuk=item.delete.cuk if item.delete else None,
             ips=list(item.delete.ips) if item.delete else [],
+            cause=cause,
         )
         try:
             path = self.parking.park(parked)
@@ -394,11 +482,12 @@ class Handler:
             item.unparkable = True
             return Result.REQUEUED
         LOG.error(
-            "message_id=%s parked in %s: %s",
+            "message_id=%s parked in %s (%s): %s",
             note.message_id,
             path,
+            cause,
             reason,
-            extra={"outcome": Result.PARKED.value, "attempt": item.attempts},
+            extra={"outcome": Result.PARKED.value, "attempt": item.attempts, "cause": cause},
         )
         return Result.PARKED
 
@@ -425,9 +514,16 @@ def _verdict(items: list[_Item], answers: list[Answer] | None) -> bool | None:
     """
     if answers is not None and any(a.outcome is not Outcome.RETRY for a in answers):
         return True
-    if answers is not None and all(item.strikes for item in items):
+    if answers is not None and all(item.alone for item in items):
         return None
     return False
+
+
+def _hold(answers: list[Answer], interval: float) -> float | None:
+    """How long K2HR3 asked everyone to wait: its longest ``Retry-After``, or for a 429
+    that gave none, the breaker's interval; None when it did not ask."""
+    waits = [a.retry_after or interval for a in answers if slowed_down(a)]
+    return max(waits) if waits else None
 
 
 def _describe(answer: Answer | None) -> str:

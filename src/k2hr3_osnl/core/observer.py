@@ -8,7 +8,7 @@ raise: it runs on the path of each notification.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -64,6 +64,12 @@ class Observer:
 
     def verified(self, target: str, outcome: str) -> None:
         """Verification asked about a ``server`` or ``port``: ``gone``, ``exists``, ``unknown``."""
+
+    def parked_causes(self, counts: Mapping[str, int]) -> None:
+        """The parking lot, counted by cause (``core/parking.py: Cause``)."""
+
+    def resent(self, cause: str, outcome: str) -> None:
+        """A parked deletion of ``cause`` was sent again: delivered, failed or gave_up."""
 
 
 class Observers(Observer):
@@ -131,3 +137,11 @@ class Observers(Observer):
     def verified(self, target: str, outcome: str) -> None:
         for observer in self.observers:
             observer.verified(target, outcome)
+
+    def parked_causes(self, counts: Mapping[str, int]) -> None:
+        for observer in self.observers:
+            observer.parked_causes(counts)
+
+    def resent(self, cause: str, outcome: str) -> None:
+        for observer in self.observers:
+            observer.resent(cause, outcome)

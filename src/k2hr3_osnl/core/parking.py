@@ -9,6 +9,12 @@ that may be the very thing failing.
 Parking is the last resort, so it must not fail on content: a payload that JSON cannot
 hold is kept as text, and the deletion itself (cuk and IPs) is kept beside it, so that
 ``replay --parked`` can still send it.
+
+Each file says its ``cause``, which decides what sends it again (``core/resend.py``):
+an operator (``operator``: K2HR3 said 400 or 404), K2HR3 working again (``outage``),
+verification working again (``verification-unavailable``), or a slow schedule
+(``strikes``: K2HR3 kept refusing that cuk alone). Files written before causes existed
+have none: :func:`cause_of` reads it from their reason.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,29 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _TMP = ".tmp-"
 #: A temporary file this old was left by a crash mid-write, not by a write under way.
 STALE_TMP_SECONDS = 3600.0
+
+
+class Cause:
+    """Why a deletion is parked, as written in its file."""
+
+    OPERATOR = "operator"
+    OUTAGE = "outage"
+    STRIKES = "strikes"
+    VERIFICATION = "verification-unavailable"
+    ALL = (OPERATOR, OUTAGE, STRIKES, VERIFICATION)
+
+
+def cause_for(reason: str) -> str:
+    """The cause a reason text stands for (files without one, and parkings that name
+    none). Anything unknown waits for an operator: the safe side."""
+    text = reason.lower()
+    if text.startswith("verification unavailable"):
+        return Cause.VERIFICATION
+    if text.startswith("retry budget spent"):
+        return Cause.OUTAGE
+    if text.startswith("k2hr3 failed it"):
+        return Cause.STRIKES
+    return Cause.OPERATOR
 
 
 @dataclass
@@ -48,6 +77,11 @@ class Parked:
     #: The deletion decided from the payload, if one was: what replay sends.
     cuk: str | None = None
     ips: list[str] = field(default_factory=list)
+    #: What may send it again (:class:`Cause`); None in files older than causes.
+    cause: str | None = None
+    #: Times it was sent again from here, and when last (Unix time).
+    resends: int = 0
+    last_resend: float | None = None
     path: Path | None = field(default=None, compare=False)
 
     def to_json(self) -> str:
@@ -57,9 +91,22 @@ class Parked:
         return json.dumps(data, indent=1, sort_keys=True, default=repr)
 
 
+_FIELDS = frozenset(f.name for f in fields(Parked)) - {"path"}
+
+
+def cause_of(item: Parked) -> str:
+    """Its cause: the one written in its file if known, else read from its reason."""
+    if item.cause in Cause.ALL:
+        return item.cause
+    return cause_for(str(item.reason))
+
+
 class ParkingLot:
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self.directory = Path(state_dir) / "parked"
+        #: Unreadable files already reported: the re-sender reads the lot every few
+        #: seconds, and one damaged file must not fill the log.
+        self._reported: set[tuple[Path, float]] = set()
         self.clean_stale()
 
     def park(self, item: Parked) -> Path:
@@ -69,7 +116,15 @@ class ParkingLot:
         # notifications without a message_id, parked in the same millisecond, apart.
         safe_id = _UNSAFE.sub("_", item.message_id)[:80]
         name = f"{int(item.parked_at * 1000):015d}-{safe_id}-{uuid.uuid4().hex[:8]}.json"
-        target = self.directory / name
+        return self._write(item, self.directory / name)
+
+    def rewrite(self, item: Parked) -> Path:
+        """Replace ``item``'s file with its new state (cause, resends), atomically: a
+        crash leaves the old file or the new one, never neither."""
+        assert item.path is not None, "only a file read from the lot can be rewritten"
+        return self._write(item, item.path)
+
+    def _write(self, item: Parked, target: Path) -> Path:
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=_TMP)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -120,9 +175,17 @@ class ParkingLot:
         for path in sorted(self.directory.glob("*.json")):
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-                yield Parked(**data, path=path)
-            except (OSError, ValueError, TypeError) as error:
-                LOG.error("unreadable parked file %s: %s", path, error)
+                # Fields a later release may add are left out, not a reason to fail.
+                known = {k: v for k, v in data.items() if k in _FIELDS}
+                yield Parked(**known, path=path)
+            except (OSError, ValueError, TypeError, AttributeError) as error:
+                try:
+                    key = (path, path.stat().st_mtime)
+                except OSError:
+                    continue  # removed meanwhile (replay --parked in another process)
+                if key not in self._reported:
+                    self._reported.add(key)
+                    LOG.error("unreadable parked file %s: %s", path, error)
 
     def remove(self, item: Parked) -> None:
         if item.path is not None:

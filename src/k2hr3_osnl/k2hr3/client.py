@@ -24,7 +24,7 @@ import aiohttp
 import yarl
 
 from k2hr3_osnl import __version__
-from k2hr3_osnl.core.answers import Answer, Outcome, classify
+from k2hr3_osnl.core.answers import Answer, Outcome, classify, retry_after
 from k2hr3_osnl.k2hr3.eventloop import EventLoopThread
 from k2hr3_osnl.observability import logs
 
@@ -123,6 +123,7 @@ class RoleClient:
             async with session.delete(url, allow_redirects=False) as response:
                 status = response.status
                 body = b"" if status in (200, 204) else await response.content.read(BODY_BYTES)
+                wait = retry_after(response.headers.get("Retry-After"), time.time())
         except (aiohttp.ClientSSLError, ssl.SSLError) as error:
             # A certificate problem does not fix itself, but K2HR3 being mid-restart looks
             # the same on the wire; retrying is the safe side.
@@ -140,7 +141,11 @@ class RoleClient:
         except aiohttp.ClientError as error:
             return Answer(Outcome.RETRY, None, f"request failed: {error}", _since(started))
         detail = body.decode("utf-8", "replace")
-        return Answer(classify(status), status, detail, _since(started))
+        if wait is not None and status not in (200, 204):
+            detail = f"{detail} (Retry-After {wait:g}s)".strip()
+        else:
+            wait = None
+        return Answer(classify(status), status, detail, _since(started), wait)
 
     def close(self) -> None:
         self._finalizer()

@@ -21,7 +21,7 @@ import socket
 import socketserver
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import metadata
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -39,10 +39,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from k2hr3_osnl import __version__
+from k2hr3_osnl.core import resend
 from k2hr3_osnl.core.answers import Answer, Outcome
 from k2hr3_osnl.core.events import DELETION_EVENT_TYPES
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.observer import Observer, Observers
+from k2hr3_osnl.core.parking import Cause
 from k2hr3_osnl.core.types import Notification, Result
 from k2hr3_osnl.core.verification import Verdict
 from k2hr3_osnl.observability.health import Health, Probe
@@ -135,6 +137,7 @@ class Metrics(Observer):
             registry=r,
         )
         self._reconcile_metrics(r)
+        self._parking_metrics(r)
         Info(
             "build",
             "Version of k2hr3-osnl and of what it runs on.",
@@ -245,6 +248,36 @@ class Metrics(Observer):
         for target in ("server", "port"):
             for outcome in (*(verdict.value for verdict in Verdict), "dropped"):
                 self.verifications.labels(target, outcome)
+
+    def _parking_metrics(self, r: CollectorRegistry) -> None:
+        self.parked_by_cause = Gauge(
+            "parked_by_cause",
+            "Parked deletions by cause, as last counted by the re-sender: operator (400, "
+            "404: needs an operator), outage and verification-unavailable (re-sent once "
+            "K2HR3 or verification works again), strikes (re-sent hourly for a day).",
+            ["cause"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.resends = Counter(
+            "parked_resends",
+            "Parked deletions sent again by themselves, by cause and outcome (delivered: "
+            "file removed; failed: kept; gave_up: kept, now for an operator).",
+            ["cause", "outcome"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        for cause in Cause.ALL:
+            self.parked_by_cause.labels(cause)
+            for outcome in (resend.DELIVERED, resend.FAILED, resend.GAVE_UP):
+                self.resends.labels(cause, outcome)
+
+    def parked_causes(self, counts: Mapping[str, int]) -> None:
+        for cause, count in counts.items():
+            self.parked_by_cause.labels(cause).set(count)
+
+    def resent(self, cause: str, outcome: str) -> None:
+        self.resends.labels(cause, outcome).inc()
 
     def reconcile_missed(self, cuk: str) -> None:
         self.missed.inc()

@@ -31,6 +31,7 @@ from k2hr3_osnl.observability import logs, metrics
 from k2hr3_osnl.observability.health import BrokerLogWatch, Health
 from k2hr3_osnl.process import reload, signals
 from k2hr3_osnl.process.lifecycle import Lifecycle
+from k2hr3_osnl.process.resender import Resender
 from k2hr3_osnl.rabbit import dryrun, liveness, refusals, seam
 from k2hr3_osnl.rabbit.batching import GreedyBatchServer
 from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher, UndecodableWatch
@@ -59,6 +60,7 @@ class Daemon:
     http: metrics.MetricsServer | None = None
     reconciler: Reconciler | None = None
     rechecker: Rechecker | None = None
+    resender: Resender | None = None
 
 
 def make_client(conf: cfg.ConfigOpts) -> RoleClient:
@@ -192,11 +194,16 @@ def describe(daemon: Daemon) -> str:
     )
 
 
-def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None) -> int:
+def run(
+    conf: cfg.ConfigOpts,
+    loader: Callable[[], cfg.ConfigOpts] | None = None,
+    resend: bool = True,
+) -> int:
     """Listen until SIGTERM or SIGINT, reload on SIGHUP, then stop cleanly.
 
     ``loader`` re-reads the configuration on SIGHUP (by default: the same files).
-    Returns the exit status.
+    ``resend``: this process sends parked deletions again (one per node: with
+    ``workers = N``, the first). Returns the exit status.
     """
     cloud = openstack.cloud(conf)
     try:
@@ -260,6 +267,12 @@ def run(conf: cfg.ConfigOpts, loader: Callable[[], cfg.ConfigOpts] | None = None
             daemon.reconciler.start(conf.reconcile.interval_seconds)
         if daemon.rechecker is not None:
             daemon.rechecker.start()
+        if resend:
+            # A dry run only counts the parked files: it must never send (and remove) them.
+            daemon.resender = Resender(
+                daemon.handler, daemon.handler.parking, send=not daemon.conf.k2hr3.dry_run
+            )
+            daemon.resender.start()
         requests.wake()
 
     threading.Thread(target=start, name="listener-start", daemon=True).start()
@@ -303,6 +316,8 @@ def shutdown(daemon: Daemon, drain_seconds: float) -> int:
         daemon.reconciler.stop()
     if daemon.rechecker is not None:
         daemon.rechecker.stop(0)
+    if daemon.resender is not None:
+        daemon.resender.stop()
     daemon.listener.stop()
     # Deliveries waiting for K2HR3 give up now and are requeued; calls already on the
     # wire finish (their HTTP timeouts bound them).

@@ -53,7 +53,7 @@ class PoisonSafeDispatcher(seam.BatchDispatcher):
                 read = self._read(raw)
                 if isinstance(read, Result):
                     results[raw] = read
-                elif read[0] == "info":
+                elif self.endpoint.takes(*read):
                     infos.append((raw, read[1]))
                 else:
                     getattr(self.endpoint, read[0])([read[1]])

@@ -3,7 +3,10 @@
 Deletions arrive at ``info``, a batch at a time: their K2HR3 calls go out together and
 the batch is acknowledged once each of them is settled. The other priorities are
 subscribed only so that nothing sent there piles up in our queue: they are counted,
-logged at debug and acknowledged.
+logged at debug and acknowledged, except a deletion. A deletion sent at another
+priority (nova's ``[notifications] default_level = WARN`` sends every notification at
+``warn``) is still a VM that is gone: it is handled as a deletion, at ``info``'s side,
+and a warning says so once per priority.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from oslo_messaging import NotificationFilter
 
+from k2hr3_osnl.core.events import NeutronPort, NovaLegacy, NovaVersioned
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.types import Notification, Result
 
@@ -21,6 +25,9 @@ LOG = logging.getLogger(__name__)
 
 #: What oslo.messaging hands an endpoint for each notification of a batch.
 Message = dict[str, Any]
+
+#: Deletions OpenStack services publish: handled whatever their priority.
+BUS_DELETIONS = NeutronPort.event_types | NovaVersioned.event_types | NovaLegacy.event_types
 
 
 class NotificationEndpoint:
@@ -30,6 +37,26 @@ class NotificationEndpoint:
             # oslo.messaging's dispatcher looks for this exact attribute name.
             self.filter_rule = filter_rule
         self.other_priorities: Counter[str] = Counter()
+        #: Priorities at which a deletion arrived (each said once, at warning).
+        self.deletions_at: Counter[str] = Counter()
+
+    def takes(self, priority: str, message: Message) -> bool:
+        """Whether ``message`` goes to :meth:`info`: it came at ``info``, or it is a
+        deletion that came at another priority."""
+        if priority == "info":
+            return True
+        if message.get("event_type") not in BUS_DELETIONS:
+            return False
+        if not self.deletions_at[priority]:
+            LOG.warning(
+                "message_id=%s %s arrived at priority %s, not info: handled as a deletion "
+                "(said once per priority; is the publisher's notification level changed?)",
+                _message_id(message),
+                message.get("event_type"),
+                priority,
+            )
+        self.deletions_at[priority] += 1
+        return True
 
     def info(self, messages: list[Message]) -> list[Result]:
         """One result per message, in order; REQUEUED ones go back to RabbitMQ."""

@@ -9,7 +9,12 @@ without it. Nothing else in ``src/`` names a private oslo.messaging or kombu att
 :func:`check` runs before the daemon consumes. A missing hook that would change what
 is acknowledged stops the start (one line naming it and the installed version, exit
 status 2): a renamed ``_extract_user_message`` must never turn into "every notification
-acknowledged as invalid". A missing hook that only costs speed or insight is a warning.
+acknowledged as invalid". The hooks that decide acknowledgement are not only looked up
+but run, on a synthetic message: reading it must give back its priority, event type,
+publisher, payload and message_id, and the batch server must acknowledge exactly what
+the dispatcher does not hand back; a changed return shape or a renamed key stops the
+start as a missing hook does. A missing hook that only costs speed or insight is a
+warning.
 Supported: the oslo.messaging releases in ``pyproject.toml``, tested at both ends.
 """
 
@@ -194,6 +199,96 @@ def ssl_protocols() -> frozenset[str]:
 # --- the self-check ------------------------------------------------------------------
 
 
+class HookChanged(Exception):
+    """A hook is there, but run on a synthetic message it does not do what we rely on."""
+
+
+class _Synthetic:
+    """A message as the rabbit driver hands it to a dispatcher, never sent anywhere:
+    it records what the batch server does with it."""
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        self.ctxt: dict[str, Any] = {"request_id": "req-k2hr3-osnl-self-check"}
+        self.message = message
+        self.done: list[str] = []
+
+    def acknowledge(self) -> None:
+        self.done.append("acknowledge")
+
+    def requeue(self) -> None:
+        self.done.append("requeue")
+
+
+def _synthetic(message_id: str, priority: str = "INFO") -> _Synthetic:
+    return _Synthetic(
+        {
+            "message_id": message_id,
+            "priority": priority,
+            "event_type": "port.delete.end",
+            "publisher_id": "network.k2hr3-osnl-self-check",
+            "payload": {"port": {"device_id": "00000000-0000-4000-8000-000000000000"}},
+            "timestamp": "2026-01-01 00:00:00.000000",
+        }
+    )
+
+
+def _reads_a_synthetic_message() -> bool:
+    """``read_message`` on a synthetic notification gives what the endpoint relies on."""
+    raw = _synthetic("k2hr3-osnl-self-check-read")
+    try:
+        priority, message = read_message(BatchDispatcher([], None), raw)
+    except Exception as error:
+        raise HookChanged(f"reading a message raised {type(error).__name__}: {error}") from None
+    expected = {
+        "priority": "info",
+        "event_type": raw.message["event_type"],
+        "publisher_id": raw.message["publisher_id"],
+        "payload": raw.message["payload"],
+        "message_id": raw.message["message_id"],
+    }
+    got = {"priority": priority}
+    if isinstance(message, dict):
+        metadata = message.get("metadata")
+        got.update({key: message.get(key) for key in ("event_type", "publisher_id", "payload")})
+        got["message_id"] = metadata.get("message_id") if isinstance(metadata, dict) else None
+    wrong = sorted(key for key in expected if got.get(key) != expected[key])
+    if wrong:
+        raise HookChanged(f"a message read back with wrong {', '.join(wrong)}")
+    return True
+
+
+def _acknowledges_all_but_what_dispatch_hands_back() -> bool:
+    """The batch server, given a dispatcher that hands back one of two synthetic
+    messages, acknowledges the other and requeues that one; when dispatching raises,
+    it requeues both."""
+    keep, back = _synthetic("k2hr3-osnl-self-check-ack"), _synthetic("k2hr3-osnl-self-check-back")
+
+    class _Server:
+        _allow_requeue = True
+
+        def __init__(self, dispatch: Callable[[list[Any]], set[Any]]) -> None:
+            self.dispatcher = type("_Dispatcher", (), {"dispatch": staticmethod(dispatch)})()
+
+    def raising(incoming: list[Any]) -> set[Any]:
+        raise RuntimeError("self-check")
+
+    try:
+        BatchServer._process_incoming(_Server(lambda incoming: {back}), [keep, back])
+        failed_keep, failed_back = _synthetic("a"), _synthetic("b")
+        logger = logging.getLogger(_listener.__name__)
+        disabled, logger.disabled = logger.disabled, True  # its "Exception during..." line
+        try:
+            BatchServer._process_incoming(_Server(raising), [failed_keep, failed_back])
+        finally:
+            logger.disabled = disabled
+    except Exception as error:
+        raise HookChanged(f"settling a batch raised {type(error).__name__}: {error}") from None
+    seen = (keep.done, back.done, failed_keep.done, failed_back.done)
+    if seen != (["acknowledge"], ["requeue"], ["requeue"], ["requeue"]):
+        raise HookChanged(f"a batch was settled as {seen}")
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Hook:
     name: str
@@ -260,6 +355,20 @@ HOOKS = (
         "be judged unreadable",
         True,
         _has(lambda: _dispatcher.NotificationDispatcher, "_extract_user_message"),
+    ),
+    Hook(
+        "NotificationDispatcher._extract_user_message on a synthetic message",
+        "must give back the priority, event type, publisher, payload and message_id; "
+        "otherwise every notification would be judged unusable and acknowledged",
+        True,
+        _reads_a_synthetic_message,
+    ),
+    Hook(
+        "BatchNotificationServer._process_incoming on a synthetic batch",
+        "must acknowledge exactly what the dispatcher does not hand back; otherwise "
+        "deletions still waiting for K2HR3 would be acknowledged, or done ones loop",
+        True,
+        _acknowledges_all_but_what_dispatch_hands_back,
     ),
     Hook(
         "notify.dispatcher.PRIORITIES",
@@ -332,11 +441,14 @@ def check(hooks: tuple[Hook, ...] = HOOKS) -> tuple[list[str], list[str]]:
     fatal: list[str] = []
     warnings: list[str] = []
     for hook in hooks:
+        line = f"oslo.messaging {version()} has no {hook.name}: it {hook.purpose}"
         try:
             present = hook.present()
+        except HookChanged as changed:
+            present = False
+            line = f"oslo.messaging {version()} changed {hook.name} ({changed}): it {hook.purpose}"
         except Exception:
             present = False
         if not present:
-            line = f"oslo.messaging {version()} has no {hook.name}: it {hook.purpose}"
             (fatal if hook.delivery else warnings).append(line)
     return fatal, warnings
