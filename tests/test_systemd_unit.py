@@ -248,7 +248,7 @@ def test_start_waits_for_rabbitmq_without_a_crash_loop(unit: Unit) -> None:
     unit.configure(oslo_messaging_notifications={"transport_url": proxy.url})
     unit.systemctl("start", "--no-block")
     try:
-        connecting = f"connecting to RabbitMQ rabbit://127.0.0.1:{proxy.port}"
+        connecting = f"connecting to RabbitMQ rabbit://127.0.0.1:{proxy.port} vhost '/'"
         unit.machine.wait_for(UNIT, timeout=20, StatusText=connecting)
         time.sleep(2 * WATCHDOG_SEC)  # no watchdog before READY=1, no restart, no timeout
         values = unit.show("ActiveState", "SubState", "NRestarts", "StatusText")
