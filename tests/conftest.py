@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from support.harness import Harness  # noqa: E402
 from support.k2hr3_standin import FakeK2HR3  # noqa: E402
+from support.openstack_standin import OpenStackStandIn  # noqa: E402
 
 RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
 RABBITMQ_URL = f"rabbit://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/"
@@ -42,6 +43,14 @@ def restore_logging() -> Iterator[None]:
             root.addHandler(handler)
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
+
+
+@pytest.fixture
+def standin() -> Iterator[OpenStackStandIn]:
+    """Local Keystone, Nova and Neutron that answer as the real ones do."""
+    server = OpenStackStandIn().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

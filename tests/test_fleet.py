@@ -34,13 +34,6 @@ VERSIONED = "messagingv2"
 LEADS = "reconciles for the pool now"
 
 
-@pytest.fixture
-def standin() -> Iterator[OpenStackStandIn]:
-    server = OpenStackStandIn().start()
-    yield server
-    server.stop()
-
-
 class Fleet:
     def __init__(
         self,

@@ -26,6 +26,7 @@ from support.daemon import Daemon
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
 from support.samples import neutron_port_delete, nova_versioned_delete
+from support.scrape import free_port
 from support.waiting import wait_until
 
 from k2hr3_osnl.core.answers import Answer, Outcome
@@ -37,12 +38,6 @@ from k2hr3_osnl.observability import metrics
 from k2hr3_osnl.observability.health import RECENT, BrokerLogWatch, Health
 
 PORT_DELETE = "port.delete.end"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

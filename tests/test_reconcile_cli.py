@@ -5,22 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from support.daemon import with_broker
 from support.k2hr3_standin import FakeK2HR3
 from support.openstack_standin import PASSWORD, OpenStackStandIn
 
 from k2hr3_osnl.reconcile.reconciler import CHECKPOINT_FILE
-
-
-@pytest.fixture
-def standin() -> Iterator[OpenStackStandIn]:
-    server = OpenStackStandIn().start()
-    yield server
-    server.stop()
 
 
 def write(tmp_path: Path, k2hr3: FakeK2HR3, credentials: dict[str, object] | None) -> Path:

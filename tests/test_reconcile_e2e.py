@@ -9,19 +9,17 @@ never touches a server that is only soft-deleted or still alive.
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
 from support.openstack_standin import PASSWORD, OpenStackStandIn
 from support.samples import nova_versioned_delete
+from support.scrape import free_port, metric
 from support.waiting import wait_until
 
 from k2hr3_osnl.reconcile.reconciler import CHECKPOINT_FILE
@@ -31,35 +29,12 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(180)]
 VERSIONED = "messagingv2"
 
 
-@pytest.fixture
-def standin() -> Iterator[OpenStackStandIn]:
-    server = OpenStackStandIn().start()
-    yield server
-    server.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def sections(standin: OpenStackStandIn, port: int, **reconcile: object) -> dict[str, Any]:
     return {
         "reconcile": {"enabled": "true", "interval_seconds": 5, **reconcile},
         "service_credentials": standin.credentials(),
         "metrics": {"port": port},
     }
-
-
-def metric(port: int, name: str, **labels: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    return 0.0
 
 
 def healthz(port: int) -> dict[str, Any]:

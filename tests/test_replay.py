@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -227,13 +226,6 @@ def test_dry_run_parked_only_lists(
 
 
 # --- with verify_deletions: replay is no way around it ---------------------------------
-
-
-@pytest.fixture
-def standin() -> Iterator[OpenStackStandIn]:
-    server = OpenStackStandIn().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

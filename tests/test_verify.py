@@ -38,13 +38,6 @@ from k2hr3_osnl.reconcile.verify import CloudVerifier
 
 
 @pytest.fixture
-def standin() -> Iterator[OpenStackStandIn]:
-    server = OpenStackStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def verifying(
     tmp_path: Path, k2hr3: FakeK2HR3, standin: OpenStackStandIn
 ) -> Iterator[tuple[Handler, Metrics]]:

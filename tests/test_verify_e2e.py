@@ -12,17 +12,15 @@ import json
 import os
 import socket
 import threading
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
 from support.openstack_standin import OpenStackStandIn
 from support.samples import neutron_port_delete, nova_versioned_delete
+from support.scrape import free_port, metric
 from support.waiting import wait_until
 
 from k2hr3_osnl.core.parking import ParkingLot
@@ -32,35 +30,12 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(180)]
 VERSIONED = "messagingv2"
 
 
-@pytest.fixture
-def standin() -> Iterator[OpenStackStandIn]:
-    server = OpenStackStandIn().start()
-    yield server
-    server.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def sections(standin: OpenStackStandIn, port: int, **reconcile: object) -> dict[str, Any]:
     return {
         "reconcile": {"enabled": "false", "verify_deletions": "true", **reconcile},
         "service_credentials": standin.credentials(),
         "metrics": {"port": port},
     }
-
-
-def metric(port: int, name: str, **labels: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    return 0.0
 
 
 def cuks(k2hr3: FakeK2HR3) -> list[str]:

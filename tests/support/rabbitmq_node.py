@@ -26,16 +26,12 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from support.scrape import free_port
+
 SBIN = Path("/usr/lib/rabbitmq/bin")
 HOST = "localhost"
 #: Seconds a node may take to boot on a busy 2-core machine.
 BOOT_TIMEOUT = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _listening(port: int) -> bool:
