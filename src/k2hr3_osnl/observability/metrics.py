@@ -41,7 +41,7 @@ from prometheus_client.registry import Collector
 from k2hr3_osnl import __version__
 from k2hr3_osnl.core import resend
 from k2hr3_osnl.core.answers import Answer, Outcome
-from k2hr3_osnl.core.events import DELETION_EVENT_TYPES
+from k2hr3_osnl.core.events import DELETION_EVENT_TYPES, PROOF_TARGETS
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.observer import Observer, Observers
 from k2hr3_osnl.core.parking import Cause
@@ -245,7 +245,7 @@ class Metrics(Observer):
             self.reconcile_passes.labels(outcome)
         for outcome in ("all_up", "cell_down", "unknown"):
             self.reconcile_cell_checks.labels(outcome)
-        for target in ("server", "port"):
+        for target in PROOF_TARGETS:
             for outcome in (*(verdict.value for verdict in Verdict), "dropped"):
                 self.verifications.labels(target, outcome)
 
