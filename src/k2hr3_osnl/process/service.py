@@ -27,14 +27,15 @@ from k2hr3_osnl.core.recent import RecentIds
 from k2hr3_osnl.core.recheck import Rechecks
 from k2hr3_osnl.core.verification import Verifier
 from k2hr3_osnl.k2hr3.client import RoleClient
-from k2hr3_osnl.observability import logs, metrics
-from k2hr3_osnl.observability.health import BrokerLogWatch, Health
+from k2hr3_osnl.observability import logs, metrics, server
+from k2hr3_osnl.observability.health import Health
 from k2hr3_osnl.process import reload, signals
 from k2hr3_osnl.process.lifecycle import Lifecycle
 from k2hr3_osnl.process.resender import Resender
 from k2hr3_osnl.rabbit import dryrun, liveness, refusals, seam
 from k2hr3_osnl.rabbit.batching import GreedyBatchServer
-from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher, UndecodableWatch
+from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher
+from k2hr3_osnl.rabbit.driverlog import BrokerLogWatch, UndecodableWatch
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
 from k2hr3_osnl.reconcile import wiring as openstack
 from k2hr3_osnl.reconcile.recheck import Rechecker
@@ -57,7 +58,7 @@ class Daemon:
     listener: oslo_messaging.MessageHandlingServer
     health: Health | None = None
     metrics: metrics.Metrics | None = None
-    http: metrics.MetricsServer | None = None
+    http: server.MetricsServer | None = None
     reconciler: Reconciler | None = None
     rechecker: Rechecker | None = None
     resender: Resender | None = None
@@ -219,10 +220,10 @@ def run(
     daemon.rechecker = openstack.rechecker(daemon.handler)
     BrokerLogWatch(daemon.handler.observer).install()
     UndecodableWatch(daemon.handler.observer).install()
-    daemon.http = metrics.serve(
+    daemon.http = server.serve(
         conf.metrics.bind_address,
         conf.metrics.port,
-        metrics.make_app(daemon.metrics.registry, daemon.health),
+        server.make_app(daemon.metrics.registry, daemon.health),
     )
     requests = signals.Requests()
     requests.install()
