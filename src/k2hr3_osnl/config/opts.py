@@ -13,6 +13,7 @@ from oslo_config import cfg, types
 
 from k2hr3_osnl.core import events
 from k2hr3_osnl.observability import logs
+from k2hr3_osnl.openstack import session
 from k2hr3_osnl.rabbit import seam
 
 #: The deletion events this listener acts on: every source OpenStack publishes
@@ -40,8 +41,8 @@ NOTIFICATIONS_GROUP = "oslo_messaging_notifications"
 K2HR3_GROUP = "k2hr3"
 METRICS_GROUP = "metrics"
 RECONCILE_GROUP = "reconcile"
-#: ceilometer's name for the same thing: the account a service uses to ask OpenStack.
-CREDENTIALS_GROUP = "service_credentials"
+#: Read by openstack/session.py, which names it.
+CREDENTIALS_GROUP = session.CREDENTIALS_GROUP
 #: The keystoneauth1 plugin whose options the sample configuration documents.
 SAMPLE_AUTH_TYPE = "password"
 #: Default port of /metrics and /healthz. The Prometheus wiki's "default port
