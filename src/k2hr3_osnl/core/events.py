@@ -202,7 +202,7 @@ class NovaLegacy:
 class ReconciledServer:
     """Our own ``k2hr3_osnl.reconcile.server.deleted``: Nova lists the server as deleted.
 
-    Reconciliation (:mod:`k2hr3_osnl.core.catchup`) found it: the whole instance is gone, as
+    Reconciliation (:mod:`k2hr3_osnl.core.reconciliation`) found it: the whole instance is gone, as
     for ``instance.delete.end``; it travels the same path as a notification would. It is
     internal: the daemon makes it, and one that comes from the bus is forged.
     """

@@ -23,14 +23,12 @@ from k2hr3_osnl.core.events import Delete, Ignore, Proof, decide
 from k2hr3_osnl.core.logfields import fields
 from k2hr3_osnl.core.observer import Observer
 from k2hr3_osnl.core.parking import Cause, Parked, ParkingLot, cause_for
-from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recent import RecentDeliveries
 from k2hr3_osnl.core.recheck import SCHEDULE, Rechecks
-from k2hr3_osnl.core.types import Notification, Result, acknowledges
+from k2hr3_osnl.core.types import Notification, Result
 from k2hr3_osnl.core.verification import UNAVAILABLE, Action, Verdict, Verifier, action
 
 LOG = logging.getLogger(__name__)
-
-__all__ = ["Client", "Handler", "Notification", "Result", "acknowledges"]
 
 #: Seconds to pause before handing back a batch that could not be settled (a disk that
 #: will not take a parked file, a bug of ours), so that it does not loop fast on the broker.
@@ -117,7 +115,7 @@ class Handler:
         client: Client,
         breaker: CircuitBreaker,
         parking: ParkingLot,
-        recent: RecentIds,
+        recent: RecentDeliveries,
         retry_budget: float,
         clock: Callable[[], float] = time.monotonic,
         observer: Observer | None = None,

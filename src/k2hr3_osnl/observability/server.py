@@ -133,7 +133,7 @@ def _cut(request: socket.socket) -> None:
         request.shutdown(socket.SHUT_RDWR)
 
 
-class _Handler(WSGIRequestHandler):
+class _RequestHandler(WSGIRequestHandler):
     #: A client that stops talking does not keep a thread forever.
     timeout = 10
 
@@ -175,7 +175,7 @@ def serve(address: str | None, port: int | None, app: WSGIApp) -> MetricsServer 
     try:
         family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
         server_class = type("MetricsHTTPServer", (_Server,), {"address_family": family})
-        server = make_server(address, port, app, server_class, _Handler)
+        server = make_server(address, port, app, server_class, _RequestHandler)
     except (OSError, UnicodeError) as error:
         LOG.warning(
             "metrics and /healthz not served: cannot listen on %s:%s (%s); "

@@ -23,7 +23,7 @@ from k2hr3_osnl import __version__, config
 from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.parking import ParkingLot
-from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recent import RecentDeliveries
 from k2hr3_osnl.core.recheck import Rechecks
 from k2hr3_osnl.core.verification import Verifier
 from k2hr3_osnl.k2hr3.client import RoleClient
@@ -92,7 +92,7 @@ def make_handler(
         client=client or make_client(conf),
         breaker=CircuitBreaker(max_interval=min(k.retry_interval_seconds, MAX_PROBE_INTERVAL)),
         parking=ParkingLot(k.state_dir),
-        recent=RecentIds(k.duplicate_window_seconds),
+        recent=RecentDeliveries(k.duplicate_window_seconds),
         retry_budget=k.retry_budget_seconds,
         verifier=verifier,
         park_unverified=conf.reconcile.unverified == "park",
