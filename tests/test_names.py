@@ -65,3 +65,22 @@ def test_handler_means_the_handler_only() -> None:
     from k2hr3_osnl.core import events
 
     assert not hasattr(events, "HANDLERS")
+
+
+MODULES = {
+    ".".join(p.relative_to(SRC.parent).with_suffix("").parts).removesuffix(".__init__")
+    for p in FILES
+}
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(SRC)))
+def test_each_module_of_ours_is_imported_under_its_own_name(path: Path) -> None:
+    """``wiring`` read as ``openstack`` in one file and ``openstack_parts`` in another."""
+    renamed = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("k2hr3_osnl"):
+            for alias in node.names:
+                module = f"{node.module}.{alias.name}"
+                if module in MODULES and alias.asname not in (None, f"_{alias.name}"):
+                    renamed.append(f"{module} as {alias.asname}")
+    assert not renamed

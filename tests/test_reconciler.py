@@ -33,7 +33,7 @@ from k2hr3_osnl.k2hr3.client import RoleClient
 from k2hr3_osnl.observability.health import Health
 from k2hr3_osnl.observability.metrics import Metrics
 from k2hr3_osnl.openstack import session
-from k2hr3_osnl.reconcile import wiring as openstack_parts
+from k2hr3_osnl.reconcile import wiring
 from k2hr3_osnl.reconcile.reconciler import Reconciler
 
 ABANDONED = "k2hr3_osnl_reconcile_abandoned_passes_total"
@@ -90,7 +90,7 @@ def world(tmp_path: Path, k2hr3: FakeK2HR3) -> Iterator[World]:
     health = Health(handler.breaker, handler.parking)
     metrics = Metrics(health)
     handler.observer = Observers((health, metrics))
-    reconciler = openstack_parts.make_reconciler(conf, session.connect(conf), handler)
+    reconciler = wiring.make_reconciler(conf, session.connect(conf), handler)
     yield World(standin, k2hr3, handler, reconciler, metrics, health, state_dir)
     handler.client.close()
     standin.stop()

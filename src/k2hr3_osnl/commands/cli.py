@@ -368,7 +368,7 @@ def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     """One pass on demand; see :mod:`k2hr3_osnl.reconcile.reconciler`."""
     from k2hr3_osnl.core import reconciliation
     from k2hr3_osnl.openstack import session
-    from k2hr3_osnl.reconcile import wiring as openstack_parts
+    from k2hr3_osnl.reconcile import wiring
 
     if not session.configured(conf):
         print(
@@ -393,7 +393,7 @@ def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
         )
         args.dry_run = True
     handler = service.make_handler(conf)
-    reconciler = openstack_parts.make_reconciler(conf, session.connect(conf), handler)
+    reconciler = wiring.make_reconciler(conf, session.connect(conf), handler)
     try:
         report = reconciler.run_pass(since=since, dry_run=args.dry_run, printer=print)
     finally:

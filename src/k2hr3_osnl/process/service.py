@@ -37,7 +37,7 @@ from k2hr3_osnl.rabbit.batching import GreedyBatchServer
 from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher
 from k2hr3_osnl.rabbit.driverlog import BrokerLogWatch, UndecodableWatch
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
-from k2hr3_osnl.reconcile import wiring as openstack
+from k2hr3_osnl.reconcile import wiring
 from k2hr3_osnl.reconcile.recheck import Rechecker
 from k2hr3_osnl.reconcile.reconciler import Reconciler
 from k2hr3_osnl.reconcile.view import ViewTooNarrow
@@ -206,9 +206,9 @@ def run(
     ``resend``: this process sends parked deletions again (one per node: with
     ``workers = N``, the first). Returns the exit status.
     """
-    cloud = openstack.cloud(conf)
+    cloud = wiring.cloud(conf)
     try:
-        verifier = openstack.verifier(conf, cloud)
+        verifier = wiring.verifier(conf, cloud)
     except ViewTooNarrow as error:
         # One line, on the terminal and in the log: nothing was consumed yet.
         LOG.error("not starting: %s", error)
@@ -216,8 +216,8 @@ def run(
             print(f"k2hr3-osnl: not starting: {error}", file=sys.stderr)
         return 2
     daemon = build(conf, verifier=verifier)
-    daemon.reconciler = openstack.attach(daemon.conf, daemon.handler, daemon.endpoint, cloud)
-    daemon.rechecker = openstack.rechecker(daemon.handler)
+    daemon.reconciler = wiring.attach(daemon.conf, daemon.handler, daemon.endpoint, cloud)
+    daemon.rechecker = wiring.rechecker(daemon.handler)
     BrokerLogWatch(daemon.handler.observer).install()
     UndecodableWatch(daemon.handler.observer).install()
     daemon.http = server.serve(
