@@ -20,7 +20,7 @@ from support.samples import SAMPLES
 from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.parking import ParkingLot
-from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recent import RecentDeliveries
 from k2hr3_osnl.k2hr3.client import RoleClient
 from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
@@ -59,7 +59,7 @@ def handler(k2hr3: FakeK2HR3, tmp_path: Path) -> Iterator[Handler]:
         client=RoleClient(k2hr3.url),
         breaker=CircuitBreaker(),
         parking=ParkingLot(tmp_path),
-        recent=RecentIds(600),
+        recent=RecentDeliveries(600),
         retry_budget=30,
     )
     yield made

@@ -17,8 +17,8 @@ from support.samples import SAMPLES
 from k2hr3_osnl.commands import formats
 from k2hr3_osnl.core.events import (
     DELETION_EVENT_TYPES,
-    HANDLERS,
     MAX_IPS,
+    SOURCES,
     Decision,
     Delete,
     Ignore,
@@ -141,7 +141,7 @@ def test_every_listed_deletion_is_a_sample() -> None:
 def test_samples_cover_every_deletion_event_type() -> None:
     covered = {note.event_type for _, note in (p.values for p in SAMPLE_CASES)}
     # Reconciliation's own event is ours, not OpenStack's: no sample of it exists.
-    assert covered >= DELETION_EVENT_TYPES - ReconciledServer.event_types
+    assert covered >= DELETION_EVENT_TYPES - set(ReconciledServer.event_types)
 
 
 def test_a_server_reconciliation_found_is_deleted_by_cuk_alone() -> None:
@@ -152,7 +152,7 @@ def test_a_server_reconciliation_found_is_deleted_by_cuk_alone() -> None:
     assert isinstance(decide(event_type, {}, internal=True), Invalid)
 
 
-@pytest.mark.parametrize("source", [s for s in HANDLERS if s.internal])
+@pytest.mark.parametrize("source", [s for s in SOURCES if s.internal])
 def test_an_internal_source_is_refused_from_the_bus_however_well_formed(source: type) -> None:
     for event_type in source.event_types:
         decision = decide(event_type, {"uuid": NOVA_VERSIONED_CUK})
@@ -164,7 +164,7 @@ def test_an_internal_source_is_refused_from_the_bus_however_well_formed(source: 
 
 
 def test_only_the_daemons_own_sources_are_internal() -> None:
-    assert [s for s in HANDLERS if s.internal] == [ReconciledServer]
+    assert [s for s in SOURCES if s.internal] == [ReconciledServer]
 
 
 def test_wire_v1_and_v2_bodies_decide_the_same() -> None:
@@ -407,7 +407,7 @@ WRONG_TYPES = {
         "payload.instance_id",
     ),
 }
-SOURCES = {
+PAYLOADS = {
     "port.delete.end": neutron_payload,
     "instance.delete.end": versioned_payload,
     "compute.instance.delete.end": legacy_payload,
@@ -417,7 +417,7 @@ SOURCES = {
 @pytest.mark.parametrize(("event_type", "break_it", "field"), WRONG_TYPES.values(), ids=WRONG_TYPES)
 def test_wrong_types_are_invalid(event_type: str, break_it: Any, field: str) -> None:
     """Each broken field is named, so an operator can find it in the message."""
-    payload = SOURCES[event_type]()
+    payload = PAYLOADS[event_type]()
     break_it(payload)
     _invalid(event_type, payload, field)
 

@@ -1,6 +1,6 @@
 """One notification from decision to acknowledgement, against a real local K2HR3.
 
-The Handler runs with the real RoleClient, CircuitBreaker, ParkingLot and RecentIds; only
+The Handler runs with the real RoleClient, CircuitBreaker, ParkingLot and RecentDeliveries; only
 K2HR3 is a stand-in (a real HTTP server that fails on command).
 """
 
@@ -25,7 +25,7 @@ from k2hr3_osnl.core.answers import Answer, Outcome
 from k2hr3_osnl.core.breaker import CircuitBreaker, Turn
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.parking import ParkingLot
-from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recent import RecentDeliveries
 from k2hr3_osnl.core.types import Notification, Result
 from k2hr3_osnl.k2hr3.client import RoleClient
 
@@ -72,7 +72,7 @@ def make_handler(k2hr3: FakeK2HR3, tmp_path: Path) -> Iterator[MakeHandler]:
             client=client or RoleClient(k2hr3.url, connect_timeout=2, read_timeout=5),
             breaker=CircuitBreaker(max_interval=PROBE_INTERVAL),
             parking=ParkingLot(state_dir),
-            recent=RecentIds(window),
+            recent=RecentDeliveries(window),
             retry_budget=retry_budget,
             **options,
         )

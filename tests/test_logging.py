@@ -26,7 +26,7 @@ from support.waiting import wait_until
 from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.parking import ParkingLot
-from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recent import RecentDeliveries
 from k2hr3_osnl.core.types import Notification, Result
 from k2hr3_osnl.k2hr3.client import RoleClient
 from k2hr3_osnl.observability import logs
@@ -47,7 +47,7 @@ def test_json_lines_carry_the_notification_fields(
         client=RoleClient(k2hr3.url),
         breaker=CircuitBreaker(max_interval=0.05),
         parking=ParkingLot(tmp_path),
-        recent=RecentIds(0),
+        recent=RecentDeliveries(0),
         retry_budget=10,
     )
     cuk = str(uuid.uuid4())

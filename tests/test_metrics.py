@@ -34,8 +34,9 @@ from k2hr3_osnl.core.breaker import CircuitBreaker, Turn
 from k2hr3_osnl.core.observer import Observer
 from k2hr3_osnl.core.parking import Parked, ParkingLot
 from k2hr3_osnl.core.types import Notification, Result
-from k2hr3_osnl.observability import metrics
-from k2hr3_osnl.observability.health import RECENT, BrokerLogWatch, Health
+from k2hr3_osnl.observability import metrics, server
+from k2hr3_osnl.observability.health import RECENT, Health
+from k2hr3_osnl.rabbit.driverlog import BrokerLogWatch
 
 PORT_DELETE = "port.delete.end"
 
@@ -90,10 +91,10 @@ def served(tmp_path: Path) -> Iterator[tuple[Health, metrics.Metrics, int, Clock
     clock = Clock()
     health = Health(CircuitBreaker(), ParkingLot(tmp_path), clock=clock)
     stats = metrics.Metrics(health)
-    server = metrics.serve("127.0.0.1", free_port(), metrics.make_app(stats.registry, health))
-    assert server is not None
-    yield health, stats, server.port, clock
-    server.close()
+    http = server.serve("127.0.0.1", free_port(), server.make_app(stats.registry, health))
+    assert http is not None
+    yield health, stats, http.port, clock
+    http.close()
 
 
 def test_each_hook_lands_in_its_metric(
@@ -225,9 +226,9 @@ def test_unknown_path_and_off_switches(served: tuple[Health, metrics.Metrics, in
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/nope", timeout=5)
     assert error.value.code == 404
-    app = metrics.make_app(stats.registry, Health())
-    assert metrics.serve("", 9840, app) is None
-    assert metrics.serve("127.0.0.1", 0, app) is None
+    app = server.make_app(stats.registry, Health())
+    assert server.serve("", 9840, app) is None
+    assert server.serve("127.0.0.1", 0, app) is None
 
 
 def test_port_in_use_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
@@ -236,8 +237,8 @@ def test_port_in_use_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with caplog.at_level(logging.WARNING, logger="k2hr3_osnl"):
-            assert metrics.serve("127.0.0.1", port, metrics.make_app(Health(), Health())) is None
-    (record,) = [r for r in caplog.records if r.name == "k2hr3_osnl.observability.metrics"]
+            assert server.serve("127.0.0.1", port, server.make_app(Health(), Health())) is None
+    (record,) = [r for r in caplog.records if r.name == "k2hr3_osnl.observability.server"]
     assert record.levelno == logging.WARNING
     assert f"cannot listen on 127.0.0.1:{port}" in record.getMessage()
     assert "consuming anyway" in record.getMessage()
@@ -435,18 +436,18 @@ def test_slow_clients_hold_a_bounded_number_of_threads_for_a_bounded_time(
     import threading
     import time
 
-    monkeypatch.setattr(metrics, "CONNECTION_SECONDS", 2.0)
+    monkeypatch.setattr(server, "CONNECTION_SECONDS", 2.0)
     _, _, port, _ = served
     threads_before = threading.active_count()
     slow = []
-    for _ in range(metrics.MAX_CONNECTIONS + 10):
+    for _ in range(server.MAX_CONNECTIONS + 10):
         conn = socket.create_connection(("127.0.0.1", port))
         conn.sendall(b"GET /metrics HTTP/1.1\r\n")  # and nothing more, for now
         slow.append(conn)
     time.sleep(0.5)
     held = threading.active_count() - threads_before
     # One thread and one timer per served connection; the rest were closed at once.
-    assert held <= 2 * metrics.MAX_CONNECTIONS, held
+    assert held <= 2 * server.MAX_CONNECTIONS, held
     # Every slot is taken, by clients that never finished a request: the oldest of
     # them makes room, so the scraper is answered rather than refused (issue 17).
     assert value(scrape(port), "k2hr3_osnl_notifications_in_flight") == 0

@@ -48,7 +48,7 @@ ADMIN = "admin"
 OUTSIDER = "outsider"
 #: A user that may declare the exchanges and MOSK's queues, but no queue of its own.
 NO_QUEUE = "no-queue"
-EXCHANGES = ("nova", "neutron")
+EXCHANGES = ("neutron", "nova")
 #: A vhost whose publishers declare durable exchanges and queues (MOSK's durability is
 #: not on its page: both kinds are tested).
 VHOST_DURABLE = "openstack-durable"

@@ -113,7 +113,7 @@ def test_printed_sections_load_as_the_daemons_configuration(
         ("external-consumer-a", "s3cret;with:odd@chars%")
     }
     assert url.virtual_host == "openstack"
-    assert (n.exchange, n.topic, n.pool) == (["nova", "neutron"], [TOPIC], "k2hr3_osnl")
+    assert (n.exchange, n.topic, n.pool) == (["neutron", "nova"], [TOPIC], "k2hr3_osnl")
     assert r.ssl is True
     assert (r.ssl_ca_file, r.ssl_cert_file, r.ssl_key_file) == (
         str(tmp_path / "tls" / "ca.pem"),

@@ -12,7 +12,7 @@ from support.daemon import with_broker
 from support.openstack_standin import ADMIN_PROJECT, PROJECT, OpenStackStandIn
 
 from k2hr3_osnl import config
-from k2hr3_osnl.core import catchup
+from k2hr3_osnl.core import reconciliation
 from k2hr3_osnl.openstack import neutron, nova, session
 from k2hr3_osnl.openstack.session import OpenStackError
 
@@ -45,7 +45,7 @@ def connect(tmp_path: Path, standin: OpenStackStandIn, **overrides: object) -> s
 def listed(cloud: session.Cloud, since: float, page_size: int = 1000) -> list[list[str]]:
     return [
         [server["id"] for server in page]
-        for page in nova.deleted_servers(cloud, catchup.iso(since), page_size)
+        for page in nova.deleted_servers(cloud, reconciliation.iso(since), page_size)
     ]
 
 

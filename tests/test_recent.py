@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recent import RecentDeliveries
 
 
 class Clock:
@@ -18,7 +18,7 @@ class Clock:
 
 
 def test_a_delivered_id_is_remembered() -> None:
-    recent = RecentIds(60, clock=Clock())
+    recent = RecentDeliveries(60, clock=Clock())
     recent.add("m1")
     assert "m1" in recent
     assert "m2" not in recent
@@ -27,7 +27,7 @@ def test_a_delivered_id_is_remembered() -> None:
 def test_it_is_forgotten_after_the_window() -> None:
     """A redelivery much later is rare and harmless (deletes are idempotent): call again."""
     clock = Clock()
-    recent = RecentIds(60, clock=clock)
+    recent = RecentDeliveries(60, clock=clock)
     recent.add("m1")
     clock.now += 59.9
     assert "m1" in recent
@@ -37,7 +37,7 @@ def test_it_is_forgotten_after_the_window() -> None:
 
 def test_adding_again_restarts_the_window() -> None:
     clock = Clock()
-    recent = RecentIds(60, clock=clock)
+    recent = RecentDeliveries(60, clock=clock)
     recent.add("m1")
     clock.now += 50
     recent.add("m1")
@@ -46,7 +46,7 @@ def test_adding_again_restarts_the_window() -> None:
 
 
 def test_capacity_bounds_memory_dropping_the_oldest() -> None:
-    recent = RecentIds(3600, capacity=3, clock=Clock())
+    recent = RecentDeliveries(3600, capacity=3, clock=Clock())
     for message_id in ("m1", "m2", "m3", "m4", "m5"):
         recent.add(message_id)
     assert len(recent) == 3
@@ -57,7 +57,7 @@ def test_capacity_bounds_memory_dropping_the_oldest() -> None:
 def test_expired_ids_are_dropped_not_just_hidden() -> None:
     """A daemon that runs for months keeps only one window's worth of ids."""
     clock = Clock()
-    recent = RecentIds(60, capacity=1_000_000, clock=clock)
+    recent = RecentDeliveries(60, capacity=1_000_000, clock=clock)
     for i in range(1000):
         recent.add(f"old-{i}")
     clock.now += 61
@@ -66,7 +66,7 @@ def test_expired_ids_are_dropped_not_just_hidden() -> None:
 
 
 def test_zero_window_turns_it_off() -> None:
-    recent = RecentIds(0, clock=Clock())
+    recent = RecentDeliveries(0, clock=Clock())
     recent.add("m1")
     assert "m1" not in recent
     assert len(recent) == 0
@@ -74,7 +74,7 @@ def test_zero_window_turns_it_off() -> None:
 
 def test_missing_message_ids_are_never_duplicates() -> None:
     """Without an id, two different notifications must not be mistaken for one."""
-    recent = RecentIds(60, clock=Clock())
+    recent = RecentDeliveries(60, clock=Clock())
     recent.add(None)
     recent.add(12)
     assert None not in recent
@@ -83,7 +83,7 @@ def test_missing_message_ids_are_never_duplicates() -> None:
 
 
 def test_concurrent_adds_stay_within_capacity() -> None:
-    recent = RecentIds(3600, capacity=100)
+    recent = RecentDeliveries(3600, capacity=100)
 
     def work(n: int) -> None:
         for i in range(500):
@@ -102,7 +102,7 @@ def test_long_message_ids_cost_no_more_than_short_ones() -> None:
     and a copy of one is still recognised."""
     import sys
 
-    recent = RecentIds(window_seconds=600)
+    recent = RecentDeliveries(window_seconds=600)
     long_ids = [f"{i:06d}" + "x" * 100_000 for i in range(2_000)]
     for message_id in long_ids:
         recent.add(message_id)

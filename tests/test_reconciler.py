@@ -22,18 +22,18 @@ from support.openstack_standin import OpenStackStandIn
 from support.waiting import wait_until
 
 from k2hr3_osnl import config
-from k2hr3_osnl.core import catchup
+from k2hr3_osnl.core import reconciliation
 from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.observer import Observers
 from k2hr3_osnl.core.parking import ParkingLot
-from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recent import RecentDeliveries
 from k2hr3_osnl.core.types import Notification
 from k2hr3_osnl.k2hr3.client import RoleClient
 from k2hr3_osnl.observability.health import Health
 from k2hr3_osnl.observability.metrics import Metrics
 from k2hr3_osnl.openstack import session
-from k2hr3_osnl.reconcile import wiring as openstack_parts
+from k2hr3_osnl.reconcile import wiring
 from k2hr3_osnl.reconcile.reconciler import Reconciler
 
 ABANDONED = "k2hr3_osnl_reconcile_abandoned_passes_total"
@@ -84,13 +84,13 @@ def world(tmp_path: Path, k2hr3: FakeK2HR3) -> Iterator[World]:
         client=RoleClient(k2hr3.url),
         breaker=CircuitBreaker(max_interval=0.2),
         parking=ParkingLot(state_dir),
-        recent=RecentIds(600),
+        recent=RecentDeliveries(600),
         retry_budget=2,
     )
     health = Health(handler.breaker, handler.parking)
     metrics = Metrics(health)
     handler.observer = Observers((health, metrics))
-    reconciler = openstack_parts.make_reconciler(conf, session.connect(conf), handler)
+    reconciler = wiring.make_reconciler(conf, session.connect(conf), handler)
     yield World(standin, k2hr3, handler, reconciler, metrics, health, state_dir)
     handler.client.close()
     standin.stop()
@@ -511,7 +511,7 @@ def test_a_look_back_of_a_million_years_asks_from_2010_and_fails_nothing(world: 
     report = world.reconciler.run_pass()
     assert report.ok, report.error
     assert world.k2hr3.deleted() == [(gone.id, None)]
-    assert report.since == catchup.EARLIEST
+    assert report.since == reconciliation.EARLIEST
 
 
 class Token:

@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from k2hr3_osnl.core.observer import Observer
-from k2hr3_osnl.observability.health import BrokerLogWatch
 from k2hr3_osnl.rabbit import refusals
+from k2hr3_osnl.rabbit.driverlog import BrokerLogWatch
 
 CASES = [
     (
@@ -206,7 +206,7 @@ def test_the_log_watch_explains_a_tls_refusal_once_until_reconnected(
     watch = BrokerLogWatch(Recorder()).install()
     expired, closed = CASES[1][0], CASES[3][0]
     try:
-        with caplog.at_level(logging.ERROR, logger="k2hr3_osnl.observability.health"):
+        with caplog.at_level(logging.ERROR, logger="k2hr3_osnl.rabbit.driverlog"):
             # TLS 1.3: the alert, or the connection closed before it could be read.
             for error in (expired, closed, expired, closed):
                 logger.error("Connection failed: %s (retrying in %s seconds)", error, 1.0)
@@ -214,7 +214,7 @@ def test_the_log_watch_explains_a_tls_refusal_once_until_reconnected(
             logger.error("Connection failed: %s (retrying in %s seconds)", expired, 1.0)
     finally:
         watch.uninstall()
-    ours = [r.getMessage() for r in caplog.records if r.name == "k2hr3_osnl.observability.health"]
+    ours = [r.getMessage() for r in caplog.records if r.name == "k2hr3_osnl.rabbit.driverlog"]
     said = [f"RabbitMQ refused k2hr3-osnl: {CASES[i][1]}" for i in (1, 3, 1)]
     assert ours == said
     assert watch.observer.lost == [CASES[i][1] for i in (1, 3, 1, 3, 1)]  # type: ignore[attr-defined]

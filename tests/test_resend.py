@@ -25,7 +25,7 @@ from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.observer import Observer
 from k2hr3_osnl.core.parking import Cause, Parked, ParkingLot, cause_of
-from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recent import RecentDeliveries
 from k2hr3_osnl.core.types import Result
 from k2hr3_osnl.k2hr3.client import RoleClient
 from k2hr3_osnl.observability import metrics
@@ -82,7 +82,7 @@ def handler(k2hr3: FakeK2HR3, lot: ParkingLot) -> Iterator[Handler]:
         client=RoleClient(k2hr3.url, connect_timeout=1, read_timeout=2),
         breaker=CircuitBreaker(max_interval=0.2),
         parking=lot,
-        recent=RecentIds(600),
+        recent=RecentDeliveries(600),
         retry_budget=60,
         observer=Recorder(),
     )

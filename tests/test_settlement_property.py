@@ -29,7 +29,7 @@ from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.events import Delete, decide
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.parking import Parked, ParkingLot
-from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recent import RecentDeliveries
 from k2hr3_osnl.core.types import Result
 from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
@@ -157,7 +157,7 @@ def test_every_message_ends_settled_or_handed_back(
     client = ScriptedK2HR3(scripts)
     parking = FlakyParkingLot(state, refuse)
     breaker = CircuitBreaker(max_interval=0.02, min_interval=0.005)
-    handler = Handler(client, breaker, parking, RecentIds(600), retry_budget=0.15)  # type: ignore[arg-type]
+    handler = Handler(client, breaker, parking, RecentDeliveries(600), retry_budget=0.15)  # type: ignore[arg-type]
     dispatcher = PoisonSafeDispatcher(NotificationEndpoint(handler))
     if stop_early:
         threading.Timer(0.02, breaker.stop).start()
@@ -216,7 +216,7 @@ def test_a_failing_endpoint_hands_back_the_whole_batch(
             raise RuntimeError("a bug of ours")
 
     breaker = CircuitBreaker()
-    handler = Handler(ScriptedK2HR3({}), breaker, ParkingLot(tmp_path), RecentIds(600), 1.0)  # type: ignore[arg-type]
+    handler = Handler(ScriptedK2HR3({}), breaker, ParkingLot(tmp_path), RecentDeliveries(600), 1.0)  # type: ignore[arg-type]
     dispatcher = PoisonSafeDispatcher(BrokenEndpoint(handler))
     event_type, publisher_id, payload = _body("legacy", CUKS[0])
     incoming = [

@@ -27,7 +27,7 @@ from k2hr3_osnl.core.events import Delete, Proof
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.observer import Observers
 from k2hr3_osnl.core.parking import ParkingLot
-from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recent import RecentDeliveries
 from k2hr3_osnl.core.types import Notification, Result
 from k2hr3_osnl.core.verification import Verdict
 from k2hr3_osnl.k2hr3.client import RoleClient
@@ -52,7 +52,7 @@ def verifying(
         RoleClient(k2hr3.url),
         CircuitBreaker(),
         ParkingLot(tmp_path),
-        RecentIds(600),
+        RecentDeliveries(600),
         2,
         observer=Observers((metrics,)),
         verifier=verifier,

@@ -366,9 +366,9 @@ def _replay(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
 
 def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     """One pass on demand; see :mod:`k2hr3_osnl.reconcile.reconciler`."""
-    from k2hr3_osnl.core import catchup
+    from k2hr3_osnl.core import reconciliation
     from k2hr3_osnl.openstack import session
-    from k2hr3_osnl.reconcile import wiring as openstack_parts
+    from k2hr3_osnl.reconcile import wiring
 
     if not session.configured(conf):
         print(
@@ -380,7 +380,7 @@ def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     since = None
     if args.since is not None:
         try:
-            since = catchup.parse_since(args.since)
+            since = reconciliation.parse_since(args.since)
         except ValueError as error:
             print(f"k2hr3-osnl: --since: {error}", file=sys.stderr)
             return 2
@@ -393,7 +393,7 @@ def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
         )
         args.dry_run = True
     handler = service.make_handler(conf)
-    reconciler = openstack_parts.make_reconciler(conf, session.connect(conf), handler)
+    reconciler = wiring.make_reconciler(conf, session.connect(conf), handler)
     try:
         report = reconciler.run_pass(since=since, dry_run=args.dry_run, printer=print)
     finally:
@@ -402,7 +402,7 @@ def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
         print(f"k2hr3-osnl: reconciliation failed: {report.error}", file=sys.stderr)
         return 1
     print(
-        f"{report.found} deleted server(s) since {catchup.iso(report.since)}, "
+        f"{report.found} deleted server(s) since {reconciliation.iso(report.since)}, "
         f"{report.already} already deleted, {report.sent} sent"
         + (" (dry run)" if args.dry_run else "")
         + ("; a Nova cell is down: its servers were not listed" if report.cells_down else ""),

@@ -32,6 +32,8 @@ from typing import Any, TextIO
 
 import kombu
 
+from k2hr3_osnl.core import events
+
 #: MOSK's rule for topic names: "lowercase alphanumeric characters, -, or ." (its own
 #: example, ``external-consumer-A``, has a capital: accepted); ``notifications`` is
 #: reserved.
@@ -43,7 +45,7 @@ _HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 #: ``host:port``, ``[v6]:port`` or ``[v6]``: a host of ``hosts`` may carry its port.
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\s]+))(?::(?P<port>\d+))?$")
 #: The exchanges nova and neutron publish their notifications to.
-EXCHANGES = ("nova", "neutron")
+EXCHANGES = tuple(events.exchanges())
 #: What oslo.messaging hands kombu unescaped (it quotes with ``safe="/"`` and passes the
 #: vhost raw), so that kombu would misread it: refused rather than failing at connect.
 _UNSAFE = {"username": "/", "password": "/", "vhost": "?#%;"}

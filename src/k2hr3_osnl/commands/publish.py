@@ -22,17 +22,12 @@ import oslo_messaging
 from oslo_config import cfg
 
 from k2hr3_osnl.commands import formats
+from k2hr3_osnl.core import events
 from k2hr3_osnl.observability import logs
 from k2hr3_osnl.rabbit import refusals
 
-#: Where each kind of event is published by OpenStack: (exchange, topic, publisher_id).
-#: The publisher_id is the one that service would send, for a sample that has none:
-#: the daemon's publisher_id filter would drop any other without a word.
-_ROUTES = (
-    ("port.", ("neutron", "notifications", "network.k2hr3-osnl-publish")),
-    ("compute.", ("nova", "notifications", "compute.k2hr3-osnl-publish")),
-    ("instance.", ("nova", "versioned_notifications", "nova-compute:k2hr3-osnl-publish")),
-)
+#: Where an event no source knows goes.
+_ELSEWHERE = events.Route("openstack", "notifications", "k2hr3-osnl.publish")
 #: The loggers oslo.messaging's Notifier reports a failed send on.
 _NOTIFIER_LOGGERS = ("oslo_messaging.notify.messaging", "oslo_messaging.notify.notifier")
 #: Attempts to reach the broker per notification: a broker that is down is a failure
@@ -46,10 +41,11 @@ def route(event_type: str) -> tuple[str, str]:
 
 
 def _route(event_type: str) -> tuple[str, str, str]:
-    for prefix, where in _ROUTES:
-        if event_type.startswith(prefix):
-            return where
-    return ("openstack", "notifications", "k2hr3-osnl.publish")
+    """Where OpenStack publishes it (``core/events.py``'s sources), and the publisher_id
+    that service would send, for a sample that has none: the daemon's publisher_id
+    filter would drop any other without a word."""
+    where = events.route_of(event_type) or _ELSEWHERE
+    return where.exchange, where.topic, where.publisher_id
 
 
 class _Failures(logging.Handler):

@@ -24,6 +24,7 @@ from oslo_config import cfg
 
 from k2hr3_osnl.config import opts, strict, tls
 from k2hr3_osnl.observability import logs
+from k2hr3_osnl.openstack import session
 
 LOG = logging.getLogger(__name__)
 
@@ -263,8 +264,6 @@ def findings(conf: cfg.ConfigOpts) -> strict.Findings:
 
 def _credentials_problems(conf: cfg.ConfigOpts) -> list[str]:
     """``[service_credentials]`` loads, and is there if reconciliation needs it."""
-    from k2hr3_osnl.openstack import session  # keystoneauth1 and requests: only here
-
     r = conf[opts.RECONCILE_GROUP]
     if not session.configured(conf):
         return [

@@ -11,11 +11,17 @@ import copy
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg, types
 
+from k2hr3_osnl.core import events
 from k2hr3_osnl.observability import logs
+from k2hr3_osnl.openstack import session
 from k2hr3_osnl.rabbit import seam
 
-#: The three deletion events this listener acts on.
-DEFAULT_EVENT_TYPE = r"^(port\.delete\.end|instance\.delete\.end|compute\.instance\.delete\.end)$"
+#: The deletion events this listener acts on: every source OpenStack publishes
+#: (``core/events.py``), so that a new source is never filtered out by default.
+DEFAULT_EVENT_TYPE = events.event_type_filter()
+#: Where those sources are published.
+DEFAULT_EXCHANGES = events.exchanges()
+DEFAULT_TOPICS = events.topics()
 #: neutron publishes as ``network.<host>``, legacy nova as ``compute.<host>``,
 #: versioned nova as ``nova-compute:<host>`` or ``nova-api:<host>``.
 DEFAULT_PUBLISHER_ID = r"^(network|compute|nova-[a-z-]+)([.:].*)?$"
@@ -35,8 +41,8 @@ NOTIFICATIONS_GROUP = "oslo_messaging_notifications"
 K2HR3_GROUP = "k2hr3"
 METRICS_GROUP = "metrics"
 RECONCILE_GROUP = "reconcile"
-#: ceilometer's name for the same thing: the account a service uses to ask OpenStack.
-CREDENTIALS_GROUP = "service_credentials"
+#: Read by openstack/session.py, which names it.
+CREDENTIALS_GROUP = session.CREDENTIALS_GROUP
 #: The keystoneauth1 plugin whose options the sample configuration documents.
 SAMPLE_AUTH_TYPE = "password"
 #: Default port of /metrics and /healthz. The Prometheus wiki's "default port
@@ -200,13 +206,13 @@ notification_opts = [
     cfg.DictOpt("payload", help="Regular expressions the payload must match."),
     cfg.ListOpt(
         "topic",
-        default=["notifications", "versioned_notifications"],
+        default=DEFAULT_TOPICS,
         help="Topics to listen on; a comma-separated list. neutron and legacy nova publish "
         "on 'notifications', versioned nova on 'versioned_notifications'.",
     ),
     cfg.ListOpt(
         "exchange",
-        default=["neutron", "nova"],
+        default=DEFAULT_EXCHANGES,
         help="Exchanges to listen on; a comma-separated list. Every exchange is bound "
         "with every topic.",
     ),

@@ -1,8 +1,11 @@
 """From a notification to a decision: pure functions, no I/O.
 
-Each OpenStack source gets one small class that declares the event types it handles next
-to the code that reads them. :func:`decide` is the only entry point the rest of the
-daemon needs.
+Each OpenStack source is described once, by one small class: the event types it
+handles, where its service publishes them (:class:`Route`), what verification asks
+OpenStack about (``proves``) and the code that reads its payload. Everything else is
+derived from :data:`SOURCES`: the default ``event_type`` filter, exchanges and topics
+(``config/opts.py``), where ``publish`` sends a sample, the exchanges ``mosk-config``
+surveys, the metrics' labels. :func:`decide` is the only entry point the daemon needs.
 """
 
 from __future__ import annotations
@@ -20,11 +23,28 @@ MAX_IPS = 256
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
+#: What verification looks up (``Proof.target``): a Nova server, a Neutron port.
+SERVER = "server"
+PORT = "port"
+PROOF_TARGETS = (SERVER, PORT)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a service publishes a source's notifications on RabbitMQ."""
+
+    exchange: str
+    topic: str
+    #: The publisher_id that service sends (its prefix is what the default
+    #: ``publisher_id`` filter admits); ``publish`` uses it for a sample without one.
+    publisher_id: str
+
+
 @dataclass(frozen=True, slots=True)
 class Proof:
     """What ``verify_deletions`` asks OpenStack about, as the notification named it."""
 
-    #: "server" (Nova) or "port" (Neutron).
+    #: :data:`SERVER` (Nova) or :data:`PORT` (Neutron).
     target: str
     #: The server's or port's id as sent; None when the notification had none.
     ident: str | None
@@ -60,7 +80,7 @@ Decision = Delete | Ignore | Invalid
 
 
 class _Reject(Exception):
-    """Raised inside a handler to turn a bad field into :class:`Invalid`."""
+    """Raised inside a source's ``decide`` to turn a bad field into :class:`Invalid`."""
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:
@@ -90,7 +110,7 @@ def _ip(value: Any, where: str) -> str:
 
 
 def _server(cuk: str) -> Delete:
-    return Delete(cuk, proof=Proof("server", cuk))
+    return Delete(cuk, proof=Proof(SERVER, cuk))
 
 
 def _ident(value: Any) -> str | None:
@@ -112,7 +132,9 @@ class NeutronPort:
     the others. neutron before Newton sends only ``port_id``: nothing to act on.
     """
 
-    event_types: ClassVar[frozenset[str]] = frozenset({"port.delete.end"})
+    event_types: ClassVar[tuple[str, ...]] = ("port.delete.end",)
+    route: ClassVar[Route | None] = Route("neutron", "notifications", "network.k2hr3-osnl-publish")
+    proves: ClassVar[str | None] = PORT
     internal: ClassVar[bool] = False
 
     @staticmethod
@@ -141,7 +163,7 @@ class NeutronPort:
             ip = _ip(_mapping(entry, where).get("ip_address"), f"{where}.ip_address")
             if ip not in ips:
                 ips.append(ip)
-        return Delete(cuk, tuple(ips), Proof("port", _ident(port.get("id"))))
+        return Delete(cuk, tuple(ips), Proof(PORT, _ident(port.get("id"))))
 
 
 class NovaVersioned:
@@ -151,7 +173,11 @@ class NovaVersioned:
     would leave the other addresses behind.
     """
 
-    event_types: ClassVar[frozenset[str]] = frozenset({"instance.delete.end"})
+    event_types: ClassVar[tuple[str, ...]] = ("instance.delete.end",)
+    route: ClassVar[Route | None] = Route(
+        "nova", "versioned_notifications", "nova-compute:k2hr3-osnl-publish"
+    )
+    proves: ClassVar[str | None] = SERVER
     internal: ClassVar[bool] = False
 
     @staticmethod
@@ -163,7 +189,9 @@ class NovaVersioned:
 class NovaLegacy:
     """nova unversioned ``compute.instance.delete.end``: the whole instance is gone."""
 
-    event_types: ClassVar[frozenset[str]] = frozenset({"compute.instance.delete.end"})
+    event_types: ClassVar[tuple[str, ...]] = ("compute.instance.delete.end",)
+    route: ClassVar[Route | None] = Route("nova", "notifications", "compute.k2hr3-osnl-publish")
+    proves: ClassVar[str | None] = SERVER
     internal: ClassVar[bool] = False
 
     @staticmethod
@@ -174,12 +202,16 @@ class NovaLegacy:
 class ReconciledServer:
     """Our own ``k2hr3_osnl.reconcile.server.deleted``: Nova lists the server as deleted.
 
-    Reconciliation (:mod:`k2hr3_osnl.core.catchup`) found it: the whole instance is gone, as
+    Reconciliation (:mod:`k2hr3_osnl.core.reconciliation`) found it: the whole instance is gone, as
     for ``instance.delete.end``; it travels the same path as a notification would. It is
     internal: the daemon makes it, and one that comes from the bus is forged.
     """
 
-    event_types: ClassVar[frozenset[str]] = frozenset({"k2hr3_osnl.reconcile.server.deleted"})
+    event_types: ClassVar[tuple[str, ...]] = ("k2hr3_osnl.reconcile.server.deleted",)
+    #: Never on the bus: the daemon hands it to the handler itself.
+    route: ClassVar[Route | None] = None
+    #: Nova's own listing is the proof.
+    proves: ClassVar[str | None] = None
     internal: ClassVar[bool] = True
 
     @staticmethod
@@ -187,17 +219,62 @@ class ReconciledServer:
         return Delete(_cuk(payload.get("uuid"), "payload.uuid"))
 
 
-HANDLERS = (NeutronPort, NovaVersioned, NovaLegacy, ReconciledServer)
-_BY_EVENT_TYPE = {event: handler for handler in HANDLERS for event in handler.event_types}
+Source = type[NeutronPort] | type[NovaVersioned] | type[NovaLegacy] | type[ReconciledServer]
+#: Every source, in the order the defaults list them.
+SOURCES: tuple[Source, ...] = (NeutronPort, NovaVersioned, NovaLegacy, ReconciledServer)
+#: The sources OpenStack publishes on RabbitMQ; the others are the daemon's own.
+FROM_THE_BUS = tuple(source for source in SOURCES if not source.internal)
+_BY_EVENT_TYPE = {event: source for source in SOURCES for event in source.event_types}
 #: Every event type that can lead to a K2HR3 call.
 DELETION_EVENT_TYPES = frozenset(_BY_EVENT_TYPE)
+
+
+def _unique(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def bus_event_types() -> list[str]:
+    """The event types OpenStack publishes that this daemon acts on, in order."""
+    return _unique([event for source in FROM_THE_BUS for event in source.event_types])
+
+
+def event_type_filter() -> str:
+    """The default ``[oslo_messaging_notifications] event_type``: every bus source's."""
+    return "^(" + "|".join(re.escape(event) for event in bus_event_types()) + ")$"
+
+
+def _routes() -> list[Route]:
+    return [source.route for source in FROM_THE_BUS if source.route is not None]
+
+
+def exchanges() -> list[str]:
+    """The exchanges the bus sources are published to (the default ``exchange``)."""
+    return _unique([route.exchange for route in _routes()])
+
+
+def topics() -> list[str]:
+    """The topics the bus sources are published on (the default ``topic``)."""
+    return _unique([route.topic for route in _routes()])
+
+
+def route_of(event_type: str) -> Route | None:
+    """Where OpenStack would publish ``event_type``: its source's route, or for another
+    event of the same service (``port.create.end``) that service's; None if unknown."""
+    source = _BY_EVENT_TYPE.get(event_type)
+    if source is not None:
+        return source.route
+    service = event_type.split(".", 1)[0]
+    for source in FROM_THE_BUS:
+        if any(event.split(".", 1)[0] == service for event in source.event_types):
+            return source.route
+    return None
 
 
 def made_by_us(event_type: Any) -> bool:
     """Whether ``event_type`` is an internal source's: only the daemon makes those (and
     parks them: a parked file of that type is the daemon's own, sent again)."""
-    handler = _BY_EVENT_TYPE.get(event_type) if isinstance(event_type, str) else None
-    return handler is not None and handler.internal
+    source = _BY_EVENT_TYPE.get(event_type) if isinstance(event_type, str) else None
+    return source is not None and source.internal
 
 
 def decide(event_type: Any, payload: Any, internal: bool = False) -> Decision:
@@ -206,12 +283,12 @@ def decide(event_type: Any, payload: Any, internal: bool = False) -> Decision:
     An internal source's event type from anywhere else (the bus) is refused, whatever
     ``event_type`` filter admitted it: anyone who can publish could otherwise name it.
     """
-    handler = _BY_EVENT_TYPE.get(event_type) if isinstance(event_type, str) else None
-    if handler is None:
+    source = _BY_EVENT_TYPE.get(event_type) if isinstance(event_type, str) else None
+    if source is None:
         return Ignore(f"event_type {_short(event_type)} is not a deletion")
-    if handler.internal and not internal:
+    if source.internal and not internal:
         return Invalid(f"event_type {event_type} is the daemon's own: never taken from the bus")
     try:
-        return handler.decide(_mapping(payload, "payload"))
+        return source.decide(_mapping(payload, "payload"))
     except _Reject as reject:
         return Invalid(str(reject))

@@ -20,17 +20,15 @@ from typing import Any, Protocol
 from k2hr3_osnl.core.answers import Answer, Outcome, about_k2hr3, slowed_down
 from k2hr3_osnl.core.breaker import CircuitBreaker, Turn
 from k2hr3_osnl.core.events import Delete, Ignore, Proof, decide
+from k2hr3_osnl.core.logfields import fields
 from k2hr3_osnl.core.observer import Observer
 from k2hr3_osnl.core.parking import Cause, Parked, ParkingLot, cause_for
-from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recent import RecentDeliveries
 from k2hr3_osnl.core.recheck import SCHEDULE, Rechecks
-from k2hr3_osnl.core.types import Notification, Result, acknowledges
+from k2hr3_osnl.core.types import Notification, Result
 from k2hr3_osnl.core.verification import UNAVAILABLE, Action, Verdict, Verifier, action
-from k2hr3_osnl.observability import logs
 
 LOG = logging.getLogger(__name__)
-
-__all__ = ["Client", "Handler", "Notification", "Result", "acknowledges"]
 
 #: Seconds to pause before handing back a batch that could not be settled (a disk that
 #: will not take a parked file, a bug of ours), so that it does not loop fast on the broker.
@@ -117,7 +115,7 @@ class Handler:
         client: Client,
         breaker: CircuitBreaker,
         parking: ParkingLot,
-        recent: RecentIds,
+        recent: RecentDeliveries,
         retry_budget: float,
         clock: Callable[[], float] = time.monotonic,
         observer: Observer | None = None,
@@ -204,7 +202,7 @@ class Handler:
         for item in items:
             self.observer.handling(item.note)
             # Every line logged about it says which notification it is about.
-            with logs.fields(**item.fields()):
+            with fields(**item.fields()):
                 self._triage(item, self.recent.try_begin)
         self._deliver_claimed([item for item in items if item.delete and item.claimed])
         # Copies of a message that was being delivered (by another batch, or earlier in
@@ -212,7 +210,7 @@ class Handler:
         # cannot wait for each other; K2HR3 is called only if that delivery failed.
         for item in items:
             if item.delete and item.result is None and not item.claimed:
-                with logs.fields(**item.fields()):
+                with fields(**item.fields()):
                     self._claim_waiting(item)
                 self._deliver_claimed([item] if item.claimed else [])
 
@@ -247,7 +245,7 @@ class Handler:
             assert proof is not None
             self.observer.verified(proof.target, check.verdict.value)
             todo = action(check, self.park_unverified)
-            with logs.fields(**item.fields()):
+            with fields(**item.fields()):
                 if todo is Action.PARK and self.client.dry_run:
                     # A dry run shares state_dir with the live daemon: it parks nothing.
                     item.result = Result.INVALID
@@ -363,7 +361,7 @@ class Handler:
 
     def _give_up(self, items: list[_Item], stopping: bool) -> None:
         for item in items:
-            with logs.fields(**item.fields()):
+            with fields(**item.fields()):
                 if stopping:
                     item.result = Result.REQUEUED
                     self._report(item, _HANDED_BACK)
@@ -402,11 +400,11 @@ class Handler:
                 self.recent.add(item.key)
                 item.result = Result.DELETED
             elif answer.outcome is Outcome.REJECTED:
-                with logs.fields(**item.fields()):
+                with fields(**item.fields()):
                     why = f"K2HR3 rejected it: {_describe(answer)}"
                     item.result = self._park(item, why, Cause.OPERATOR)
             elif self._strike(item, answer):
-                with logs.fields(**item.fields()):
+                with fields(**item.fields()):
                     why = (
                         f"K2HR3 failed it {item.strikes} times in "
                         f"{self._clock() - (item.first_strike or 0):.0f}s while accepting "

@@ -1,9 +1,11 @@
-"""A bounded memory of message_ids already delivered, to skip duplicate deliveries.
+"""A bounded memory of deliveries already made, to skip duplicate deliveries.
 
 RabbitMQ delivers at least once: after a reconnect, a message whose K2HR3 call already
 succeeded can come back. Deletes are idempotent, so this is only about not calling K2HR3
-twice; a bounded window keeps memory flat however long the daemon runs. Publishers choose
-message_ids, so a long one is remembered by its digest: an entry costs the same
+twice; a bounded window keeps memory flat however long the daemon runs. A delivery is
+keyed by its message_id *and* its deletion (the handler's ``key``), so a publisher
+reusing a message_id for another deletion is never skipped. Publishers choose
+message_ids, so a long key is remembered by its digest: an entry costs the same
 whatever a publisher sends.
 """
 
@@ -15,24 +17,27 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-#: Each remembered message_id costs about 200 bytes (the string, its time, the ordered
-#: dict's links): 20,000 of them are 4 MB. Duplicates come within seconds (a redelivery
-#: after a reconnect is at most one prefetch, 128, per consumer; a publisher's retry is
+#: Each remembered delivery costs about 200 bytes (the key, its time, the ordered dict's
+#: links): 20,000 of them are 4 MB. Duplicates come within seconds (a redelivery after a
+#: reconnect is at most one prefetch, 128, per consumer; a publisher's retry is
 #: immediate), which 20,000 covers many times over even while a backlog drains at
-#: 2,000/s; 100,000 cost 20 MB of growth on a long drain (docs/benchmarks.md).
+#: 1,800/s; 100,000 made RSS grow by 21 MB over a long drain (docs/benchmarks.md).
 DEFAULT_CAPACITY = 20_000
 
-#: A message_id longer than this (a UUID is 36) is remembered by a 16-byte digest.
+#: A key longer than this is remembered by a 16-byte digest.
 LONGEST_KEPT = 64
 
 
-def _key(message_id: str) -> str | bytes:
-    if len(message_id) <= LONGEST_KEPT:
-        return message_id
-    return hashlib.blake2b(message_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+def _key(delivery: str) -> str | bytes:
+    if len(delivery) <= LONGEST_KEPT:
+        return delivery
+    return hashlib.blake2b(delivery.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-class RecentIds:
+class RecentDeliveries:
+    """The deliveries made within ``window_seconds`` (at most ``capacity``), and those
+    under way now."""
+
     def __init__(
         self,
         window_seconds: float,
@@ -44,30 +49,30 @@ class RecentIds:
         self._clock = clock
         self._seen: OrderedDict[str | bytes, float] = OrderedDict()
         self._lock = threading.Lock()
-        #: message_ids a worker is delivering right now, and the event that says it ended.
+        #: Deliveries a worker is making right now, and the event that says each ended.
         self._busy: dict[str | bytes, threading.Event] = {}
 
-    def __contains__(self, message_id: object) -> bool:
-        if not self.window or not isinstance(message_id, str):
+    def __contains__(self, delivery: object) -> bool:
+        if not self.window or not isinstance(delivery, str):
             return False
         with self._lock:
-            return self._recent(_key(message_id))
+            return self._recent(_key(delivery))
 
     def _recent(self, key: str | bytes) -> bool:
         added = self._seen.get(key)
         return added is not None and self._clock() - added < self.window
 
-    def begin(self, message_id: object, timeout: float | None = None) -> bool | None:
-        """Claim ``message_id`` for delivery; False if it was delivered within the window.
+    def begin(self, delivery: object, timeout: float | None = None) -> bool | None:
+        """Claim ``delivery`` (its key); False if it was delivered within the window.
 
         Two copies of one message can arrive together (a publisher's retry, a redelivery
         racing the original): the second waits here for the first to end, and only
         calls K2HR3 itself if the first did not deliver. None if the first is still
         under way after ``timeout`` seconds. Pair a True with :meth:`end`.
         """
-        if not self.window or not isinstance(message_id, str):
+        if not self.window or not isinstance(delivery, str):
             return True
-        key = _key(message_id)
+        key = _key(delivery)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._lock:
@@ -82,7 +87,7 @@ class RecentIds:
                 return None
             busy.wait(left)
 
-    def try_begin(self, message_id: object) -> bool | None:
+    def try_begin(self, delivery: object) -> bool | None:
         """:meth:`begin` without waiting: None if a delivery of it is under way now.
 
         A batch claims all its deliveries before it sends any, so it must not wait for a
@@ -90,9 +95,9 @@ class RecentIds:
         other waits for would wait forever. It retries those with :meth:`begin` once it
         holds nothing.
         """
-        if not self.window or not isinstance(message_id, str):
+        if not self.window or not isinstance(delivery, str):
             return True
-        key = _key(message_id)
+        key = _key(delivery)
         with self._lock:
             if self._recent(key):
                 return False
@@ -101,19 +106,19 @@ class RecentIds:
             self._busy[key] = threading.Event()
             return True
 
-    def end(self, message_id: object) -> None:
+    def end(self, delivery: object) -> None:
         """The delivery claimed by :meth:`begin` is over (:meth:`add` it first if it worked)."""
-        if not isinstance(message_id, str):
+        if not isinstance(delivery, str):
             return
         with self._lock:
-            busy = self._busy.pop(_key(message_id), None)
+            busy = self._busy.pop(_key(delivery), None)
         if busy is not None:
             busy.set()
 
-    def add(self, message_id: object) -> None:
-        if not self.window or not isinstance(message_id, str):
+    def add(self, delivery: object) -> None:
+        if not self.window or not isinstance(delivery, str):
             return
-        key = _key(message_id)
+        key = _key(delivery)
         with self._lock:
             now = self._clock()
             self._seen[key] = now

@@ -3,8 +3,8 @@
 K2HR3 authorises this call by the caller's source address, so there is no token. The
 calls go through one aiohttp session, which keeps connections to K2HR3 open between
 deletions, on one event loop in a background thread (eventloop.py): the handler's
-worker threads wait for the answer while the loop does every call's I/O. Doing the I/O
-in each worker thread cost three to four times the CPU per call (docs/benchmarks.md).
+worker threads wait for the answer while the loop does every call's I/O (why:
+eventloop.py).
 """
 
 from __future__ import annotations

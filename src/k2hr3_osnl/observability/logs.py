@@ -19,8 +19,6 @@ and levels alone; the two filters are put on every handler it makes).
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
 import logging
 import logging.config
@@ -31,8 +29,10 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import IO, Any, ClassVar
+
+from k2hr3_osnl.core import logfields
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -102,26 +102,17 @@ class LogDestinationError(Exception):
     """A log destination that cannot be used; the message says which and why."""
 
 
-_fields: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
-    "k2hr3_osnl_log_fields", default=None
-)
-
-
-@contextlib.contextmanager
-def fields(**values: Any) -> Iterator[None]:
-    """Attach ``values`` to every record logged by this thread inside the block."""
-    token = _fields.set({**(_fields.get() or {}), **values})
-    try:
-        yield
-    finally:
-        _fields.reset(token)
+#: The fields of one notification, for the edges that log about it (defined in the core,
+#: whose handler sets them too).
+fields = logfields.fields
 
 
 class FieldsFilter(logging.Filter):
-    """Copies the :func:`fields` of the current thread onto each record (``extra=`` wins)."""
+    """Copies the :func:`~k2hr3_osnl.core.logfields.fields` of the current thread onto
+    each record (``extra=`` wins)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for name, value in (_fields.get() or {}).items():
+        for name, value in logfields.current().items():
             if not hasattr(record, name):
                 setattr(record, name, value)
         return True

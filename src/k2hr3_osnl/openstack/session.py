@@ -18,8 +18,9 @@ from keystoneauth1 import loading as ks_loading
 from keystoneauth1.session import Session
 from oslo_config import cfg
 
-from k2hr3_osnl.config.opts import CREDENTIALS_GROUP
-
+#: The group this module reads (ceilometer's name for the same thing: the account a
+#: service uses to ask OpenStack); ``config/opts.py`` registers it under this name.
+CREDENTIALS_GROUP = "service_credentials"
 #: Seconds a Keystone, Nova or Neutron call may take when [service_credentials]
 #: timeout is not set (keystoneauth1 would wait forever).
 DEFAULT_TIMEOUT = 30.0

@@ -23,20 +23,21 @@ from k2hr3_osnl import __version__, config
 from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.parking import ParkingLot
-from k2hr3_osnl.core.recent import RecentIds
+from k2hr3_osnl.core.recent import RecentDeliveries
 from k2hr3_osnl.core.recheck import Rechecks
 from k2hr3_osnl.core.verification import Verifier
 from k2hr3_osnl.k2hr3.client import RoleClient
-from k2hr3_osnl.observability import logs, metrics
-from k2hr3_osnl.observability.health import BrokerLogWatch, Health
+from k2hr3_osnl.observability import logs, metrics, server
+from k2hr3_osnl.observability.health import Health
 from k2hr3_osnl.process import reload, signals
 from k2hr3_osnl.process.lifecycle import Lifecycle
 from k2hr3_osnl.process.resender import Resender
 from k2hr3_osnl.rabbit import dryrun, liveness, refusals, seam
 from k2hr3_osnl.rabbit.batching import GreedyBatchServer
-from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher, UndecodableWatch
+from k2hr3_osnl.rabbit.dispatcher import PoisonSafeDispatcher
+from k2hr3_osnl.rabbit.driverlog import BrokerLogWatch, UndecodableWatch
 from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
-from k2hr3_osnl.reconcile import wiring as openstack
+from k2hr3_osnl.reconcile import wiring
 from k2hr3_osnl.reconcile.recheck import Rechecker
 from k2hr3_osnl.reconcile.reconciler import Reconciler
 from k2hr3_osnl.reconcile.view import ViewTooNarrow
@@ -57,7 +58,7 @@ class Daemon:
     listener: oslo_messaging.MessageHandlingServer
     health: Health | None = None
     metrics: metrics.Metrics | None = None
-    http: metrics.MetricsServer | None = None
+    http: server.MetricsServer | None = None
     reconciler: Reconciler | None = None
     rechecker: Rechecker | None = None
     resender: Resender | None = None
@@ -91,7 +92,7 @@ def make_handler(
         client=client or make_client(conf),
         breaker=CircuitBreaker(max_interval=min(k.retry_interval_seconds, MAX_PROBE_INTERVAL)),
         parking=ParkingLot(k.state_dir),
-        recent=RecentIds(k.duplicate_window_seconds),
+        recent=RecentDeliveries(k.duplicate_window_seconds),
         retry_budget=k.retry_budget_seconds,
         verifier=verifier,
         park_unverified=conf.reconcile.unverified == "park",
@@ -205,9 +206,9 @@ def run(
     ``resend``: this process sends parked deletions again (one per node: with
     ``workers = N``, the first). Returns the exit status.
     """
-    cloud = openstack.cloud(conf)
+    cloud = wiring.cloud(conf)
     try:
-        verifier = openstack.verifier(conf, cloud)
+        verifier = wiring.verifier(conf, cloud)
     except ViewTooNarrow as error:
         # One line, on the terminal and in the log: nothing was consumed yet.
         LOG.error("not starting: %s", error)
@@ -215,14 +216,14 @@ def run(
             print(f"k2hr3-osnl: not starting: {error}", file=sys.stderr)
         return 2
     daemon = build(conf, verifier=verifier)
-    daemon.reconciler = openstack.attach(daemon.conf, daemon.handler, daemon.endpoint, cloud)
-    daemon.rechecker = openstack.rechecker(daemon.handler)
+    daemon.reconciler = wiring.attach(daemon.conf, daemon.handler, daemon.endpoint, cloud)
+    daemon.rechecker = wiring.rechecker(daemon.handler)
     BrokerLogWatch(daemon.handler.observer).install()
     UndecodableWatch(daemon.handler.observer).install()
-    daemon.http = metrics.serve(
+    daemon.http = server.serve(
         conf.metrics.bind_address,
         conf.metrics.port,
-        metrics.make_app(daemon.metrics.registry, daemon.health),
+        server.make_app(daemon.metrics.registry, daemon.health),
     )
     requests = signals.Requests()
     requests.install()

@@ -58,8 +58,8 @@ class GreedyBatchServer(seam.PollWrappingBatchServer):
     """oslo.messaging's batch notification server, with :func:`greedy` batches.
 
     oslo.messaging's own batching (a plain BatchNotificationServer) made every message at
-    a trickle wait for ``batch_timeout`` and drained a backlog 14% slower
-    (docs/benchmarks.md), so the poll is wrapped, through the seam.
+    a trickle wait for ``batch_timeout`` and drained a backlog at 1,620/s where greedy
+    batches drain 1,850/s (docs/benchmarks.md), so the poll is wrapped, through the seam.
     """
 
     wrap_poll = staticmethod(greedy)

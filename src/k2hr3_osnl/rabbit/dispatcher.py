@@ -10,7 +10,8 @@ would come straight back, forever, at full speed, and take its batch with it.
 :class:`PoisonSafeDispatcher` acknowledges it once instead, and says so.
 The other, a redelivered copy skipped unacknowledged, is turned off by
 :func:`k2hr3_osnl.rabbit.seam.let_redeliveries_through`.
-:class:`UndecodableWatch` reports what never reaches a dispatcher.
+:class:`k2hr3_osnl.rabbit.driverlog.UndecodableWatch` reports what never reaches a
+dispatcher.
 """
 
 from __future__ import annotations
@@ -102,36 +103,3 @@ class PoisonSafeDispatcher(seam.BatchDispatcher):
 def _id(raw: Any) -> Any:
     message = getattr(raw, "message", None)
     return message.get("message_id") if isinstance(message, dict) else None
-
-
-class UndecodableWatch(logging.Filter):
-    """One warning line, and a count, for a body the rabbit driver cannot even decode.
-
-    Not JSON, not UTF-8, nested too deep: the driver fails before any dispatcher runs,
-    logs ``Failed to process message ... skipping it.`` with a full traceback at ERROR,
-    and rejects the message (RabbitMQ drops it, or dead-letters it if the queue has a
-    dead-letter exchange). Nothing is lost that could have been acted on; the operator
-    only needs to know it happened, in one line.
-    """
-
-    LOGGERS = seam.RABBIT_DRIVER_LOGGERS
-    _SKIPPED = "Failed to process message"
-
-    def __init__(self, observer: Observer) -> None:
-        super().__init__()
-        self.observer = observer
-
-    def install(self) -> UndecodableWatch:
-        for name in self.LOGGERS:
-            logging.getLogger(name).addFilter(self)
-        return self
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._SKIPPED in str(record.msg) and record.exc_info:
-            error = record.exc_info[1]
-            reason = f"not a readable message ({type(error).__name__}: {str(error)[:200]})"
-            record.msg, record.args = "invalid message rejected: %s", (reason,)
-            record.exc_info, record.exc_text = None, None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            self.observer.unreadable(reason)
-        return True

@@ -17,7 +17,7 @@ from typing import Any
 
 from oslo_messaging import NotificationFilter
 
-from k2hr3_osnl.core.events import NeutronPort, NovaLegacy, NovaVersioned
+from k2hr3_osnl.core import events
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.types import Notification, Result
 
@@ -27,7 +27,7 @@ LOG = logging.getLogger(__name__)
 Message = dict[str, Any]
 
 #: Deletions OpenStack services publish: handled whatever their priority.
-BUS_DELETIONS = NeutronPort.event_types | NovaVersioned.event_types | NovaLegacy.event_types
+BUS_DELETIONS = frozenset(events.bus_event_types())
 
 
 class NotificationEndpoint:

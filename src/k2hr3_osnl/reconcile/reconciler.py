@@ -1,6 +1,6 @@
 """Reconciliation passes: ask Nova what was deleted, hand it to the notification path.
 
-A pass lists the servers Nova deleted since the checkpoint (:mod:`k2hr3_osnl.core.catchup`
+A pass lists the servers Nova deleted since the checkpoint (:mod:`k2hr3_osnl.core.reconciliation`
 decides the window, which servers count, and when the checkpoint moves), page by page,
 and hands each page's deletions to :meth:`Handler.handle_batch` as synthetic
 notifications: the same breaker, retries, parking, metrics and log line as a
@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from k2hr3_osnl.core import catchup
+from k2hr3_osnl.core import reconciliation
 from k2hr3_osnl.core.delivered import DeletedCuks
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.leadership import Leadership
@@ -48,7 +48,7 @@ BATCHES_IN_FLIGHT = 4
 #: Seconds between the listener consuming and the first pass: a queue that survived the
 #: downtime hands its backlog over first, so those deletions count as delivered.
 STARTUP_DELAY = 3.0
-CHECKPOINT_FILE = catchup.checkpoint_file(dry_run=False)
+CHECKPOINT_FILE = reconciliation.checkpoint_file(dry_run=False)
 #: Seconds between two looks at whether this process holds the fleet's token and a pass
 #: is due (with an election only).
 LEADER_TICK = 1.0
@@ -63,7 +63,7 @@ class Checkpoint:
     """
 
     def __init__(self, state_dir: str | os.PathLike[str], dry_run: bool = False) -> None:
-        self.path = Path(state_dir) / catchup.checkpoint_file(dry_run)
+        self.path = Path(state_dir) / reconciliation.checkpoint_file(dry_run)
 
     def load(self) -> float | None:
         """None on the very first start; an unreadable file is said and ignored."""
@@ -90,7 +90,7 @@ class Checkpoint:
     def save(self, when: float) -> None:
         """Write atomically (temporary file, fsync, rename): a crash leaves old or new."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        body = json.dumps({"checkpoint": catchup.iso(when), "checkpoint_unix": when})
+        body = json.dumps({"checkpoint": reconciliation.iso(when), "checkpoint_unix": when})
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-checkpoint-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -142,9 +142,9 @@ class _Batches:
         self.report = report
         self.printer = printer
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: deque[tuple[list[catchup.Found], Future[list[Result]]]] = deque()
+        self._pending: deque[tuple[list[reconciliation.Found], Future[list[Result]]]] = deque()
 
-    def submit(self, chunk: list[catchup.Found]) -> None:
+    def submit(self, chunk: list[reconciliation.Found]) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(BATCHES_IN_FLIGHT, thread_name_prefix="reconcile")
         # Bounded: a pass over 10,000 servers holds a few batches, not all of them.
@@ -153,7 +153,8 @@ class _Batches:
         received = time.monotonic()
         # Internal: Nova itself listed them, and only the daemon may use their event type.
         notes = [
-            Notification(*catchup.notification(i), received=received, internal=True) for i in chunk
+            Notification(*reconciliation.notification(i), received=received, internal=True)
+            for i in chunk
         ]
         self._pending.append((chunk, self._pool.submit(self.handler.handle_batch, notes)))
         self.report.sent += len(chunk)
@@ -164,7 +165,7 @@ class _Batches:
         if self._pool is not None:
             self._pool.shutdown()
 
-    def _settle(self, chunk: list[catchup.Found], future: Future[list[Result]]) -> None:
+    def _settle(self, chunk: list[reconciliation.Found], future: Future[list[Result]]) -> None:
         try:
             results = future.result()
         except Exception:  # a bug of ours: the handler parks what it can, and logs
@@ -211,7 +212,7 @@ class Reconciler:
 
     def run_pass(
         self,
-        since: catchup.Since | None = None,
+        since: reconciliation.Since | None = None,
         dry_run: bool = False,
         printer: Printer | None = None,
     ) -> Pass:
@@ -228,7 +229,7 @@ class Reconciler:
         if not cells.transient:  # said before what the pass finds; a 5xx only if it lists
             self._judge_cells(cells)
         stored, unreadable = self._read_checkpoint()
-        checkpoint, why = catchup.trusted(stored, started, self.overlap)
+        checkpoint, why = reconciliation.trusted(stored, started, self.overlap)
         why = unreadable or why
         self._say(
             "checkpoint",
@@ -237,7 +238,7 @@ class Reconciler:
             f"{self.initial_lookback:.0f}s as on a first start",
             key=f"{stored!r} {unreadable}" if why else "",
         )
-        usual = catchup.window(checkpoint, started, self.overlap, self.initial_lookback)
+        usual = reconciliation.window(checkpoint, started, self.overlap, self.initial_lookback)
         asked = usual.since
         if since is not None:
             asked, moved = since.resolve(started)
@@ -245,25 +246,25 @@ class Reconciler:
                 LOG.warning(
                     "reconciliation: --since reaches back before %s, when no Nova existed: "
                     "asking from then",
-                    catchup.iso(catchup.EARLIEST),
+                    reconciliation.iso(reconciliation.EARLIEST),
                 )
             elif asked > started:
                 LOG.warning(
                     "reconciliation: --since %s is later than Nova's clock (%s): nothing "
                     "deleted since then can exist yet",
-                    catchup.iso(asked),
-                    catchup.iso(started),
+                    reconciliation.iso(asked),
+                    reconciliation.iso(started),
                 )
         self.memory.cover(2 * (started - asked))
         report = Pass(
             since=asked,
             checkpoint=checkpoint,
             cells_down=cells.unknown,
-            missed_counted=catchup.counts_as_missed(checkpoint, asked, usual),
+            missed_counted=reconciliation.counts_as_missed(checkpoint, asked, usual),
         )
         batches = _Batches(self.handler, report, printer)
         try:
-            for page in nova.deleted_servers(self.cloud, catchup.iso(asked), self.page_size):
+            for page in nova.deleted_servers(self.cloud, reconciliation.iso(asked), self.page_size):
                 self._page(page, report, dry_run, printer, batches)
                 if self._stop.is_set():
                     report.settled = False
@@ -282,8 +283,8 @@ class Reconciler:
         if report.error is None and not dry_run:
             # An on-demand --since later than the usual window saw less than it promises.
             settled = report.settled and asked <= usual.since
-            every_cell = catchup.saw_every_cell(cells.unknown, cells.transient)
-            moved_to = catchup.next_checkpoint(checkpoint, started, settled, every_cell)
+            every_cell = reconciliation.saw_every_cell(cells.unknown, cells.transient)
+            moved_to = reconciliation.next_checkpoint(checkpoint, started, settled, every_cell)
             if moved_to != checkpoint and moved_to is not None:
                 try:
                     self.checkpoint.save(moved_to)
@@ -297,7 +298,7 @@ class Reconciler:
     def _nova_now(self, clock: float | None) -> float:
         """Nova's time (the ``Date`` of its answer, or its services' heartbeats); ours
         only if it gave neither."""
-        usable = clock is not None and clock >= catchup.EARLIEST
+        usable = clock is not None and clock >= reconciliation.EARLIEST
         self._say(
             "clock",
             ""
@@ -358,7 +359,7 @@ class Reconciler:
         printer: Printer | None,
         batches: _Batches,
     ) -> None:
-        found = catchup.deletions(page)
+        found = reconciliation.deletions(page)
         report.found += len(found)
         fresh = []
         for item in found:
@@ -451,13 +452,13 @@ class Reconciler:
             level,
             "reconciliation since %s: %d deleted server(s) found, %d already deleted from "
             "K2HR3, %d sent (%s)%s; checkpoint %s%s",
-            catchup.iso(report.since),
+            reconciliation.iso(report.since),
             report.found,
             report.already,
             report.sent,
             ", ".join(f"{n} {r}" for r, n in sorted(report.results.items())) or "none",
             "" if report.missed_counted else ", none counted as missed (no checkpoint yet)",
-            catchup.iso(report.checkpoint) if report.checkpoint is not None else "not set",
+            reconciliation.iso(report.checkpoint) if report.checkpoint is not None else "not set",
             " (kept: a Nova cell is down)" if report.cells_down else "",
         )
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, wait
 from typing import Any, TypeVar
 
-from k2hr3_osnl.core.events import Delete
+from k2hr3_osnl.core.events import PORT, SERVER, Delete
 from k2hr3_osnl.core.verification import Breaker, Check, Verdict
 from k2hr3_osnl.openstack import neutron, nova
 from k2hr3_osnl.openstack.session import Cloud, OpenStackError
@@ -129,7 +129,7 @@ class CloudVerifier:
         proof = delete.proof
         assert proof is not None and proof.ident is not None
         try:
-            if proof.target == "server":
+            if proof.target == SERVER:
                 return _server(self.cloud, proof.ident)
             return _port(self.cloud, delete, proof.ident)
         except OpenStackError as error:
@@ -157,7 +157,7 @@ def _unprovable(delete: Delete) -> Check | None:
     proof = delete.proof
     if proof is None:
         return Check(Verdict.GONE, "its source is proof")
-    if proof.target != "port":
+    if proof.target != PORT:
         return None
     if proof.ident is None:
         return Check(
