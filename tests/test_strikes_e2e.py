@@ -64,6 +64,9 @@ def test_a_k2hr3_taking_2_requests_a_second_gets_all_60_and_nothing_is_parked(
     # Once told to slow down, the daemon keeps to the rate K2HR3 takes.
     assert k2hr3.requests <= 60 + 2 * 60, k2hr3.requests
     assert daemon.stop() == 0
+    # A K2HR3 that limits the rate works: `journalctl -p warning` shows no outage.
+    said = [line for line in daemon.log().splitlines() if " WARNING " in line]
+    assert not [line for line in said if "K2HR3 failing" in line], daemon.report("an outage")
 
 
 def test_an_outage_longer_than_the_budget_parks_as_outage_and_resends_by_itself(

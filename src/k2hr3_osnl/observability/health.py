@@ -154,6 +154,10 @@ class Health(Observer):
         with self._lock:
             now = self._clock()
             self._k2hr3_last_answer = now
+            if answer.status == 429:
+                # K2HR3 works and limits the rate: the breaker keeps to it. Neither a
+                # failure (no outage to say at warning) nor a delivery.
+                return
             if answer.outcome is Outcome.RETRY:
                 status = f"status {answer.status}" if answer.status is not None else "no answer"
                 self._k2hr3_error = f"{status}: {answer.detail}" if answer.detail else status
