@@ -125,3 +125,12 @@ def ours(python: str = sys.executable, workers: int = 1, **extra: dict[str, str]
         workers=workers,
         extra=dict(extra),
     )
+
+
+def git_describe() -> str:
+    """The commit under test (``-dirty`` if the tree has changes)."""
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        ["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True, text=True
+    )
+    return result.stdout.strip() or "?"

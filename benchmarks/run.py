@@ -110,7 +110,7 @@ def machine(old_python: Path) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "rabbitmq": _command(["rabbitmqctl", "version"]),
-        "nginx": _command(["nginx", "-v"]).replace("nginx version: ", ""),
+        "nginx": _command([standin.NGINX, "-v"]).replace("nginx version: ", ""),
         "k2hr3-osnl": f"{_version('k2hr3-osnl')} ({git})",
         "k2hr3_osnl (old)": _version("k2hr3_osnl", str(old_python)),
         "oslo.messaging": _version("oslo.messaging"),

@@ -26,16 +26,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
-DEBIAN_PACKAGES = ("nginx-light", "libnginx-mod-http-echo")
+DEBIAN_PACKAGES = ("nginx", "nginx-common", "libnginx-mod-http-echo")
+#: Where Debian's packages are unpacked when nginx is not installed: installing them
+#: would start (and enable) an nginx on port 80 of a shared machine.
+UNPACKED = Path(os.environ.get("K2HR3_BENCH_NGINX", "/tmp/k2hr3-osnl-bench-nginx"))
+
+NGINX = "nginx"
 
 
 def ensure_installed() -> None:
-    """Install nginx and the echo module from Debian's packages if they are missing."""
+    """nginx and its echo module: the installed ones, or Debian's packages unpacked."""
+    global NGINX, ECHO_MODULE
     if shutil.which("nginx") and os.path.exists(ECHO_MODULE):
         return
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *DEBIAN_PACKAGES], check=True, env=env)
+    binary = UNPACKED / "usr/sbin/nginx"
+    module = UNPACKED / "usr/lib/nginx/modules/ngx_http_echo_module.so"
+    if not (binary.exists() and module.exists()):
+        download = UNPACKED.with_name(UNPACKED.name + "-debs")
+        download.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", "-qq", *DEBIAN_PACKAGES], check=True, cwd=download)
+        for deb in download.glob("*.deb"):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(UNPACKED)], check=True)
+    NGINX, ECHO_MODULE = str(binary), str(module)
 
 
 def path_for(latency_ms: int) -> str:
@@ -52,6 +64,10 @@ events {{ worker_connections 8192; }}
 http {{
   access_log off;
   client_body_temp_path {dir}/tmp;
+  proxy_temp_path {dir}/tmp;
+  fastcgi_temp_path {dir}/tmp;
+  uwsgi_temp_path {dir}/tmp;
+  scgi_temp_path {dir}/tmp;
   log_format k2hr3 '$msec $request_time $status $request_method $request_uri';
   keepalive_requests 10000000;
   keepalive_timeout 600s;
@@ -104,7 +120,9 @@ class StandIn:
                 locations="\n".join(locations),
             )
         )
-        subprocess.run(["nginx", "-c", str(conf), "-p", str(self.directory)], check=True)
+        errors = str(self.directory / "error.log")
+        prefix = str(self.directory)
+        subprocess.run([NGINX, "-e", errors, "-c", str(conf), "-p", prefix], check=True)
         for _ in range(50):
             if (self.directory / "nginx.pid").exists():
                 break
