@@ -234,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=int, default=10, help="K2HR3 latency, ms")
     parser.add_argument("--idle", type=float, default=20.0, help="idle seconds first; 0: none")
     parser.add_argument("--only", choices=("old", "ours"), help="one daemon only")
+    parser.add_argument(
+        "--also",
+        type=Path,
+        action="append",
+        default=[],
+        help="another checkout's src/ to run as a third daemon (git archive it first)",
+    )
     parser.add_argument("--venvs", type=Path, default=Path("/work/bench-venvs"))
     parser.add_argument("--output", type=Path, help="raw JSON (default benchmarks/results/)")
     args = parser.parse_args(argv)
@@ -242,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = [daemons.old(args.venvs), daemons.ours()]
     if args.only:
         specs = [s for s in specs if s.name == args.only]
+    specs += [daemons.ours(src=src.resolve()) for src in args.also]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     workdir = HERE / "results" / f"mixed-{stamp}"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -251,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/mixed.py " + " ".join(argv or sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "git": daemons.git_describe(),
+        "also": [str(src) for src in args.also],
         "rows": [],
     }
     try:
