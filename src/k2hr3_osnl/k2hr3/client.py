@@ -38,6 +38,12 @@ BODY_BYTES = 200
 #: Beyond a call's own deadline, how long a worker waits for the event loop itself.
 LOOP_GRACE_SECONDS = 5.0
 
+#: New connections to K2HR3 being opened at once, each counted until K2HR3 has answered
+#: on it. A batch's calls go out together; opening a connection for each at once lost
+#: SYNs at a K2HR3 behind a listen backlog of 5 (each lost one costs a 1 s retransmit).
+#: Kept-alive connections are reused without this gate.
+OPENING_AT_ONCE = 4
+
 
 class RoleClient:
     """Calls ``DELETE {api_url}?cuk=...&host=[...]&extra=openstack-auto-v1``."""
@@ -117,10 +123,19 @@ class RoleClient:
         return list(await asyncio.gather(*(self._send(query, started) for query in queries)))
 
     async def _send(self, query: str, started: float) -> Answer:
+        opening = _Opening()
+        try:
+            return await self._call(query, started, opening)
+        finally:
+            opening.answered()
+
+    async def _call(self, query: str, started: float, opening: _Opening) -> Answer:
         url = yarl.URL(f"{self._base}?{query}", encoded=True)
         try:
             session = self._session.get()
-            async with session.delete(url, allow_redirects=False) as response:
+            request = session.delete(url, allow_redirects=False, trace_request_ctx=opening)
+            async with request as response:
+                opening.answered()
                 status = response.status
                 body = b"" if status in (200, 204) else await response.content.read(BODY_BYTES)
         except (aiohttp.ClientSSLError, ssl.SSLError) as error:
@@ -165,6 +180,36 @@ class _Session:
             self._session = None
 
 
+class _Opening:
+    """A call's hold on one of the :data:`OPENING_AT_ONCE` slots, if it opened a
+    connection: given back once K2HR3 answered on it, or the call failed."""
+
+    __slots__ = ("release",)
+
+    def __init__(self) -> None:
+        self.release: Callable[[], None] | None = None
+
+    def answered(self) -> None:
+        release, self.release = self.release, None
+        if release is not None:
+            release()
+
+
+def _gate_openings(limit: int) -> aiohttp.TraceConfig:
+    """aiohttp's public trace hook, awaited before each new connection: waits for a slot."""
+    slots = asyncio.Semaphore(limit)
+
+    async def opening(session: Any, context: Any, params: Any) -> None:
+        holder = context.trace_request_ctx
+        if isinstance(holder, _Opening) and holder.release is None:
+            await slots.acquire()
+            holder.release = slots.release
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_start.append(opening)
+    return trace
+
+
 def _ssl(verify: bool | str, cert: str | tuple[str, str] | None) -> ssl.SSLContext:
     # Without ca_file: the system's trust store.
     context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
@@ -186,6 +231,8 @@ def _session_options(
 ) -> dict[str, Any]:
     return {
         "connector": aiohttp.TCPConnector(limit=pool_size, ssl=_ssl(verify, cert)),
+        # Made here, on the loop's thread, with the session: one gate per event loop.
+        "trace_configs": [_gate_openings(OPENING_AT_ONCE)],
         # A call's deadline in all: connecting, then waiting for the answer.
         "timeout": aiohttp.ClientTimeout(
             total=sum(timeout), sock_connect=timeout[0], sock_read=timeout[1]
