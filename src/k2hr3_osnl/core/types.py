@@ -16,6 +16,10 @@ class Notification:
     #: time.monotonic() when the listener took it from RabbitMQ, if known: its retry
     #: budget counts from then, however long it waited for a free worker thread.
     received: float | None = None
+    #: Unix time the deletion happened by its own account (the notification's
+    #: timestamp, a reconciled server's terminated_at), if known: where the window
+    #: in which K2HR3 still grants the deleted VM's addresses begins.
+    happened: float | None = None
 
 
 class Result(enum.Enum):

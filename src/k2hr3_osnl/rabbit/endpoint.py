@@ -14,6 +14,7 @@ from typing import Any
 
 from oslo_messaging import NotificationFilter
 
+from k2hr3_osnl.core.events import utc_time
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.types import Notification, Result
 
@@ -40,6 +41,7 @@ class NotificationEndpoint:
                 publisher_id=message.get("publisher_id"),
                 payload=message.get("payload"),
                 received=message.get("received"),
+                happened=utc_time((message.get("metadata") or {}).get("timestamp")),
             )
             for message in messages
         ]

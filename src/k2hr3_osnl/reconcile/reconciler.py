@@ -133,7 +133,10 @@ class _Batches:
         while len(self._pending) >= 2 * BATCHES_IN_FLIGHT:
             self._settle(*self._pending.popleft())
         received = time.monotonic()
-        notes = [Notification(*catchup.notification(i), received=received) for i in chunk]
+        notes = [
+            Notification(*catchup.notification(i), received=received, happened=i.terminated_at)
+            for i in chunk
+        ]
         self._pending.append((chunk, self._pool.submit(self.handler.handle_batch, notes)))
         self.report.sent += len(chunk)
 
