@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -76,6 +77,13 @@ http {{
     access_log {dir}/access.log k2hr3 buffer=256k flush=200ms;
 {locations}
   }}
+  # The same K2HR3 behind a listen backlog of 5, as many are deployed: a client that
+  # opens many connections at once loses SYNs here (each costs a 1 s retransmit).
+  server {{
+    listen 127.0.0.1:{small_port} backlog=5;
+    access_log {dir}/access.log k2hr3 buffer=256k flush=200ms;
+{locations}
+  }}
 }}
 """
 
@@ -89,15 +97,20 @@ class Call:
 
 
 class StandIn:
-    def __init__(self, directory: Path, port: int, latencies_ms: Iterable[int]) -> None:
+    def __init__(
+        self, directory: Path, port: int, latencies_ms: Iterable[int], small_port: int = 0
+    ) -> None:
         self.directory = directory
         self.port = port
+        #: The port with a listen backlog of 5 (see :data:`_CONF`); 0: one is picked.
+        self.small_port = small_port or _free_port()
         self.latencies_ms = sorted(set(latencies_ms))
         self.log = directory / "access.log"
         self._offset = 0
 
-    def url(self, latency_ms: int) -> str:
-        return f"http://127.0.0.1:{self.port}{path_for(latency_ms)}"
+    def url(self, latency_ms: int, small_backlog: bool = False) -> str:
+        port = self.small_port if small_backlog else self.port
+        return f"http://127.0.0.1:{port}{path_for(latency_ms)}"
 
     def start(self) -> StandIn:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -117,6 +130,7 @@ class StandIn:
                 module=ECHO_MODULE,
                 dir=self.directory,
                 port=self.port,
+                small_port=self.small_port,
                 locations="\n".join(locations),
             )
         )
@@ -161,6 +175,12 @@ class StandIn:
         for line in data[:end].decode().splitlines():
             msec, request_time, status, _method, uri = line.split(" ", 4)
             yield Call(float(msec) - float(request_time), float(msec), int(status), uri)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def query(uri: str) -> dict[str, str]:
