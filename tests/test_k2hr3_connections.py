@@ -119,3 +119,23 @@ def test_a_batch_opens_only_a_few_connections_until_k2hr3_answers_on_them(
         assert [a.outcome for a in again] == [Outcome.DELETED] * CALLS
     finally:
         client.close()
+
+
+def test_a_client_is_ready_to_send_when_built(k2hr3: SlowToAccept) -> None:
+    """The first deletion after a start waits for neither the event loop thread nor the
+    trust store (about 25 ms here): both are made with the client. A dry run, which
+    sends nothing, makes neither."""
+
+    def loop_threads() -> int:
+        return sum(1 for thread in threading.enumerate() if thread.name == "k2hr3-client")
+
+    before = loop_threads()
+    dry = RoleClient(k2hr3.url, dry_run=True)
+    assert loop_threads() == before
+    live = RoleClient(k2hr3.url)
+    try:
+        assert loop_threads() == before + 1
+        assert live._session._session is not None
+    finally:
+        live.close()
+        dry.close()

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import ssl
 import time
 import urllib.parse
@@ -65,9 +66,13 @@ class RoleClient:
         self.cert = cert
         self.dry_run = dry_run
         self._loop = EventLoopThread("k2hr3-client")
+        # Made now, not on the first deletion: loading the trust store takes ~25 ms, which
+        # the first deletion after a start would wait for. If it fails, the first call
+        # tries again and reports why, as it always has.
+        context = _prepared_ssl(verify, cert)
         # Built from values, not from self: the finaliser below must not keep self alive.
         self._session = _Session(
-            functools.partial(_session_options, pool_size, self.timeout, verify, cert)
+            functools.partial(_session_options, pool_size, self.timeout, verify, cert, context)
         )
         # A client replaced on reload is dropped, not closed: stop its thread then.
         self._finalizer = weakref.finalize(self, self._loop.close, self._session.close)
@@ -79,6 +84,13 @@ class RoleClient:
             self._base = str(self._url.with_query(None).with_fragment(None))
         except (ValueError, TypeError) as error:
             self._invalid = f"invalid api_url: {error}"
+        if not (dry_run or self._invalid):
+            # The loop thread and the session now, not on the first deletion after a
+            # start, which would wait for both (docs/benchmarks.md, issue 21).
+            self._loop.run(self._ready(), timeout=LOOP_GRACE_SECONDS)
+
+    async def _ready(self) -> None:
+        self._session.get()
 
     def params(self, cuk: str, ips: tuple[str, ...]) -> dict[str, str]:
         params = {"cuk": cuk}
@@ -168,10 +180,14 @@ class _Session:
     def __init__(self, options: Callable[[], dict[str, Any]]) -> None:
         self._options = options
         self._session: aiohttp.ClientSession | None = None
+        self._pid = 0
 
     def get(self) -> aiohttp.ClientSession:
-        if self._session is None:
+        # A forked worker inherits its parent's session, bound to a loop it does not
+        # run (the event loop thread starts afresh there): it makes its own.
+        if self._session is None or self._pid != os.getpid():
             self._session = aiohttp.ClientSession(**self._options())
+            self._pid = os.getpid()
         return self._session
 
     async def close(self) -> None:
@@ -223,14 +239,22 @@ def _ssl(verify: bool | str, cert: str | tuple[str, str] | None) -> ssl.SSLConte
     return context
 
 
+def _prepared_ssl(verify: bool | str, cert: str | tuple[str, str] | None) -> ssl.SSLContext | None:
+    try:
+        return _ssl(verify, cert)
+    except (OSError, ValueError, ssl.SSLError):
+        return None
+
+
 def _session_options(
     pool_size: int,
     timeout: tuple[float, float],
     verify: bool | str,
     cert: str | tuple[str, str] | None,
+    context: ssl.SSLContext | None = None,
 ) -> dict[str, Any]:
     return {
-        "connector": aiohttp.TCPConnector(limit=pool_size, ssl=_ssl(verify, cert)),
+        "connector": aiohttp.TCPConnector(limit=pool_size, ssl=context or _ssl(verify, cert)),
         # Made here, on the loop's thread, with the session: one gate per event loop.
         "trace_configs": [_gate_openings(OPENING_AT_ONCE)],
         # A call's deadline in all: connecting, then waiting for the answer.
