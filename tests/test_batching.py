@@ -77,3 +77,12 @@ def test_nothing_arrived_means_an_empty_batch() -> None:
         return []
 
     assert batching.greedy(idle)(batch_size=32, batch_timeout=0.05) == []
+
+
+def test_a_message_awaited_for_a_moment_is_not_a_queue() -> None:
+    # 300 messages/s: each comes ~3 ms into the wait, well within batch_timeout, yet it
+    # was awaited: the batch is what is already here, with no window for more.
+    poll = DriverPoll(first_after=0.003, arriving=[0])
+    batch = batching.greedy(poll)(batch_size=32, batch_timeout=0.05)
+    assert poll.asked == [(1, None), (31, batching._NO_WAIT)]
+    assert len(batch) == 1
