@@ -90,7 +90,11 @@ class RoleClient:
             self._loop.run(self._ready(), timeout=LOOP_GRACE_SECONDS)
 
     async def _ready(self) -> None:
-        self._session.get()
+        try:
+            self._session.get()
+        except Exception as error:
+            # A bad ca_file, say: the first call tries again, and its answer says why.
+            LOG.debug("k2hr3 session not made in advance: %s", error)
 
     def params(self, cuk: str, ips: tuple[str, ...]) -> dict[str, str]:
         params = {"cuk": cuk}
