@@ -30,26 +30,27 @@ class DriverPoll:
         return [SimpleNamespace(name="more") for _ in range(count)]
 
 
-GAP = getattr(batching, "GAP_SECONDS", 0.0005)
+GAP = getattr(batching, "GAP_SECONDS", 0.0003)
 
 
 def test_a_backlog_fills_the_batch_from_messages_that_follow_back_to_back() -> None:
-    poll = DriverPoll(first_after=0, arriving=[10, 10, 20])
+    poll = DriverPoll(first_after=0, arriving=[1] * 40)
     before = time.monotonic()
     batch = batching.greedy(poll)(batch_size=32, batch_timeout=0.05)
     assert [m.name for m in batch] == ["first"] + ["more"] * 31
-    assert poll.asked == [(1, None), (31, GAP), (21, GAP), (11, GAP)]
+    # One message at a time, each given the gap to arrive.
+    assert poll.asked == [(1, None)] + [(1, GAP)] * 31
     # Each is stamped with when it was taken: its retry budget counts from then.
     assert all(before <= m.k2hr3_osnl_received <= time.monotonic() for m in batch)
 
 
 def test_a_queueing_batch_closes_at_the_first_gap_not_at_batch_timeout() -> None:
-    # A busy topic: two messages back to back, then none on the wire. The deletion
-    # among them goes now, not when the batch would have been full.
-    poll = DriverPoll(first_after=0, arriving=[1, 0, 5])
+    # A burst: two messages back to back, then none on the wire. The deletion among
+    # them goes now, not when the batch would have been full.
+    poll = DriverPoll(first_after=0, arriving=[1, 0, 1, 1])
     batch = batching.greedy(poll)(batch_size=32, batch_timeout=1.0)
     assert len(batch) == 2
-    assert poll.asked == [(1, None), (31, GAP), (30, GAP)]
+    assert poll.asked == [(1, None), (1, GAP), (1, GAP)]
     assert all(wait is None or wait <= GAP for _, wait in poll.asked)
 
 
@@ -83,6 +84,7 @@ def test_a_message_awaited_for_a_moment_is_not_a_queue() -> None:
     # 300 messages/s: each comes ~3 ms into the wait, well within batch_timeout, yet it
     # was awaited: the batch is what is already here, with no window for more.
     poll = DriverPoll(first_after=0.003, arriving=[0])
+    assert batching.QUEUED_SECONDS < 0.003
     batch = batching.greedy(poll)(batch_size=32, batch_timeout=0.05)
     assert poll.asked == [(1, None), (31, batching._NO_WAIT)]
     assert len(batch) == 1

@@ -140,7 +140,7 @@ default_opts = [
         min=0.001,
         max=1.0,
         help="Longest a batch keeps taking notifications that arrive back to back (each "
-        "within a tenth of a millisecond of the last) before they are handled. A batch never "
+        "within 0.3 ms of the last) before they are handled. A batch never "
         "waits for a notification that is not on its way: a deletion is not held for "
         "company. Changing it needs a restart.",
     ),

@@ -30,9 +30,15 @@ Poll = Callable[..., list[Any]]
 #: "no timeout at all").
 _NO_WAIT = 1e-6
 
-#: How long a filling batch listens for the next message: frames already on the
-#: socket are read at once; a message that is not on its way yet is not waited for.
-GAP_SECONDS = 0.0001
+#: How long a filling batch gives its next message to arrive and be read: one already
+#: on the socket is read well within it (its three frames, in Python, on a busy
+#: machine); one that is not on its way yet is not waited for. 0.1 ms was too short to
+#: read one, and cut a backlog's batches short (a third slower drain).
+GAP_SECONDS = 0.0003
+
+#: A first message taken within this long was already there: messages are queueing.
+#: One awaited longer came on its own (at 300 messages/s, 3 ms apart).
+QUEUED_SECONDS = 0.001
 
 
 def greedy(poll: Poll) -> Poll:
@@ -47,15 +53,15 @@ def greedy(poll: Poll) -> Poll:
             return first
         batch = list(first)
         limit = started + (batch_timeout or 0)
-        # Queueing means it was there at once; one that came 3 ms into the wait (300
-        # messages/s) was awaited like any other.
-        queueing = time.monotonic() - started < GAP_SECONDS
+        queueing = time.monotonic() - started < QUEUED_SECONDS
         while len(batch) < batch_size:
             if not queueing:
                 # It had to be waited for: the rate is low; take only what is here.
                 batch += poll(batch_size=batch_size - len(batch), batch_timeout=_NO_WAIT)
                 break
-            more = poll(batch_size=batch_size - len(batch), batch_timeout=GAP_SECONDS)
+            # One message at a time, each given GAP_SECONDS to arrive and be read: a
+            # backlog's are already on the socket; a burst's next one is not waited for.
+            more = poll(batch_size=1, batch_timeout=GAP_SECONDS)
             batch += more
             if not more or time.monotonic() >= limit:
                 break
