@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -48,7 +47,8 @@ class SlowToAccept:
         return self
 
     def _accept(self) -> None:
-        time.sleep(self.hold)
+        if self._stop.wait(self.hold):
+            return  # stopped before it accepted anything
         self.sock.setblocking(False)
         queued: list[socket.socket] = []
         while True:
