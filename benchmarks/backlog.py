@@ -80,10 +80,10 @@ class Broker:
         listener.stop()
         listener.wait()
 
-    def publish(self, run: int, index: int) -> None:
+    def publish(self, run: int, index: int, event_type: str = EVENT_TYPE) -> None:
         payload = copy.deepcopy(self.payload)
         payload["port"]["device_id"] = cuk(run, index)
-        self.notifier.info({}, EVENT_TYPE, payload)
+        self.notifier.info({}, event_type, payload)
 
     def preload(self, pool: str, run: int, count: int, threads: int = 4) -> float:
         """Publish ``count`` notifications and wait until the queue holds them all."""

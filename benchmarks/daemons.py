@@ -49,6 +49,8 @@ class DaemonSpec:
     stop_signal: signal.Signals
     workers: int = 1
     extra: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Environment beyond ours: PYTHONPATH to run another checkout's src/, say.
+    env: dict[str, str] = field(default_factory=dict)
 
     def config(self, directory: Path, url: str, exchange: str, topic: str, pool: str, api: str):
         directory.mkdir(parents=True, exist_ok=True)
@@ -94,7 +96,7 @@ class DaemonSpec:
                 stdout=stderr,
                 stderr=stderr,
                 start_new_session=True,
-                env=dict(os.environ, PYTHONWARNINGS="ignore"),
+                env=dict(os.environ, PYTHONWARNINGS="ignore", **self.env),
             )
 
     def stop(self, process: subprocess.Popen[bytes], timeout: float = 60) -> int:
@@ -115,8 +117,16 @@ def old(venvs: Path) -> DaemonSpec:
     )
 
 
-def ours(python: str = sys.executable, workers: int = 1, **extra: dict[str, str]) -> DaemonSpec:
+def ours(
+    python: str = sys.executable,
+    workers: int = 1,
+    src: Path | None = None,
+    **extra: dict[str, str],
+) -> DaemonSpec:
+    """k2hr3-osnl as installed, or from another checkout's ``src`` (an A/B in one run)."""
     label = "k2hr3-osnl" if workers == 1 else f"k2hr3-osnl, {workers} workers"
+    if src is not None:
+        label += f" ({src.parent.name})"
     return DaemonSpec(
         "ours",
         label,
@@ -124,4 +134,14 @@ def ours(python: str = sys.executable, workers: int = 1, **extra: dict[str, str]
         signal.SIGTERM,
         workers=workers,
         extra=dict(extra),
+        env={"PYTHONPATH": str(src)} if src is not None else {},
     )
+
+
+def git_describe() -> str:
+    """The commit under test (``-dirty`` if the tree has changes)."""
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        ["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True, text=True
+    )
+    return result.stdout.strip() or "?"

@@ -66,14 +66,15 @@ def drain(
     rss_at: int | None = None,
     timeout: float = 900,
     attach: Callable[[int], Any] | None = None,
+    small_backlog: bool = False,
 ) -> dict[str, Any]:
-    """Preload ``count`` notifications, start the daemon, time how it drains them."""
+    """Preload ``count`` notifications, start the daemon, time how it drains them
+    (against the stand-in's listen backlog of 5 with ``small_backlog``)."""
     run = next_run()
     pool = f"bench_pool_{run}"
     directory = workdir / f"{run}-{spec.name}-w{spec.workers}-drain-{latency_ms}ms"
-    config = spec.config(
-        directory, broker.url, broker.exchange, broker.topic, pool, standin.url(latency_ms)
-    )
+    api = standin.url(latency_ms, small_backlog)
+    config = spec.config(directory, broker.url, broker.exchange, broker.topic, pool, api)
     broker.declare(pool)
     preload_s = broker.preload(pool, run, count)
     standin.mark()
@@ -115,6 +116,7 @@ def drain(
         "name": spec.name,
         "workers": spec.workers,
         "latency_ms": latency_ms,
+        "small_backlog": small_backlog,
         "count": count,
         "preload_s": round(preload_s, 2),
         "per_second": middle / (t90 - t10),

@@ -15,7 +15,9 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 def line(found: dict[str, Any]) -> str:
     return (
-        f"{found['daemon']} at {found['latency_ms']} ms: {found['per_second']:.0f}/s, "
+        f"{found['daemon']} at {found['latency_ms']} ms"
+        + (" (listen backlog 5)" if found.get("small_backlog") else "")
+        + f": {found['per_second']:.0f}/s, "
         f"{found['cpu_ms']:.3f} CPU-ms, peak RSS {found['peak_rss_mb']:.1f} MB"
         + (f", growth {found['rss_growth_mb']:.1f} MB" if "rss_growth_mb" in found else "")
         + (f", {found['bad_calls']} bad calls" if found["bad_calls"] else "")

@@ -110,7 +110,7 @@ def machine(old_python: Path) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "rabbitmq": _command(["rabbitmqctl", "version"]),
-        "nginx": _command(["nginx", "-v"]).replace("nginx version: ", ""),
+        "nginx": _command([standin.NGINX, "-v"]).replace("nginx version: ", ""),
         "k2hr3-osnl": f"{_version('k2hr3-osnl')} ({git})",
         "k2hr3_osnl (old)": _version("k2hr3_osnl", str(old_python)),
         "oslo.messaging": _version("oslo.messaging"),
@@ -214,6 +214,22 @@ def ceilings(
     return found
 
 
+def drain_table(rows: list[dict[str, Any]]) -> str:
+    """Drains per daemon, latency and listen backlog, with the load beside them."""
+    lines = [
+        "| daemon | K2HR3 latency | listen backlog | deletions/s | CPU ms / notification "
+        "| peak RSS MB | machine busy |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['daemon']} | {row['latency_ms']} ms "
+            f"| {'5' if row.get('small_backlog') else '4096'} | {row['per_second']:.0f} "
+            f"| {row['cpu_ms']:.3f} | {row['peak_rss_mb']:.1f} | {row['machine_busy']:.0%} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=20_000, help="backlog per drain")
@@ -227,9 +243,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venvs", type=Path, default=Path("/work/bench-venvs"))
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--no-docs", action="store_true", help="write only the raw JSON")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="parts to leave out, comma-separated: ceilings, memory, steady",
+    )
+    parser.add_argument(
+        "--backlog5",
+        action="store_true",
+        help="also drain at each latency against K2HR3 behind a listen backlog of 5",
+    )
+    parser.add_argument(
+        "--also",
+        type=Path,
+        action="append",
+        default=[],
+        help="another checkout's src/ to drain as one more daemon (git archive it first)",
+    )
     args = parser.parse_args(argv)
     args.latencies = [int(x) for x in args.latencies.split(",")]
     args.workers = [int(x) for x in args.workers.split(",")]
+    args.skip = {x for x in args.skip.split(",") if x}
     if args.quick:
         args.count, args.memory_count, args.http_count, args.rate_seconds = 3000, 12_000, 2000, 5
 
@@ -260,25 +294,36 @@ def main(argv: list[str] | None = None) -> int:
     stand = standin.StandIn(workdir / "nginx", _free_port(), args.latencies).start()
     broker = Broker(URL, f"bench_x_{stamp}", "bench_notifications")
     specs = [old] + [daemons.ours(workers=w) for w in args.workers]
+    specs += [daemons.ours(src=src.resolve()) for src in args.also]
     try:
         print("ceilings", flush=True)
-        results["ceilings"] = ceilings(broker, stand, args, prefetch, threads, batch)
+        if "ceilings" not in args.skip:
+            results["ceilings"] = ceilings(broker, stand, args, prefetch, threads, batch)
         results["drain"] = []
-        for latency in args.latencies:
-            for _ in range(args.repeat):
-                for spec in specs:
-                    found = again(
-                        "drain", measure.drain, spec, broker, stand, latency, args.count, workdir
-                    )
-                    print(f"  drain {report.line(found)}", flush=True)
-                    results["drain"].append(found)
+        for small_backlog in (False, True) if args.backlog5 else (False,):
+            for latency in args.latencies:
+                for _ in range(args.repeat):
+                    for spec in specs:
+                        found = again(
+                            "drain",
+                            measure.drain,
+                            spec,
+                            broker,
+                            stand,
+                            latency,
+                            args.count,
+                            workdir,
+                            small_backlog=small_backlog,
+                        )
+                        print(f"  drain {report.line(found)}", flush=True)
+                        results["drain"].append(found)
         results["memory"] = []
-        for spec in specs[:2]:
+        for spec in specs[:2] if "memory" not in args.skip else []:
             found = measure.drain(spec, broker, stand, 0, args.memory_count, workdir, rss_at=10_000)
             print(f"  memory {report.line(found)}", flush=True)
             results["memory"].append(found)
         results["steady"] = []
-        for latency in args.latencies:
+        for latency in args.latencies if "steady" not in args.skip else []:
             for spec in [*specs[:2]] * args.repeat:
                 found = again(
                     "steady",
@@ -304,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         raw = HERE / "results" / f"{stamp}.json"
         raw.write_text(json.dumps(results, indent=1))
         print(f"raw results: {raw}", flush=True)
+    if args.skip or args.backlog5 or args.also:
+        # A partial run: the raw JSON and drain.py's table, not the docs' full report.
+        print(drain_table(results["drain"]), flush=True)
+        return 0
     summary = report.summarize(results)
     print(report.markdown(results, summary), flush=True)
     if not args.no_docs:

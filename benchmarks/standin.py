@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -26,16 +27,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
-DEBIAN_PACKAGES = ("nginx-light", "libnginx-mod-http-echo")
+DEBIAN_PACKAGES = ("nginx", "nginx-common", "libnginx-mod-http-echo")
+#: Where Debian's packages are unpacked when nginx is not installed: installing them
+#: would start (and enable) an nginx on port 80 of a shared machine.
+UNPACKED = Path(os.environ.get("K2HR3_BENCH_NGINX", "/tmp/k2hr3-osnl-bench-nginx"))
+
+NGINX = "nginx"
 
 
 def ensure_installed() -> None:
-    """Install nginx and the echo module from Debian's packages if they are missing."""
+    """nginx and its echo module: the installed ones, or Debian's packages unpacked."""
+    global NGINX, ECHO_MODULE
     if shutil.which("nginx") and os.path.exists(ECHO_MODULE):
         return
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *DEBIAN_PACKAGES], check=True, env=env)
+    binary = UNPACKED / "usr/sbin/nginx"
+    module = UNPACKED / "usr/lib/nginx/modules/ngx_http_echo_module.so"
+    if not (binary.exists() and module.exists()):
+        download = UNPACKED.with_name(UNPACKED.name + "-debs")
+        download.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", "-qq", *DEBIAN_PACKAGES], check=True, cwd=download)
+        for deb in download.glob("*.deb"):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(UNPACKED)], check=True)
+    NGINX, ECHO_MODULE = str(binary), str(module)
 
 
 def path_for(latency_ms: int) -> str:
@@ -52,11 +65,22 @@ events {{ worker_connections 8192; }}
 http {{
   access_log off;
   client_body_temp_path {dir}/tmp;
+  proxy_temp_path {dir}/tmp;
+  fastcgi_temp_path {dir}/tmp;
+  uwsgi_temp_path {dir}/tmp;
+  scgi_temp_path {dir}/tmp;
   log_format k2hr3 '$msec $request_time $status $request_method $request_uri';
   keepalive_requests 10000000;
   keepalive_timeout 600s;
   server {{
     listen 127.0.0.1:{port} backlog=4096;
+    access_log {dir}/access.log k2hr3 buffer=256k flush=200ms;
+{locations}
+  }}
+  # The same K2HR3 behind a listen backlog of 5, as many are deployed: a client that
+  # opens many connections at once loses SYNs here (each costs a 1 s retransmit).
+  server {{
+    listen 127.0.0.1:{small_port} backlog=5;
     access_log {dir}/access.log k2hr3 buffer=256k flush=200ms;
 {locations}
   }}
@@ -73,15 +97,20 @@ class Call:
 
 
 class StandIn:
-    def __init__(self, directory: Path, port: int, latencies_ms: Iterable[int]) -> None:
+    def __init__(
+        self, directory: Path, port: int, latencies_ms: Iterable[int], small_port: int = 0
+    ) -> None:
         self.directory = directory
         self.port = port
+        #: The port with a listen backlog of 5 (see :data:`_CONF`); 0: one is picked.
+        self.small_port = small_port or _free_port()
         self.latencies_ms = sorted(set(latencies_ms))
         self.log = directory / "access.log"
         self._offset = 0
 
-    def url(self, latency_ms: int) -> str:
-        return f"http://127.0.0.1:{self.port}{path_for(latency_ms)}"
+    def url(self, latency_ms: int, small_backlog: bool = False) -> str:
+        port = self.small_port if small_backlog else self.port
+        return f"http://127.0.0.1:{port}{path_for(latency_ms)}"
 
     def start(self) -> StandIn:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -101,10 +130,13 @@ class StandIn:
                 module=ECHO_MODULE,
                 dir=self.directory,
                 port=self.port,
+                small_port=self.small_port,
                 locations="\n".join(locations),
             )
         )
-        subprocess.run(["nginx", "-c", str(conf), "-p", str(self.directory)], check=True)
+        errors = str(self.directory / "error.log")
+        prefix = str(self.directory)
+        subprocess.run([NGINX, "-e", errors, "-c", str(conf), "-p", prefix], check=True)
         for _ in range(50):
             if (self.directory / "nginx.pid").exists():
                 break
@@ -143,6 +175,12 @@ class StandIn:
         for line in data[:end].decode().splitlines():
             msec, request_time, status, _method, uri = line.split(" ", 4)
             yield Call(float(msec) - float(request_time), float(msec), int(status), uri)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def query(uri: str) -> dict[str, str]:

@@ -184,9 +184,10 @@ default_opts = [
         default=0.005,
         min=0.001,
         max=1.0,
-        help="Longest wait for a batch to fill before the notifications already received "
-        "are handled: at a low rate, the most a batch adds to a deletion's delay. "
-        "Changing it needs a restart.",
+        help="Longest a batch keeps taking notifications that arrive back to back (each "
+        "within 0.3 ms of the last) before they are handled. A batch never "
+        "waits for a notification that is not on its way: a deletion is not held for "
+        "company. Changing it needs a restart.",
     ),
 ]
 

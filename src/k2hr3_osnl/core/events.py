@@ -10,6 +10,7 @@ surveys, the metrics' labels. :func:`decide` is the only entry point the daemon 
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -292,3 +293,17 @@ def decide(event_type: Any, payload: Any, internal: bool = False) -> Decision:
         return source.decide(_mapping(payload, "payload"))
     except _Reject as reject:
         return Invalid(str(reject))
+
+
+def utc_time(text: Any) -> float | None:
+    """Unix time of an OpenStack timestamp (UTC when it names no zone); None if it is
+    not one: a bad timestamp loses only a histogram sample, never the deletion."""
+    if not isinstance(text, str):
+        return None
+    try:
+        stamp = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=datetime.UTC)
+    return stamp.timestamp()

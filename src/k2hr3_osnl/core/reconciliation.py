@@ -36,6 +36,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from k2hr3_osnl.core.events import utc_time
+
 #: The status Nova gives a server that is gone for good (``deleted`` filter on).
 DELETED = "DELETED"
 #: A server deleted with ``reclaim_instance_interval`` set: restorable, so kept.
@@ -149,6 +151,8 @@ class Found:
     """One deleted server to remove from K2HR3, by cuk alone."""
 
     cuk: str
+    #: Unix time Nova says it was deleted (``OS-SRV-USG:terminated_at``), if it says.
+    terminated_at: float | None = None
 
 
 def deletions(servers: Iterable[Any]) -> list[Found]:
@@ -165,7 +169,7 @@ def deletions(servers: Iterable[Any]) -> list[Found]:
         cuk = server.get("id")
         if isinstance(cuk, str) and _UUID.fullmatch(cuk) and cuk not in seen:
             seen.add(cuk)
-            found.append(Found(cuk))
+            found.append(Found(cuk, utc_time(server.get("OS-SRV-USG:terminated_at"))))
     return found
 
 

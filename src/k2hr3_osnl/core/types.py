@@ -19,6 +19,10 @@ class Notification:
     #: Made by the daemon itself (reconciliation, a verification re-check), not taken
     #: from the bus: only such a notification may use an internal event type.
     internal: bool = False
+    #: Unix time the deletion happened by its own account (the notification's
+    #: timestamp, a reconciled server's terminated_at), if known: where the window
+    #: in which K2HR3 still grants the deleted VM's addresses begins.
+    happened: float | None = None
 
 
 class Result(enum.Enum):

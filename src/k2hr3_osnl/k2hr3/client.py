@@ -13,6 +13,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import ssl
 import time
 import urllib.parse
@@ -38,6 +39,12 @@ BODY_BYTES = 200
 #: Beyond a call's own deadline, how long a worker waits for the event loop itself.
 LOOP_GRACE_SECONDS = 5.0
 
+#: New connections to K2HR3 being opened at once, each counted until K2HR3 has answered
+#: on it. A batch's calls go out together; opening a connection for each at once lost
+#: SYNs at a K2HR3 behind a listen backlog of 5 (each lost one costs a 1 s retransmit).
+#: Kept-alive connections are reused without this gate.
+OPENING_AT_ONCE = 4
+
 
 class RoleClient:
     """Calls ``DELETE {api_url}?cuk=...&host=[...]&extra=openstack-auto-v1``."""
@@ -59,9 +66,13 @@ class RoleClient:
         self.cert = cert
         self.dry_run = dry_run
         self._loop = EventLoopThread("k2hr3-client")
+        # Made now, not on the first deletion: loading the trust store takes ~25 ms, which
+        # the first deletion after a start would wait for. If it fails, the first call
+        # tries again and reports why, as it always has.
+        context = _prepared_ssl(verify, cert)
         # Built from values, not from self: the finaliser below must not keep self alive.
         self._session = _Session(
-            functools.partial(_session_options, pool_size, self.timeout, verify, cert)
+            functools.partial(_session_options, pool_size, self.timeout, verify, cert, context)
         )
         # A client replaced on reload is dropped, not closed: stop its thread then.
         self._finalizer = weakref.finalize(self, self._loop.close, self._session.close)
@@ -73,6 +84,17 @@ class RoleClient:
             self._base = str(self._url.with_query(None).with_fragment(None))
         except (ValueError, TypeError) as error:
             self._invalid = f"invalid api_url: {error}"
+        if not (dry_run or self._invalid):
+            # The loop thread and the session now, not on the first deletion after a
+            # start, which would wait for both (docs/benchmarks.md, issue 21).
+            self._loop.run(self._ready(), timeout=LOOP_GRACE_SECONDS)
+
+    async def _ready(self) -> None:
+        try:
+            self._session.get()
+        except Exception as error:
+            # A bad ca_file, say: the first call tries again, and its answer says why.
+            LOG.debug("k2hr3 session not made in advance: %s", error)
 
     def params(self, cuk: str, ips: tuple[str, ...]) -> dict[str, str]:
         params = {"cuk": cuk}
@@ -117,10 +139,19 @@ class RoleClient:
         return list(await asyncio.gather(*(self._send(query, started) for query in queries)))
 
     async def _send(self, query: str, started: float) -> Answer:
+        opening = _Opening()
+        try:
+            return await self._call(query, started, opening)
+        finally:
+            opening.answered()
+
+    async def _call(self, query: str, started: float, opening: _Opening) -> Answer:
         url = yarl.URL(f"{self._base}?{query}", encoded=True)
         try:
             session = self._session.get()
-            async with session.delete(url, allow_redirects=False) as response:
+            request = session.delete(url, allow_redirects=False, trace_request_ctx=opening)
+            async with request as response:
+                opening.answered()
                 status = response.status
                 body = b"" if status in (200, 204) else await response.content.read(BODY_BYTES)
                 wait = retry_after(response.headers.get("Retry-After"), time.time())
@@ -158,16 +189,50 @@ class _Session:
     def __init__(self, options: Callable[[], dict[str, Any]]) -> None:
         self._options = options
         self._session: aiohttp.ClientSession | None = None
+        self._pid = 0
 
     def get(self) -> aiohttp.ClientSession:
-        if self._session is None:
+        # A forked worker inherits its parent's session, bound to a loop it does not
+        # run (the event loop thread starts afresh there): it makes its own.
+        if self._session is None or self._pid != os.getpid():
             self._session = aiohttp.ClientSession(**self._options())
+            self._pid = os.getpid()
         return self._session
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class _Opening:
+    """A call's hold on one of the :data:`OPENING_AT_ONCE` slots, if it opened a
+    connection: given back once K2HR3 answered on it, or the call failed."""
+
+    __slots__ = ("release",)
+
+    def __init__(self) -> None:
+        self.release: Callable[[], None] | None = None
+
+    def answered(self) -> None:
+        release, self.release = self.release, None
+        if release is not None:
+            release()
+
+
+def _gate_openings(limit: int) -> aiohttp.TraceConfig:
+    """aiohttp's public trace hook, awaited before each new connection: waits for a slot."""
+    slots = asyncio.Semaphore(limit)
+
+    async def opening(session: Any, context: Any, params: Any) -> None:
+        holder = context.trace_request_ctx
+        if isinstance(holder, _Opening) and holder.release is None:
+            await slots.acquire()
+            holder.release = slots.release
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_start.append(opening)
+    return trace
 
 
 def _ssl(verify: bool | str, cert: str | tuple[str, str] | None) -> ssl.SSLContext:
@@ -183,14 +248,24 @@ def _ssl(verify: bool | str, cert: str | tuple[str, str] | None) -> ssl.SSLConte
     return context
 
 
+def _prepared_ssl(verify: bool | str, cert: str | tuple[str, str] | None) -> ssl.SSLContext | None:
+    try:
+        return _ssl(verify, cert)
+    except (OSError, ValueError, ssl.SSLError):
+        return None
+
+
 def _session_options(
     pool_size: int,
     timeout: tuple[float, float],
     verify: bool | str,
     cert: str | tuple[str, str] | None,
+    context: ssl.SSLContext | None = None,
 ) -> dict[str, Any]:
     return {
-        "connector": aiohttp.TCPConnector(limit=pool_size, ssl=_ssl(verify, cert)),
+        "connector": aiohttp.TCPConnector(limit=pool_size, ssl=context or _ssl(verify, cert)),
+        # Made here, on the loop's thread, with the session: one gate per event loop.
+        "trace_configs": [_gate_openings(OPENING_AT_ONCE)],
         # A call's deadline in all: connecting, then waiting for the answer.
         "timeout": aiohttp.ClientTimeout(
             total=sum(timeout), sock_connect=timeout[0], sock_read=timeout[1]

@@ -36,6 +36,7 @@ from k2hr3_osnl.core.events import DELETION_EVENT_TYPES, PROOF_TARGETS
 from k2hr3_osnl.core.handler import Handler
 from k2hr3_osnl.core.observer import Observer, Observers
 from k2hr3_osnl.core.parking import Cause
+from k2hr3_osnl.core.reconciliation import EVENT_TYPE as RECONCILED_EVENT
 from k2hr3_osnl.core.types import Notification, Result
 from k2hr3_osnl.core.verification import Verdict
 from k2hr3_osnl.observability.health import Health, Probe
@@ -46,6 +47,14 @@ NAMESPACE = "k2hr3_osnl"
 #: K2HR3 answers in milliseconds when healthy and may take the whole read timeout (30 s
 #: by default) when not.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+#: From a deletion to K2HR3 forgetting its addresses: seconds on the notification path,
+#: up to a day when reconciliation finds what the bus lost (initial_lookback_seconds).
+EXPOSURE_BUCKETS = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
+    21600, 86400,
+)  # fmt: skip
+#: The exposure histogram's ``source`` label of a deletion reconciliation found.
+RECONCILED = "reconciliation"
 #: Any event type other than the deletions is counted under this label, so that a broad
 #: ``event_type`` filter cannot grow the number of series without bound.
 OTHER = "other"
@@ -113,6 +122,19 @@ class Metrics(Observer):
             namespace=NAMESPACE,
             registry=r,
         )
+        self.exposure = Histogram(
+            "deletion_exposure_seconds",
+            "From a deletion (the notification's own timestamp; for source="
+            "reconciliation, the server's OS-SRV-USG:terminated_at) to K2HR3's 2xx: how "
+            "long the deleted VM's addresses kept their access. Negative (a publisher's "
+            "clock ahead of ours) counts as 0.",
+            ["source"],
+            buckets=EXPOSURE_BUCKETS,
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        for source in ("notification", RECONCILED):
+            self.exposure.labels(source)
         self.in_flight = Gauge(
             "notifications_in_flight",
             "Notifications being handled now, including those waiting for K2HR3.",
@@ -317,7 +339,11 @@ class Metrics(Observer):
         if attempt > 1:
             self.retries.labels(event_label(note.event_type)).inc()
         if answer.outcome is Outcome.DELETED and status != "dry_run":
-            self.last_success.set(time.time())
+            now = time.time()
+            self.last_success.set(now)
+            if note.happened is not None and answer.status is not None:
+                source = RECONCILED if note.event_type == RECONCILED_EVENT else "notification"
+                self.exposure.labels(source).observe(max(0.0, now - note.happened))
 
 
 class _StateCollector(Collector):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import selectors
 import socket
 import socketserver
 import threading
@@ -148,22 +149,47 @@ class _RequestHandler(WSGIRequestHandler):
 
 
 class MetricsServer:
-    """The running HTTP server; :meth:`close` stops it."""
+    """The running HTTP server; :meth:`close` stops it.
+
+    Its thread sleeps in ``select`` until a client connects or :meth:`close` wakes it:
+    ``serve_forever`` would wake every poll interval to look for a shutdown request,
+    most of an idle daemon's CPU (docs/benchmarks.md, issue 21).
+    """
 
     def __init__(self, server: WSGIServer) -> None:
         self.server = server
-        self.thread = threading.Thread(
-            target=server.serve_forever, args=(0.1,), name="metrics-http", daemon=True
-        )
+        # handle_request() below is called only once the socket is readable: it must not
+        # wait again, and never calls handle_timeout for a client that already left.
+        server.timeout = 0
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._closing = threading.Event()
+        self.thread = threading.Thread(target=self._serve, name="metrics-http", daemon=True)
         self.thread.start()
 
     @property
     def port(self) -> int:
         return int(self.server.server_address[1])
 
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.server, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            while not self._closing.is_set():
+                ready = selector.select()
+                if self._closing.is_set():
+                    break
+                if any(key.fileobj is self.server for key, _ in ready):
+                    self.server.handle_request()  # accept, then a thread of its own
+
     def close(self) -> None:
-        self.server.shutdown()
+        self._closing.set()
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"\0")
+        if self.thread is not threading.current_thread():
+            self.thread.join(timeout=10)
         self.server.server_close()
+        self._wake_read.close()
+        self._wake_write.close()
 
 
 def serve(address: str | None, port: int | None, app: WSGIApp) -> MetricsServer | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from k2hr3_osnl.core import handler as _handler
@@ -40,12 +41,16 @@ class PoisonSafeDispatcher(seam.BatchDispatcher):
         self.endpoint = endpoint
         self.observer = observer or Observer()
 
-    def dispatch(self, incoming: list[Any]) -> set[Any]:
+    def dispatch(
+        self, incoming: list[Any], acknowledge_now: Callable[[list[Any]], None] | None = None
+    ) -> set[Any]:
         """The messages to hand back to RabbitMQ; oslo.messaging acknowledges the rest.
 
         Each message gets a result here, and :func:`acknowledges` alone decides: one
         that got none, because something of ours failed, goes back (after a pause, so
-        that a bug does not loop fast on the broker), never acknowledged.
+        that a bug does not loop fast on the broker), never acknowledged. Those settled
+        before any K2HR3 call (filtered out, unreadable, another priority) are handed
+        to ``acknowledge_now`` first, so they do not wait for the batch's deletions.
         """
         results: dict[Any, Result | None] = {}
         try:
@@ -59,6 +64,8 @@ class PoisonSafeDispatcher(seam.BatchDispatcher):
                 else:
                     getattr(self.endpoint, read[0])([read[1]])
                     results[raw] = Result.IGNORED
+            if infos and acknowledge_now is not None:
+                acknowledge_now([raw for raw, result in results.items() if acknowledges(result)])
             if infos:
                 answers = self.endpoint.info([message for _, message in infos])
                 for (raw, _), result in zip(infos, answers, strict=True):

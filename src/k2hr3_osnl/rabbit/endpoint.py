@@ -67,6 +67,7 @@ class NotificationEndpoint:
                 publisher_id=message.get("publisher_id"),
                 payload=message.get("payload"),
                 received=message.get("received"),
+                happened=events.utc_time((message.get("metadata") or {}).get("timestamp")),
             )
             for message in messages
         ]

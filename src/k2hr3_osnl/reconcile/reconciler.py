@@ -153,7 +153,12 @@ class _Batches:
         received = time.monotonic()
         # Internal: Nova itself listed them, and only the daemon may use their event type.
         notes = [
-            Notification(*reconciliation.notification(i), received=received, internal=True)
+            Notification(
+                *reconciliation.notification(i),
+                received=received,
+                internal=True,
+                happened=i.terminated_at,
+            )
             for i in chunk
         ]
         self._pending.append((chunk, self._pool.submit(self.handler.handle_batch, notes)))
