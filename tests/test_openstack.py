@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from support.daemon import with_broker
 from support.openstack_standin import ADMIN_PROJECT, PROJECT, OpenStackStandIn
 
@@ -190,3 +191,33 @@ def test_a_changes_since_nova_cannot_parse_is_an_error(
     cloud = connect(tmp_path, cloud_standin)
     with pytest.raises(OpenStackError, match="status 400"):
         list(nova.deleted_servers(cloud, "yesterday", 10))
+
+
+def _answer(status: int, body: bytes) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = body
+    return response
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "said"),
+    [
+        (403, b"{}", "Nova GET /x answered status 403"),
+        (200, b"<html>", "Nova GET /x: not a list of servers"),
+        (200, b'{"servers": {}}', "Nova GET /x: 'servers' is not a list"),
+    ],
+)
+def test_a_listing_that_is_not_one_is_an_error_naming_the_request(
+    status: int, body: bytes, said: str
+) -> None:
+    with pytest.raises(OpenStackError) as raised:
+        session.listed(_answer(status, body), "Nova GET /x", "servers")
+    assert str(raised.value) == said
+    assert raised.value.status == (status if status != 200 else None)
+
+
+def test_a_listing_is_its_list() -> None:
+    assert session.listed(_answer(200, b'{"ports": [{"id": "p"}]}'), "Neutron GET /p", "ports") == [
+        {"id": "p"}
+    ]

@@ -6,7 +6,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from k2hr3_osnl.openstack.session import Cloud, OpenStackError
+from k2hr3_osnl.openstack.session import Cloud, OpenStackError, listed
 
 SERVICE = "network"
 
@@ -29,15 +29,5 @@ def ports(cloud: Cloud, **query: Any) -> list[Mapping[str, Any]]:
     may see. Neutron keeps no deleted ports, so this is what a device holds now."""
     response = cloud.get(SERVICE, "/v2.0/ports", params=query)
     where = "/v2.0/ports?" + urllib.parse.urlencode(query)
-    if response.status_code != 200:
-        raise OpenStackError(
-            f"Neutron GET {where} answered status {response.status_code}",
-            response.status_code,
-        )
-    try:
-        found = response.json()["ports"]
-    except (ValueError, KeyError, TypeError):
-        raise OpenStackError(f"Neutron GET {where}: not a list of ports") from None
-    if not isinstance(found, list):
-        raise OpenStackError(f"Neutron GET {where}: 'ports' is not a list")
+    found = listed(response, f"Neutron GET {where}", "ports")
     return [port for port in found if isinstance(port, Mapping)]

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from k2hr3_osnl.openstack.session import Cloud, OpenStackError
+from k2hr3_osnl.openstack.session import Cloud, OpenStackError, listed
 
 SERVICE = "compute"
 #: From this microversion on, GET /os-services lists a down cell's nova-compute
@@ -155,18 +155,7 @@ def any_project_servers(cloud: Cloud, limit: int) -> list[Any]:
     otherwise."""
     params = {"all_tenants": "True", "limit": limit}
     response = cloud.get(SERVICE, "/servers/detail", params=params)
-    if response.status_code != 200:
-        raise OpenStackError(
-            f"Nova GET /servers/detail?all_tenants=True answered {_status(response)}",
-            response.status_code,
-        )
-    try:
-        servers = response.json()["servers"]
-    except (ValueError, KeyError, TypeError):
-        raise OpenStackError("Nova GET /servers/detail: not a list of servers") from None
-    if not isinstance(servers, list):
-        raise OpenStackError("Nova GET /servers/detail: 'servers' is not a list")
-    return servers
+    return listed(response, "Nova GET /servers/detail?all_tenants=True", "servers")
 
 
 def _next_marker(links: Any) -> str | None:

@@ -38,6 +38,22 @@ class OpenStackError(Exception):
         self.status = status
 
 
+def listed(response: Any, where: str, key: str) -> list[Any]:
+    """The list under ``key`` in a 200 answer to ``where`` (say, "Nova GET
+    /servers/detail"); anything else raises :class:`OpenStackError`, with the status."""
+    if response.status_code != 200:
+        raise OpenStackError(
+            f"{where} answered status {response.status_code}", response.status_code
+        )
+    try:
+        found = response.json()[key]
+    except (ValueError, KeyError, TypeError):
+        raise OpenStackError(f"{where}: not a list of {key}") from None
+    if not isinstance(found, list):
+        raise OpenStackError(f"{where}: '{key}' is not a list")
+    return found
+
+
 def configured(conf: cfg.ConfigOpts) -> bool:
     """Is there an account to ask OpenStack with? Without one, nothing here runs."""
     return bool(conf[CREDENTIALS_GROUP].auth_type)
