@@ -1,13 +1,13 @@
 """Never lose a deletion: K2HR3 and RabbitMQ failing under the real daemon (issue 3).
 
 K2HR3 fails on command (FakeK2HR3's ``status``, ``latency``, ``stop()``/``start()``);
-RabbitMQ is restarted for real with ``rabbitmqctl``. Every test counts what reached
-K2HR3 and prints the figures it measured (``pytest -s`` shows them).
+RabbitMQ is restarted for real with ``rabbitmqctl``, on a node of the test's own (the
+shared broker on 5672 is never stopped). Every test counts what reached K2HR3 and
+prints the figures it measured (``pytest -s`` shows them).
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -18,6 +18,7 @@ from support.broker import TcpProxy, queue_counts
 from support.daemon import Daemon
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
+from support.rabbitmq_node import Node, make_nodes, running
 from support.samples import neutron_port_delete, nova_legacy_delete, wire_body
 from support.waiting import wait_until
 
@@ -205,83 +206,91 @@ def test_same_message_delivered_twice_calls_k2hr3_once(e2e: Harness, k2hr3: Fake
     assert daemon.stop() == 0
 
 
-def rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 def publish_legacy(e2e: Harness, cuks: list[str]) -> None:
     """Through oslo.messaging's Notifier, as nova does: it re-creates a lost exchange."""
     for cuk in cuks:
         e2e.notify(e2e.nova, e2e.notifications, "messagingv2", nova_legacy_delete(cuk))
 
 
+def queue_counts_on(node: Node, name: str) -> tuple[int, int, int] | None:
+    """``(ready, unacknowledged, consumers)`` of a queue on ``node``."""
+    listed = node.ctl(
+        "list_queues", "--no-table-headers", "name", "messages_ready",
+        "messages_unacknowledged", "consumers",
+    )  # fmt: skip
+    for line in listed.splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[0] == name:
+            return int(fields[1]), int(fields[2]), int(fields[3])
+    return None
+
+
 def test_broker_restart_under_a_running_daemon(
-    e2e: Harness, k2hr3: FakeK2HR3, tmp_path: Path, unique: str
+    k2hr3: FakeK2HR3, tmp_path: Path, unique: str
 ) -> None:
     """``rabbitmqctl stop_app`` / ``start_app`` under two daemons, in one restart.
 
     The default daemon (transient queue) reconnects, declares its queue and bindings
     again and handles what is published afterwards. A second one, with
     ``amqp_durable_queues = true`` like its publishers, is stopped during the restart
-    with deletions waiting in its queue: they survive the restart.
+    with deletions waiting in its queue: they survive the restart. The broker is a node
+    of the test's own: the shared one on 5672 is never stopped.
     """
-    durable = Harness(tmp_path / "durable", f"{unique}d", k2hr3.url, e2e.transport_url, True)
-    try:
-        daemon = e2e.start()
-        kept = durable.start()
-        first, second = new_cuks(1), new_cuks(1)
-        publish_legacy(e2e, first)
-        publish_legacy(durable, second)
-        wait_delivered(daemon, k2hr3, first + second, timeout=20)
-        assert kept.stop() == 0
-        waiting = new_cuks(10)
-        publish_legacy(durable, waiting)
-        assert queue_counts(durable.pool) == (10, 0, 0)
-        for harness in (e2e, durable):
-            harness.notifiers.close()  # their connections die with the broker
+    with running(make_nodes(tmp_path / "broker", 1)) as (node,):
+        url = f"rabbit://guest:guest@127.0.0.1:{node.port}/"
+        look = node.amqp_url("guest", "guest")
+        e2e = Harness(tmp_path / "transient", unique, k2hr3.url, url, broker_url=look)
+        durable = Harness(tmp_path / "durable", f"{unique}d", k2hr3.url, url, True, look)
+        with e2e, durable:
+            daemon = e2e.start()
+            kept = durable.start()
+            first, second = new_cuks(1), new_cuks(1)
+            publish_legacy(e2e, first)
+            publish_legacy(durable, second)
+            wait_delivered(daemon, k2hr3, first + second, timeout=20)
+            assert kept.stop() == 0
+            waiting = new_cuks(10)
+            publish_legacy(durable, waiting)
+            assert queue_counts_on(node, durable.pool) == (10, 0, 0)
+            for harness in (e2e, durable):
+                harness.notifiers.close()  # their connections die with the broker
 
-        stopped = time.monotonic()
-        try:
-            result = rabbitmqctl("stop_app")
-            assert result.returncode == 0, result.stderr
-            assert not daemon.broker.queue_info(e2e.pool)
-        finally:
-            started = time.monotonic()
-            restart = rabbitmqctl("start_app")
-            rabbitmqctl("await_startup")
-        assert restart.returncode == 0, restart.stderr
-        print(
-            f"\nbroker down for {started - stopped:.1f}s, start_app took "
-            f"{time.monotonic() - started:.1f}s"
-        )
-        assert daemon.alive, daemon.report("died with the broker")
-        daemon.wait_listening(timeout=60)  # its queue exists again, with its consumer
-        reconsumed = time.monotonic() - started
-        print(f"transient queue: consumed again {reconsumed:.2f}s after start_app began")
-        after = new_cuks(20)
-        publish_legacy(e2e, after)
-        took = wait_delivered(daemon, k2hr3, after, timeout=30)
-        print(f"transient queue: 20 published after the restart, delivered in {took:.2f}s")
-        assert daemon.stop() == 0
+            stopped = time.monotonic()
+            try:
+                node.ctl("stop_app")
+                assert not daemon.broker.queue_info(e2e.pool)
+            finally:
+                started = time.monotonic()
+                node.ctl("start_app", timeout=120)
+                node.ctl("await_startup", timeout=120)
+            print(
+                f"\nbroker down for {started - stopped:.1f}s, start_app took "
+                f"{time.monotonic() - started:.1f}s"
+            )
+            assert daemon.alive, daemon.report("died with the broker")
+            daemon.wait_listening(timeout=60)  # its queue exists again, with its consumer
+            reconsumed = time.monotonic() - started
+            print(f"transient queue: consumed again {reconsumed:.2f}s after start_app began")
+            after = new_cuks(20)
+            publish_legacy(e2e, after)
+            took = wait_delivered(daemon, k2hr3, after, timeout=30)
+            print(f"transient queue: 20 published after the restart, delivered in {took:.2f}s")
+            assert daemon.stop() == 0
 
-        assert queue_counts(durable.pool) == (10, 0, 0), "durable queue lost its messages"
-        # Its bindings survived too: published while its daemon is still away, kept.
-        later = new_cuks(5)
-        publish_legacy(durable, later)
-        assert queue_counts(durable.pool) == (15, 0, 0)
-        restarted = time.monotonic()
-        kept.start()
-        wait_delivered(kept, k2hr3, waiting + later, timeout=30)
-        took = time.monotonic() - restarted
-        print(
-            f"durable queue: 10 queued across the restart and 5 after it, delivered "
-            f"{took:.2f}s after the daemon was started again"
-        )
-        assert kept.stop() == 0
-    finally:
-        durable.close()
+            assert queue_counts_on(node, durable.pool) == (10, 0, 0), "durable queue lost them"
+            # Its bindings survived too: published while its daemon is still away, kept.
+            later = new_cuks(5)
+            publish_legacy(durable, later)
+            assert queue_counts_on(node, durable.pool) == (15, 0, 0)
+            restarted = time.monotonic()
+            kept.start()
+            wait_delivered(kept, k2hr3, waiting + later, timeout=30)
+            took = time.monotonic() - restarted
+            print(
+                f"durable queue: 10 queued across the restart and 5 after it, delivered "
+                f"{took:.2f}s after the daemon was started again"
+            )
+            assert kept.stop() == 0
 
 
 def test_dropped_broker_connection_mid_flight(e2e: Harness, k2hr3: FakeK2HR3) -> None:

@@ -29,6 +29,7 @@ class Harness:
         api_url: str,
         transport_url: str,
         durable: bool = False,
+        broker_url: str | None = None,
     ) -> None:
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.tmp_path = tmp_path
@@ -43,7 +44,9 @@ class Harness:
         self.versioned = f"{unique}_versioned_notifications"
         self.pool = f"{unique}_pool"
         self.state_dir = tmp_path / "state"
-        self.broker = Broker()
+        # How the test looks at the broker (kombu's amqp:// URL): the shared one unless
+        # the test runs a node of its own.
+        self.broker = Broker(broker_url) if broker_url else Broker()
         self.notifiers = Notifiers(transport_url, durable)
         self.daemons: list[Daemon] = []
         self.extra_queues: list[str] = []
