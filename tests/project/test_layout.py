@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import paths
 
-SRC = Path(__file__).parent.parent / "src" / "k2hr3_osnl"
+SRC = paths.ROOT / "src" / "k2hr3_osnl"
 CORE = sorted(p.stem for p in (SRC / "core").glob("*.py") if p.stem != "__init__")
 #: What the core must never pull in, directly or through anything it imports.
 EDGES = ("oslo_messaging", "oslo_config", "kombu", "aiohttp")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from oslo_log import versionutils
+from support import paths
 from support.daemon import with_broker
 
 from k2hr3_osnl import config
@@ -412,7 +413,7 @@ def test_invalid_values_stop_the_command(
 ) -> None:
     """Without --check-config, the same problems stop the command with exit status 2."""
     path = write(tmp_path, "[k2hr3]\napi_url = ftp://k2hr3/v1/role\n")
-    sample = Path(__file__).parent / "samples" / "neutron" / "designate__port.delete.end.json"
+    sample = paths.TESTS / "samples" / "neutron" / "designate__port.delete.end.json"
     assert cli.main(["-c", path, "replay", "--dry-run", str(sample)]) == 2
     captured = capsys.readouterr()
     assert "api_url" in captured.err

@@ -24,7 +24,7 @@ from test_reconcile_e2e import cuks, free_port, healthz, metric
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(300)]
 
-#: The three-node cluster of tests/test_cluster.py, and a harness on it (fixtures).
+#: The three-node cluster of tests/broker/test_cluster.py, and a harness on it (fixtures).
 cluster = test_cluster.cluster
 harness = test_cluster.harness
 

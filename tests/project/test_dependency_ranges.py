@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
-ROOT = Path(__file__).parent.parent
+from support import paths
+
+ROOT = paths.ROOT
 #: pip's operators as Debian writes them.
 DEBIAN_OPERATOR = {">=": ">=", "<": "<<", "<=": "<=", ">": ">>", "==": "="}
 

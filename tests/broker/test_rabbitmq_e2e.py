@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support import paths
 from support.broker import TcpProxy, queue_counts
 from support.daemon import Daemon
 from support.harness import Harness
@@ -110,7 +111,7 @@ def test_deletions_from_both_services_and_both_drivers(e2e: Harness, k2hr3: Fake
             assert (driver, event_type) in shapes
 
 
-e2e_samples = Path(__file__).parent / "samples"
+e2e_samples = paths.TESTS / "samples"
 
 
 def test_deletions_at_another_priority_are_deletions(e2e: Harness, k2hr3: FakeK2HR3) -> None:

@@ -14,13 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import paths
 from support.daemon import with_broker
 from support.tls_certs import Pki, make_pki
 
 from k2hr3_osnl import config
 from k2hr3_osnl.commands import cli
 
-ROOT = Path(__file__).parent.parent
+ROOT = paths.ROOT
 #: ``check(text)``: ``--check-config`` on that file, in process: (exit status, stdout lines).
 Check = Callable[[str], tuple[int, list[str]]]
 

@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 from oslo_config import generator
+from support import paths
 
-ROOT = Path(__file__).parent.parent
+ROOT = paths.ROOT
 SAMPLE = ROOT / "etc" / "k2hr3-osnl.conf.sample"
 #: keystoneauth1's own options, whose help texts, types and number change between its
 #: releases: the sample is generated with the newest, and every option an older one

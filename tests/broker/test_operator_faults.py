@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import paths
 from support.broker import TcpProxy
 from support.daemon import Daemon, write_config
 from support.harness import Harness
@@ -410,7 +411,7 @@ def test_check_config_warns_about_a_state_dir_its_user_cannot_write(
     assert f"warning: [k2hr3] state_dir: {locked} is not writable for user " in done.stdout
 
 
-NEUTRON_SAMPLE = Path(__file__).parent / "samples/neutron/k2hr3_osnl__notifications_neutron.json"
+NEUTRON_SAMPLE = paths.TESTS / "samples/neutron/k2hr3_osnl__notifications_neutron.json"
 NEUTRON_CUK = "12345678-1234-5678-1234-567812345678"
 
 

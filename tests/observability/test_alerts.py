@@ -11,21 +11,20 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from support import tools
+from support import paths, tools
 
 from k2hr3_osnl.core.answers import Answer, Outcome
 from k2hr3_osnl.core.types import Notification
 from k2hr3_osnl.observability.health import Health
 from k2hr3_osnl.observability.metrics import Metrics
 
-ROOT = Path(__file__).parent.parent
+ROOT = paths.ROOT
 RULES = ROOT / "etc" / "k2hr3-osnl-alerts.yml"
-PROMTOOL_TESTS = Path(__file__).parent / "promtool" / "k2hr3-osnl-alerts.test.yml"
+PROMTOOL_TESTS = paths.TESTS / "promtool" / "k2hr3-osnl-alerts.test.yml"
 
 
 def rules() -> list[dict[str, object]]:

@@ -2,7 +2,7 @@
 
 Candidates here are :class:`~k2hr3_osnl.rabbit.election.Election` objects of one test
 process, each with its own connection, exactly as daemons have; the daemon-level
-behaviour (three daemons, SIGKILL) is in ``tests/test_fleet.py``.
+behaviour (three daemons, SIGKILL) is in ``tests/broker/test_fleet.py``.
 """
 
 from __future__ import annotations

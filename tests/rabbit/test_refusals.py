@@ -1,9 +1,9 @@
 """RabbitMQ's refusals, explained in one line, and a refused start that retries.
 
 The messages are the ones RabbitMQ 3.10, OpenSSL 3 and py-amqp really produce (captured
-by tests/test_mosk.py's failure tests), plus the newer RabbitMQ form that names the
+by tests/broker/test_mosk.py's failure tests), plus the newer RabbitMQ form that names the
 permission itself. The daemon-level behaviour (one line, no crash loop, heals once
-granted) is tested end to end in tests/test_mosk.py.
+granted) is tested end to end in tests/broker/test_mosk.py.
 """
 
 from __future__ import annotations

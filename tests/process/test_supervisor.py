@@ -1,7 +1,7 @@
 """The supervisor of ``workers = N`` on its own: forked workers, restarts, stop (issue 5).
 
 The workers here are small functions, not daemons, so what is tested is the supervision
-itself; tests/test_workers.py runs real workers on the real broker.
+itself; tests/broker/test_workers.py runs real workers on the real broker.
 """
 
 from __future__ import annotations

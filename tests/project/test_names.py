@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from support import paths
 
-ROOT = Path(__file__).parent.parent
+ROOT = paths.ROOT
 SRC = ROOT / "src" / "k2hr3_osnl"
 BENCHMARKS = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
 FILES = sorted(SRC.rglob("*.py"))

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import paths
 from support.broker import queue_counts
 from support.daemon import Daemon, with_broker
 from support.harness import Harness
@@ -38,7 +39,7 @@ from k2hr3_osnl.commands import cli
 from k2hr3_osnl.config import opts, strict
 from k2hr3_osnl.observability import logs
 
-SAMPLES_1_0_8 = Path(__file__).parent / "k2hr3_osnl_1_0_8"
+SAMPLES_1_0_8 = paths.TESTS / "k2hr3_osnl_1_0_8"
 FILES = ("k2hr3_osnl", "neutron", "compute", "nova_compute")
 #: Names each file carries that 1.0.8 never read: each is one deprecation warning.
 IGNORED_IN = {

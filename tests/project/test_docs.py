@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import paths
 
-ROOT = Path(__file__).parent.parent
+ROOT = paths.ROOT
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 _SECTION = re.compile(r"^\[\w+\]\s*$", re.M)

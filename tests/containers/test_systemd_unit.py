@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import tools
+from support import paths, tools
 from support.broker import TcpProxy
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
@@ -43,7 +43,7 @@ from support.waiting import wait_until
 pytestmark = [pytest.mark.systemd, pytest.mark.rabbitmq, pytest.mark.timeout(600)]
 tools.skip_module_without(unavailable())
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = paths.ROOT
 UNIT = "k2hr3-osnl.service"
 UNIT_FILE = ROOT / "systemd" / UNIT
 VENV = "/opt/k2hr3-osnl"

@@ -12,9 +12,9 @@ import datetime
 import json
 import time
 import uuid
-from pathlib import Path
 
 import pytest
+from support import paths
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
 from support.samples import neutron_port_delete
@@ -26,7 +26,7 @@ from k2hr3_osnl.core.types import Notification
 from k2hr3_osnl.observability.health import Health
 from k2hr3_osnl.observability.metrics import Metrics
 
-SAMPLES = Path(__file__).parent / "samples"
+SAMPLES = paths.TESTS / "samples"
 EXPOSURE = "k2hr3_osnl_deletion_exposure_seconds"
 
 

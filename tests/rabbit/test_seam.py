@@ -18,11 +18,12 @@ from pathlib import Path
 import oslo_messaging
 import pytest
 from oslo_config import cfg
+from support import paths
 from support.daemon import with_broker
 
 from k2hr3_osnl.rabbit import seam
 
-SRC = Path(__file__).parent.parent / "src" / "k2hr3_osnl"
+SRC = paths.ROOT / "src" / "k2hr3_osnl"
 #: Private names of oslo.messaging and kombu that the daemon relies on.
 PRIVATE = re.compile(
     r"oslo_messaging\._|_drivers|_extract_user_message|_poll_style_listener|_listen_thread"
