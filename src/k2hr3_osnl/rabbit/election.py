@@ -263,7 +263,8 @@ class Election:
             LOG.info("reconciler election: RabbitMQ reachable again")
             self._failing = None
         LOG.debug("reconciler election: %s is a candidate on queue %r", self.me, self.queue)
-        self._set_leading(False, "a candidate for the pool's token")
+        if self._held is None:  # the token may have come already, while consuming began
+            self._set_leading(False, "a candidate for the pool's token")
         next_probe = next_sweep = time.monotonic()
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -303,7 +304,10 @@ class Election:
                     self._consumer.basic_ack(message.delivery_tag)
                     return
                 handed_on = self._handover_until is not None
-                self._held, self._token = message, found
+                # After a hand-on, what arrives may be an extra token that waited ahead
+                # of ours: keep what both knew (the later checkpoint).
+                self._held = message
+                self._token = (self._token or found).merged(found) if handed_on else found
                 self._handover_until = None
                 self._minting_until = 0.0
             self._held_since = time.monotonic()
@@ -352,6 +356,11 @@ class Election:
         What an extra token knew goes into the held one, handed on at once: acknowledged,
         the extra token is gone, and its checkpoint must not be only in memory.
         """
+        if self.arguments.get("x-queue-type") == "quorum":
+            # RabbitMQ refuses basic.get on a quorum queue with single active consumer
+            # (405 RESOURCE_LOCKED, and the channel closes): what waits there comes to
+            # the holder through its own consumer instead, and is merged on arrival.
+            return
         merged = False
         for _ in range(1000):
             message = side.basic_get(self.queue, no_ack=False)
