@@ -16,7 +16,6 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support import paths
@@ -25,6 +24,7 @@ from support.daemon import Daemon, write_config
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
 from support.samples import nova_legacy_delete, wire_body
+from support.scrape import free_port, healthz
 from support.waiting import wait_until
 
 from k2hr3_osnl import config
@@ -305,21 +305,6 @@ def test_idle_connections_do_not_shut_out_healthz_and_metrics(e2e: Harness) -> N
     assert daemon.stop() == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _healthz(port: int) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read())
-
-
 def _metric(port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
@@ -329,12 +314,12 @@ def _metric(port: int, name: str) -> float:
 
 def test_a_dry_run_is_seen_at_a_glance_in_healthz_and_metrics(e2e: Harness) -> None:
     """Issue 18 item 8: it showed K2HR3 "ok" with a last success, and nothing was sent."""
-    port = _free_port()
+    port = free_port()
     sections = {"metrics": {"port": port}, "k2hr3": {"dry_run": "true"}}
     daemon = e2e.daemon(e2e.config(sections=sections), queues=[f"{e2e.pool}-dry-run"]).start()
     _publish_legacy_deletions(e2e, [str(uuid.uuid4())])
     wait_until(lambda: "deleted (dry run: not sent)" in daemon.log(), 20, "the dry-run call")
-    status, body = _healthz(port)
+    status, body = healthz(port)
     assert status == 200
     assert body["dry_run"] is True
     assert body["reason"] == "consuming, dry run: K2HR3 is not called"
@@ -346,11 +331,11 @@ def test_a_dry_run_is_seen_at_a_glance_in_healthz_and_metrics(e2e: Harness) -> N
 
 
 def test_a_live_daemon_says_it_is_not_a_dry_run(e2e: Harness, k2hr3: FakeK2HR3) -> None:
-    port = _free_port()
+    port = free_port()
     daemon = e2e.daemon(e2e.config(sections={"metrics": {"port": port}})).start()
     _publish_legacy_deletions(e2e, [str(uuid.uuid4())])
     assert k2hr3.wait_for(1), daemon.report("nothing delivered")
-    status, body = _healthz(port)
+    status, body = healthz(port)
     assert (status, body["dry_run"], body["k2hr3"]["state"]) == (200, False, "ok")
     assert _metric(port, "k2hr3_osnl_dry_run") == 0
     assert daemon.stop() == 0
@@ -363,7 +348,7 @@ def test_a_state_dir_where_nothing_can_be_parked_is_unhealthy_and_loses_nothing(
 
     A file appears where the state directory should be, after the start (root writes
     anywhere, so permissions alone cannot make this test's directory unwritable)."""
-    port = _free_port()
+    port = free_port()
     state = tmp_path / "not-a-directory"
     sections = {"metrics": {"port": port}, "k2hr3": {"state_dir": state}}
     daemon = e2e.daemon(e2e.config(sections=sections)).start()
@@ -374,7 +359,7 @@ def test_a_state_dir_where_nothing_can_be_parked_is_unhealthy_and_loses_nothing(
     cuk = str(uuid.uuid4())
     _publish_legacy_deletions(e2e, [cuk])
     wait_until(lambda: "cannot be parked" in daemon.log(), 30, "the failed park")
-    status, body = _healthz(port)
+    status, body = healthz(port)
     assert status == 503
     assert (
         f"cannot park deletions in {state}/parked ({state} is not a directory)" in (body["reason"])
@@ -434,7 +419,7 @@ def test_publish_that_fails_says_so_in_one_line_and_exits_1(
     e2e: Harness, url: str, said: str
 ) -> None:
     """Issue 18 item 2: a traceback, then "published ...", and exit 0."""
-    config = e2e.config(transport_url=url.format(unique=e2e.unique, closed=_free_port()))
+    config = e2e.config(transport_url=url.format(unique=e2e.unique, closed=free_port()))
     done = e2e.cli(config, "publish", str(NEUTRON_SAMPLE))
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout == ""

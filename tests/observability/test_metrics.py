@@ -9,7 +9,6 @@ connection cut under the daemon, a port already taken.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import socket
 import urllib.error
@@ -26,7 +25,7 @@ from support.daemon import Daemon
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
 from support.samples import neutron_port_delete, nova_versioned_delete
-from support.scrape import free_port
+from support.scrape import free_port, healthz
 from support.waiting import wait_until
 
 from k2hr3_osnl.core.answers import Answer, Outcome
@@ -56,15 +55,6 @@ def scrape(port: int) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def healthz(port: int) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read())
 
 
 # --- in process: the rules -----------------------------------------------------------
