@@ -8,17 +8,20 @@ name every host, the TLS port and the vhost. Bad input is one line and exit 2.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import stat
 import subprocess
 import sys
 import types
+import urllib.parse
 from pathlib import Path
 
 import oslo_messaging
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oslo_config import cfg
 from support.mosk_secret import as_yaml, secret
 from support.tls_certs import Pki, client_certificate, make_pki
 
@@ -559,7 +562,7 @@ def test_an_encrypted_client_key_says_how_to_decrypt_it(
     ("hosts", "expected"),
     [
         ('["10.0.0.1:5671", "[fd00::13]:5673", "rabbit.example"]',
-         "10.0.0.1:5671 fd00::13:5673 rabbit.example:5671"),
+         "10.0.0.1:5671 rabbit.example:5671 fd00::13:5673"),
         ("10.0.0.1:5999, 10.0.0.2", "10.0.0.1:5999 10.0.0.2:5671"),
         ("fd00::13 [fd00::14]", "fd00::13:5671 fd00::14:5671"),
         ("- 10.0.0.1\n- 10.0.0.2\n", None),
@@ -575,3 +578,19 @@ def test_hosts_may_carry_their_port_and_come_as_a_json_list(
         return
     assert (status, err) == (0, "")
     assert config_of(tmp_path, out)["url"]["hosts"] == expected
+
+
+@pytest.mark.parametrize("username", ["k2hr3", ""], ids=["user", "no-user"])
+@pytest.mark.parametrize("order", itertools.permutations(["10.0.0.1", "fd00::1", "r.example"]))
+def test_a_url_with_ipv6_hosts_is_one_every_supported_python_parses(
+    username: str, order: tuple[str, ...]
+) -> None:
+    """Debian 12's Python checks one bracketed host only (after the last ``@``, or the first).
+
+    Any other IPv6 host in the list makes ``urlparse`` refuse the whole URL there.
+    """
+    endpoint = mosk.Endpoint(TOPIC, tuple((h, 5671) for h in order), "/", username, "secret")
+    url = endpoint.transport_url()
+    assert urllib.parse.urlsplit(url).netloc.rpartition("@")[2].startswith("[")
+    parsed = oslo_messaging.TransportURL.parse(cfg.ConfigOpts(), url)
+    assert sorted(h.hostname for h in parsed.hosts) == sorted(order)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -167,6 +168,27 @@ def test_bad_regex_and_value_out_of_range(check: Check) -> None:
     status, out = check("[oslo_messaging_notifications]\npublisher_id = ^(network\n")
     assert status == 1
     assert out[0].startswith("[oslo_messaging_notifications] publisher_id: '^(network' is not")
+
+
+@pytest.mark.parametrize("user", ["guest:secret@", ""], ids=["user", "no-user"])
+def test_a_list_of_hosts_with_ipv6_first_says_where_to_put_it(check: Check, user: str) -> None:
+    """Debian 12's Python refuses this URL; a newer 3.11 takes it. Each gets a true answer."""
+    hosts = [f"{user}10.0.0.1:5672", f"{user}[fd00::1]:5672", f"{user}10.0.0.2:5672"]
+    url = "rabbit://" + ",".join(hosts) + "/"
+    try:
+        urllib.parse.urlsplit(url)
+    except ValueError:
+        refused = True
+    else:
+        refused = False
+    status, out = check(f"[oslo_messaging_notifications]\ntransport_url = {url}\n")
+    problems = [line for line in out if "transport_url" in line]
+    if refused:
+        assert status == 1 and len(problems) == 1, out
+        assert "secret" not in problems[0]
+        assert "only when one comes last (first without a user)" in problems[0]
+    else:
+        assert problems == []
 
 
 def test_unusable_tls_files(check: Check, pki: Pki, tmp_path: Path) -> None:

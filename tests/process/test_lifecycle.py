@@ -98,7 +98,13 @@ def test_start_reload_and_stop_as_systemd_hears_them(
         {"READY": "1", "STATUS": LISTENING},
         {"RELOADING": "1", "STATUS": "reloading"},
         {"READY": "1", "STATUS": LISTENING},
-        {"STOPPING": "1", "STATUS": "stopping: finishing in-flight deletions (at most 30s)"},
+        {
+            "STOPPING": "1",
+            "STATUS": "stopping: finishing in-flight deletions (at most 30s)",
+            # systemd's watchdog runs on while a unit stops: two drains and a margin.
+            "WATCHDOG": "1",
+            "WATCHDOG_USEC": "70000000",
+        },
     ]
 
 
@@ -118,7 +124,22 @@ def test_no_watchdog_ping_while_the_listener_does_not_consume(
     assert not health.ok
     assert heard(systemd_socket, 3)[1:] == [
         {"STATUS": "the listener is not started"},
-        {"STOPPING": "1", "STATUS": "stopping: finishing in-flight deletions (at most 1s)"},
+        {
+            "STOPPING": "1",
+            "STATUS": "stopping: finishing in-flight deletions (at most 1s)",
+            "WATCHDOG": "1",
+            "WATCHDOG_USEC": "12000000",
+        },
+    ]
+
+
+def test_without_a_watchdog_stopping_does_not_turn_one_on(
+    systemd_socket: NotifySocket, handler: Handler, listener: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WATCHDOG_USEC")
+    Lifecycle(listener, handler, systemd.Notifier()).stopping(30)
+    assert heard(systemd_socket, 1) == [
+        {"STOPPING": "1", "STATUS": "stopping: finishing in-flight deletions (at most 30s)"}
     ]
 
 

@@ -129,3 +129,45 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "zombie" not in status
+
+
+def test_the_watchdog_is_fed_while_workers_take_their_time_to_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """systemd's watchdog runs on while a unit stops; stopping workers ping no more.
+
+    Without the supervisor's pings a drain longer than ``WatchdogSec=`` ends in SIGABRT
+    and ``Result=watchdog`` (seen with ``workers = 2`` and a 3 s watchdog).
+    """
+    from support.notify_socket import NotifySocket
+
+    from k2hr3_osnl.process import systemd
+
+    sock = NotifySocket(tmp_path / "notify")
+    monkeypatch.setenv("NOTIFY_SOCKET", sock.path)
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")  # a ping every 0.5 s
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+
+    def worker(index: int) -> int:
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        notifier = systemd.Notifier()  # the supervisor's relay, by the environment
+        notifier.ready(f"worker {index}")
+        while not stop.wait(0.2):
+            notifier.watchdog()
+        time.sleep(3.0)  # a long drain, silent
+        return 0
+
+    timer = later(1.5)
+    try:
+        assert Supervisor(2, worker, notifier=systemd.Notifier()).run() == 0
+    finally:
+        timer.cancel()
+        sock.close()
+    messages = sock.snapshot()
+    stopping = next(m.at for m in messages if "STOPPING" in m)
+    pings = [m.at for m in messages if m.fields.get("WATCHDOG") == "1" and m.at > stopping]
+    assert pings, "no WATCHDOG=1 after STOPPING=1"
+    gaps = [b - a for a, b in zip([stopping, *pings], pings, strict=False)]
+    assert max(gaps) <= 1.0, f"the watchdog went unfed for {max(gaps):.1f}s while stopping"
+    assert messages[-1].at - pings[-1] <= 1.0

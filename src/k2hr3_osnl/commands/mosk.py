@@ -126,7 +126,9 @@ class Endpoint:
         if password and self.password:
             user += ":" + urllib.parse.quote(self.password, safe="")
         at = f"{user}@" if user else ""
-        hosts = ",".join(f"{at}{_url_host(host)}:{port}" for host, port in self.hosts)
+        hosts = ",".join(
+            f"{at}{_url_host(host)}:{port}" for host, port in _parsable(self.hosts, at)
+        )
         return f"rabbit://{hosts}/{urllib.parse.quote(self.vhost, safe='')}"
 
     def verifying_ca(self) -> str:
@@ -328,6 +330,19 @@ def _port(values: Mapping[str, str], name: str, shown: str | None = None) -> int
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise SecretError(f"data.{name}: {shown or text!r} is not a port number")
     return int(text)
+
+
+def _parsable(hosts: tuple[tuple[str, int], ...], at: str) -> list[tuple[str, int]]:
+    """The hosts in an order every supported Python's URL parser takes.
+
+    Debian 12's Python 3.11.2 checks one bracketed host only: the one after the last
+    ``@``, or the first of the list when there is no user; any other IPv6 host in the
+    list makes ``urlparse`` refuse the URL, and the daemon could not start. The order
+    means nothing to the daemon: oslo.messaging shuffles the hosts.
+    """
+    v6 = [entry for entry in hosts if ":" in entry[0]]
+    v4 = [entry for entry in hosts if ":" not in entry[0]]
+    return v4 + v6 if at else v6 + v4
 
 
 def _url_host(host: str) -> str:

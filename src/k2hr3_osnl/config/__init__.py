@@ -238,6 +238,7 @@ def _transport_problems(conf: cfg.ConfigOpts) -> list[str]:
         found.append(
             f"[{opts.NOTIFICATIONS_GROUP}] transport_url: invalid "
             f"({type(error).__name__}); expected rabbit://user:pass@host:port/vhost"
+            + _bracket_hint(n.transport_url)
         )
     else:
         drivers = {e.name for e in importlib.metadata.entry_points(group=_DRIVERS)}
@@ -377,6 +378,21 @@ def check(conf: cfg.ConfigOpts) -> None:
         raise ConfigError("invalid configuration: " + "; ".join(found))
     for warning in warnings(conf):
         LOG.warning("%s", warning)
+
+
+def _bracket_hint(url: str) -> str:
+    """Why a list of hosts with an IPv6 address can be refused by one Python and not another.
+
+    Debian 12's Python 3.11.2 checks one bracketed host only, the one after the last ``@``
+    (the first host when there is no user), and refuses the URL for any other.
+    """
+    netloc = url.partition("://")[2].partition("/")[0]
+    if "[" not in netloc or "," not in netloc or netloc.rpartition("@")[2].startswith("["):
+        return ""
+    return (
+        "; this Python takes a list of hosts with an IPv6 address only when one comes last "
+        "(first without a user): put one there, oslo.messaging shuffles the hosts anyway"
+    )
 
 
 def value_error(error: Exception) -> str:

@@ -20,6 +20,8 @@ from k2hr3_osnl.rabbit import liveness
 
 LOG = logging.getLogger(__name__)
 
+#: Seconds the way out may take beyond its two drains (closing connections, the queue).
+STOP_MARGIN = 10.0
 #: How often the health is looked at when systemd's watchdog does not ask for more.
 DEFAULT_INTERVAL = 5.0
 
@@ -84,8 +86,11 @@ class Lifecycle:
             self.ready(listening)
 
     def stopping(self, drain_seconds: float) -> None:
+        # The way out waits for in-flight deletions, then for a reconciliation pass, each
+        # up to drain_seconds: TimeoutStopSec= bounds the stop, not the watchdog.
         self.notifier.stopping(
-            f"stopping: finishing in-flight deletions (at most {drain_seconds:.0f}s)"
+            f"stopping: finishing in-flight deletions (at most {drain_seconds:.0f}s)",
+            watchdog_seconds=2 * drain_seconds + STOP_MARGIN if self.watchdog else None,
         )
 
     def tick(self) -> liveness.Liveness:

@@ -331,7 +331,10 @@ class Supervisor:
                     if slot.pid is None and slot.restart_at is not None and slot.restart_at <= now:
                         self._spawn(slot)
             if watchdog and now >= next_ping:
-                if self._healthy(now):
+                # Stopping workers ping no more, and systemd's watchdog runs on while the
+                # unit stops: the supervisor, reaping them, vouches for the way out, which
+                # TimeoutStopSec= bounds.
+                if self.stopping or self._healthy(now):
                     self.notifier.watchdog()
                 next_ping = now + watchdog
             due = [s.restart_at for s in self.slots if s.pid is None and s.restart_at]

@@ -90,5 +90,14 @@ class Notifier:
         # systemd 253+ requires MONOTONIC_USEC with RELOADING=1, to order it with READY=1.
         return self.send("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}", "STATUS=reloading")
 
-    def stopping(self, status: str = "stopping") -> bool:
-        return self.send("STOPPING=1", f"STATUS={status}")
+    def stopping(self, status: str = "stopping", *, watchdog_seconds: float | None = None) -> bool:
+        """``STOPPING=1``; with ``watchdog_seconds``, the watchdog's limit for the way out.
+
+        systemd keeps the watchdog running while a unit stops: a stop that drains longer
+        than ``WatchdogSec=`` would end in SIGABRT and ``Result=watchdog``. Pass it only
+        when the watchdog is on (``WATCHDOG_USEC=`` would turn it on otherwise).
+        """
+        fields = ["STOPPING=1", f"STATUS={status}"]
+        if watchdog_seconds:
+            fields += ["WATCHDOG=1", f"WATCHDOG_USEC={int(watchdog_seconds * 1_000_000)}"]
+        return self.send(*fields)
