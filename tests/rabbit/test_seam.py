@@ -258,3 +258,30 @@ def test_a_hook_that_acts_differently_stops_the_start_with_exit_2(
 def test_each_hook_says_what_it_is_for(hook: seam.Hook) -> None:
     assert hook.present()
     assert len(hook.purpose) > 20
+
+
+def test_a_lost_connection_fails_over_to_the_next_host_not_round_the_cluster() -> None:
+    """Three layers may each ask to switch after one loss; only an attempted host is left.
+
+    Without the hook, three switches on three hosts come back to the host that was lost
+    (a node that is stopping), which is then retried first.
+    """
+    import kombu
+    from support.scrape import free_port
+
+    assert seam.fail_over_one_host_at_a_time()
+    assert seam.fail_over_one_host_at_a_time(), "idempotent"
+    ports = [free_port() for _ in range(3)]  # nothing listens: each attempt is refused
+    url = ";".join(f"amqp://guest:guest@127.0.0.1:{port}//" for port in ports)
+    connection = kombu.Connection(url, failover_strategy="round-robin", connect_timeout=1)
+    tried: list[int] = []
+    try:
+        for _ in range(6):
+            tried.append(connection.port)
+            with pytest.raises(connection.recoverable_connection_errors):
+                connection._connection_factory()  # one attempt on the current host
+            for _layer in range(3):  # _consume, ensure, the reconnect loop
+                connection.maybe_switch_next()
+    finally:
+        connection.release()
+    assert tried == ports + ports

@@ -145,6 +145,7 @@ def build(
     # message. A batch is what one hand-off to a worker thread and one round of K2HR3
     # calls carry: per message, that halves oslo.messaging's cost (docs/benchmarks.md).
     seam.let_redeliveries_through()
+    seam.fail_over_one_host_at_a_time()
     dispatcher = PoisonSafeDispatcher(endpoint)
     listener = GreedyBatchServer(
         transport,
