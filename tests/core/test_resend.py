@@ -29,6 +29,7 @@ from k2hr3_osnl.core.recent import RecentDeliveries
 from k2hr3_osnl.core.types import Result
 from k2hr3_osnl.k2hr3.client import RoleClient
 from k2hr3_osnl.observability import metrics
+from k2hr3_osnl.observability.health import Health
 from k2hr3_osnl.process.resender import Resender
 
 NEUTRON = sample("neutron/k2hr3_osnl__notifications_neutron.json")
@@ -280,7 +281,8 @@ def test_the_loop_runs_rounds_until_stopped(
 def test_resends_and_causes_are_in_the_metrics(
     k2hr3: FakeK2HR3, lot: ParkingLot, handler: Handler
 ) -> None:
-    _, stats = metrics.instrument(handler)
+    stats = metrics.Metrics(Health(handler.breaker, lot))
+    handler.observer = stats  # the metrics alone, for this test
     lot.park(parked(1, Cause.OUTAGE))
     lot.park(parked(2, Cause.OPERATOR, "K2HR3 rejected it: status 400"))
     resender(handler).run_once(now=T0 + TICK)

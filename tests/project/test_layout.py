@@ -115,3 +115,30 @@ def test_the_check_sees_a_late_import_running_up() -> None:
     assert wrong_way("k2hr3_osnl.openstack.session", name)
     assert wrong_way("k2hr3_osnl.rabbit.seam", "k2hr3_osnl.k2hr3.client")  # sideways
     assert not wrong_way("k2hr3_osnl.process.service", "k2hr3_osnl.core.handler")
+
+
+def _observer_patches(tree: ast.AST) -> list[int]:
+    """Lines that set ``<object>.observer`` on anything but ``self``."""
+    found = []
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        for target in targets:
+            if (
+                isinstance(target, ast.Attribute)
+                and target.attr == "observer"
+                and not (isinstance(target.value, ast.Name) and target.value.id == "self")
+            ):
+                found.append(node.lineno)
+    return found
+
+
+def test_built_objects_are_not_given_observers_afterwards() -> None:
+    """The daemon is assembled in one place (process/service.py's ``build``): each part
+    is made with what it reports to, never patched once built (issue 19, item 2)."""
+    patches = {
+        str(path.relative_to(SRC)): lines
+        for path in sorted(SRC.rglob("*.py"))
+        if (lines := _observer_patches(ast.parse(path.read_text(encoding="utf-8"))))
+    }
+    assert patches == {}
+    assert _observer_patches(ast.parse("handler.observer = Observers(())")) == [1]

@@ -80,17 +80,19 @@ def world(tmp_path: Path, k2hr3: FakeK2HR3) -> Iterator[World]:
     path.write_text(with_broker("\n".join(lines) + "\n"), encoding="utf-8")
     conf = config.load([str(path)])
     assert config.problems(conf) == []
+    breaker, parking = CircuitBreaker(max_interval=0.2), ParkingLot(state_dir)
+    health = Health(breaker, parking)
+    metrics = Metrics(health)
+    fed = wiring.deliveries(conf, elect=False)  # this process alone
     handler = Handler(
         client=RoleClient(k2hr3.url),
-        breaker=CircuitBreaker(max_interval=0.2),
-        parking=ParkingLot(state_dir),
+        breaker=breaker,
+        parking=parking,
         recent=RecentDeliveries(600),
         retry_budget=2,
+        observer=Observers((health, metrics, *fed.observers)),
     )
-    health = Health(handler.breaker, handler.parking)
-    metrics = Metrics(health)
-    handler.observer = Observers((health, metrics))
-    reconciler = wiring.make_reconciler(conf, session.connect(conf), handler)
+    reconciler = wiring.make_reconciler(conf, session.connect(conf), handler, fed)
     yield World(standin, k2hr3, handler, reconciler, metrics, health, state_dir)
     handler.client.close()
     standin.stop()

@@ -367,6 +367,7 @@ def _replay(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
 def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
     """One pass on demand; see :mod:`k2hr3_osnl.reconcile.reconciler`."""
     from k2hr3_osnl.core import reconciliation
+    from k2hr3_osnl.core.observer import Observers
     from k2hr3_osnl.openstack import session
     from k2hr3_osnl.reconcile import wiring
 
@@ -392,8 +393,10 @@ def _reconcile(args: argparse.Namespace, conf: config.cfg.ConfigOpts) -> int:
             file=sys.stderr,
         )
         args.dry_run = True
-    handler = service.make_handler(conf)
-    reconciler = wiring.make_reconciler(conf, session.connect(conf), handler)
+    # A pass on demand is this node's own: it neither waits for nor moves the pool's token.
+    fed = wiring.deliveries(conf, elect=False)
+    handler = service.make_handler(conf, observer=Observers(fed.observers))
+    reconciler = wiring.make_reconciler(conf, session.connect(conf), handler, fed)
     try:
         report = reconciler.run_pass(since=since, dry_run=args.dry_run, printer=print)
     finally:

@@ -33,13 +33,12 @@ from k2hr3_osnl import __version__
 from k2hr3_osnl.core import resend
 from k2hr3_osnl.core.answers import Answer, Outcome
 from k2hr3_osnl.core.events import DELETION_EVENT_TYPES, PROOF_TARGETS
-from k2hr3_osnl.core.handler import Handler
-from k2hr3_osnl.core.observer import Observer, Observers
+from k2hr3_osnl.core.observer import Observer
 from k2hr3_osnl.core.parking import Cause
 from k2hr3_osnl.core.reconciliation import EVENT_TYPE as RECONCILED_EVENT
 from k2hr3_osnl.core.types import Notification, Result
 from k2hr3_osnl.core.verification import Verdict
-from k2hr3_osnl.observability.health import Health, Probe
+from k2hr3_osnl.observability.health import Health
 
 LOG = logging.getLogger(__name__)
 
@@ -395,12 +394,3 @@ def _version_of(distribution: str) -> str:
     except metadata.PackageNotFoundError:
         return "unknown"
 
-
-def instrument(
-    handler: Handler, probe: Probe | None = None, dry_run: bool = False
-) -> tuple[Health, Metrics]:
-    """Give ``handler`` a :class:`Health` and a :class:`Metrics` to report to."""
-    health = Health(handler.breaker, handler.parking, probe=probe, dry_run=dry_run)
-    metrics = Metrics(health)
-    handler.observer = Observers((handler.observer, health, metrics))
-    return health, metrics

@@ -22,6 +22,7 @@ from oslo_config import cfg
 from k2hr3_osnl import __version__, config
 from k2hr3_osnl.core.breaker import CircuitBreaker
 from k2hr3_osnl.core.handler import Handler
+from k2hr3_osnl.core.observer import Observer, Observers
 from k2hr3_osnl.core.parking import ParkingLot
 from k2hr3_osnl.core.recent import RecentDeliveries
 from k2hr3_osnl.core.recheck import Rechecks
@@ -29,6 +30,7 @@ from k2hr3_osnl.core.verification import Verifier
 from k2hr3_osnl.k2hr3.client import RoleClient
 from k2hr3_osnl.observability import logs, metrics, server
 from k2hr3_osnl.observability.health import Health
+from k2hr3_osnl.openstack import session
 from k2hr3_osnl.process import reload, signals
 from k2hr3_osnl.process.lifecycle import Lifecycle
 from k2hr3_osnl.process.resender import Resender
@@ -85,20 +87,30 @@ def make_client(conf: cfg.ConfigOpts) -> RoleClient:
 
 
 def make_handler(
-    conf: cfg.ConfigOpts, client: RoleClient | None = None, verifier: Verifier | None = None
+    conf: cfg.ConfigOpts,
+    client: RoleClient | None = None,
+    verifier: Verifier | None = None,
+    observer: Observer | None = None,
+    breaker: CircuitBreaker | None = None,
+    parking: ParkingLot | None = None,
 ) -> Handler:
     k = conf.k2hr3
     return Handler(
         client=client or make_client(conf),
-        breaker=CircuitBreaker(max_interval=min(k.retry_interval_seconds, MAX_PROBE_INTERVAL)),
-        parking=ParkingLot(k.state_dir),
+        breaker=breaker or make_breaker(conf),
+        parking=parking or ParkingLot(k.state_dir),
         recent=RecentDeliveries(k.duplicate_window_seconds),
         retry_budget=k.retry_budget_seconds,
+        observer=observer,
         verifier=verifier,
         park_unverified=conf.reconcile.unverified == "park",
         # A dry run shares state_dir with a live daemon: it must not take its refusals.
         rechecks=Rechecks(k.state_dir) if verifier is not None and not k.dry_run else None,
     )
+
+
+def make_breaker(conf: cfg.ConfigOpts) -> CircuitBreaker:
+    return CircuitBreaker(max_interval=min(conf.k2hr3.retry_interval_seconds, MAX_PROBE_INTERVAL))
 
 
 def apply_mutable(daemon: Daemon) -> None:
@@ -130,10 +142,35 @@ def make_filter(conf: cfg.ConfigOpts) -> oslo_messaging.NotificationFilter:
 
 
 def build(
-    conf: cfg.ConfigOpts, handler: Handler | None = None, verifier: Verifier | None = None
+    conf: cfg.ConfigOpts,
+    verifier: Verifier | None = None,
+    cloud: session.Cloud | None = None,
 ) -> Daemon:
+    """The daemon, each part built once, with everything it reports to.
+
+    Health and metrics read the breaker and the parking lot, a reconciler reads what the
+    handler delivers: those are built first, and the handler is made with all of them
+    as its observer. ``cloud`` (the ``[service_credentials]`` session) adds the
+    reconciler when ``[reconcile] enabled``.
+    """
     n = conf.oslo_messaging_notifications
-    handler = handler or make_handler(conf, verifier=verifier)
+    breaker = make_breaker(conf)
+    parking = ParkingLot(conf.k2hr3.state_dir)
+    # /healthz sees the consumer as the watchdog does: poll thread alive, kombu connected
+    # (the listener, below, is made last: it needs the handler, which reports to health).
+    listener: GreedyBatchServer | None = None
+    health = Health(
+        breaker,
+        parking,
+        probe=lambda: liveness.check(listener),
+        dry_run=conf.k2hr3.dry_run,
+    )
+    stats = metrics.Metrics(health)
+    fed = wiring.deliveries(conf) if cloud is not None and wiring.reconciling(conf) else None
+    observer = Observers((health, stats, *(fed.observers if fed else ())))
+    handler = make_handler(
+        conf, verifier=verifier, observer=observer, breaker=breaker, parking=parking
+    )
     endpoint = NotificationEndpoint(handler, make_filter(conf))
     transport = oslo_messaging.get_notification_transport(conf, url=n.transport_url)
     targets = [
@@ -146,11 +183,10 @@ def build(
     # calls carry: per message, that halves oslo.messaging's cost (docs/benchmarks.md).
     seam.let_redeliveries_through()
     seam.fail_over_one_host_at_a_time()
-    dispatcher = PoisonSafeDispatcher(endpoint)
     listener = GreedyBatchServer(
         transport,
         targets,
-        dispatcher,
+        PoisonSafeDispatcher(endpoint, observer),
         executor="threading",
         # Requeueing is used only by a stopping daemon, for messages it did not finish.
         allow_requeue=True,
@@ -158,12 +194,18 @@ def build(
         batch_size=conf.batch_size,
         batch_timeout=conf.batch_timeout_seconds,
     )
-    # /healthz sees the consumer as the watchdog does: poll thread alive, kombu connected.
-    health, stats = metrics.instrument(
-        handler, probe=lambda: liveness.check(listener), dry_run=conf.k2hr3.dry_run
+    return Daemon(
+        conf,
+        handler,
+        endpoint,
+        transport,
+        targets,
+        listener,
+        health,
+        stats,
+        reconciler=wiring.attach(conf, cloud, handler, fed) if cloud and fed else None,
+        rechecker=wiring.rechecker(handler),
     )
-    dispatcher.observer = handler.observer
-    return Daemon(conf, handler, endpoint, transport, targets, listener, health, stats)
 
 
 def broker(conf: cfg.ConfigOpts) -> str:
@@ -216,9 +258,7 @@ def run(
         if not logs.to_stream(conf.log_file):
             print(f"k2hr3-osnl: not starting: {error}", file=sys.stderr)
         return 2
-    daemon = build(conf, verifier=verifier)
-    daemon.reconciler = wiring.attach(daemon.conf, daemon.handler, daemon.endpoint, cloud)
-    daemon.rechecker = wiring.rechecker(daemon.handler)
+    daemon = build(conf, verifier=verifier, cloud=cloud)
     BrokerLogWatch(daemon.handler.observer).install()
     UndecodableWatch(daemon.handler.observer).install()
     daemon.http = server.serve(

@@ -6,16 +6,16 @@ Without ``auth_type`` nothing here happens and the daemon is exactly the listene
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from oslo_config import cfg
 
 from k2hr3_osnl.core.delivered import DeletedCuks
 from k2hr3_osnl.core.handler import Handler
-from k2hr3_osnl.core.observer import Observers
+from k2hr3_osnl.core.observer import Observer
 from k2hr3_osnl.openstack import session
 from k2hr3_osnl.rabbit import connection, dryrun
 from k2hr3_osnl.rabbit.election import HEARTBEAT, SUFFIX, Companion, Election, identity
-from k2hr3_osnl.rabbit.endpoint import NotificationEndpoint
 from k2hr3_osnl.rabbit.shared import SUFFIX as DELIVERED
 from k2hr3_osnl.rabbit.shared import SharedDeliveries
 from k2hr3_osnl.reconcile.recheck import Rechecker
@@ -36,27 +36,55 @@ def memory_window(conf: cfg.ConfigOpts) -> float:
     return max(conf.k2hr3.duplicate_window_seconds, 2 * (r.interval_seconds + r.overlap_seconds))
 
 
-def make_reconciler(
-    conf: cfg.ConfigOpts, cloud: session.Cloud, handler: Handler, elect: bool = False
-) -> Reconciler:
-    """A reconciler whose memory of deleted cuks the handler feeds; with ``elect``, one
-    that runs passes only while it holds the pool's token."""
+@dataclass(frozen=True)
+class Deliveries:
+    """What a reconciler must hear from the handler before it is built: the cuks
+    deleted whole here and, with an election, by every other process of the pool."""
+
+    memory: DeletedCuks
+    shared: SharedDeliveries | None = None
+
+    @property
+    def observers(self) -> tuple[Observer, ...]:
+        return (self.memory,) if self.shared is None else (self.memory, self.shared)
+
+
+def reconciling(conf: cfg.ConfigOpts) -> bool:
+    """``[reconcile] enabled`` with an account to ask Nova with."""
+    return bool(session.configured(conf) and conf.reconcile.enabled)
+
+
+def elects(conf: cfg.ConfigOpts) -> bool:
+    """Whether this process takes part in the pool's election (never a dry run)."""
+    return bool(conf.reconcile.leader_election and not conf.k2hr3.dry_run)
+
+
+def deliveries(conf: cfg.ConfigOpts, elect: bool | None = None) -> Deliveries:
+    """The memory a reconciler reads, for the handler to feed from its first message."""
     memory = DeletedCuks(memory_window(conf))
-    handler.observer = Observers((handler.observer, memory))
+    if not (elects(conf) if elect is None else elect):
+        return Deliveries(memory)
+    # What every other process of the pool deleted counts as delivered here too.
+    shared = SharedDeliveries(
+        f"{pool_of(conf)}{DELIVERED}", memory, identity(), durable=durable(conf)
+    )
+    return Deliveries(memory, shared)
+
+
+def make_reconciler(
+    conf: cfg.ConfigOpts, cloud: session.Cloud, handler: Handler, fed: Deliveries
+) -> Reconciler:
+    """A reconciler reading what ``handler`` feeds ``fed``; with ``fed.shared``, one that
+    runs passes only while it holds the pool's token."""
     r = conf.reconcile
     checkpoint = Checkpoint(conf.k2hr3.state_dir, dry_run=conf.k2hr3.dry_run)
     leadership = None
-    if elect:
-        # What every other process of the pool deleted counts as delivered here too.
-        shared = SharedDeliveries(
-            f"{pool_of(conf)}{DELIVERED}", memory, identity(), durable=durable(conf)
-        )
-        handler.observer = Observers((handler.observer, shared))
-        leadership = election(conf, handler, checkpoint, (shared,))
+    if fed.shared is not None:
+        leadership = election(conf, handler.observer, checkpoint, (fed.shared,))
     return Reconciler(
         cloud,
         handler,
-        memory,
+        fed.memory,
         checkpoint,
         overlap=r.overlap_seconds,
         initial_lookback=r.initial_lookback_seconds,
@@ -80,7 +108,7 @@ def durable(conf: cfg.ConfigOpts) -> bool:
 
 def election(
     conf: cfg.ConfigOpts,
-    handler: Handler,
+    observer: Observer,
     checkpoint: Checkpoint,
     companions: tuple[Companion, ...] = (),
 ) -> Election:
@@ -95,7 +123,7 @@ def election(
         # A token minted anew (first start, a broker that lost it) starts from this
         # node's own record of its last finished pass.
         seed=checkpoint.load,
-        observer=handler.observer,
+        observer=observer,
     )
 
 
@@ -122,20 +150,11 @@ def rechecker(handler: Handler) -> Rechecker | None:
 
 
 def attach(
-    conf: cfg.ConfigOpts,
-    handler: Handler,
-    endpoint: NotificationEndpoint,
-    cloud: session.Cloud | None = None,
-) -> Reconciler | None:
-    """The reconciler, as configured (verification is the handler's own step)."""
+    conf: cfg.ConfigOpts, cloud: session.Cloud, handler: Handler, fed: Deliveries
+) -> Reconciler:
+    """The daemon's reconciler (see :func:`reconciling`), said in the log."""
     r = conf.reconcile
-    if not session.configured(conf):
-        return None
-    cloud = cloud or session.connect(conf)
-    if not r.enabled:
-        return None
-    elect = r.leader_election and not conf.k2hr3.dry_run
-    if elect:
+    if fed.shared is not None:
         LOG.info(
             "reconciling with Nova every %.0fs while this process holds the pool's token "
             "(queue %r), from the fleet's checkpoint",
@@ -148,4 +167,4 @@ def attach(
             r.interval_seconds,
             Checkpoint(conf.k2hr3.state_dir, dry_run=conf.k2hr3.dry_run).path,
         )
-    return make_reconciler(conf, cloud, handler, elect=elect)
+    return make_reconciler(conf, cloud, handler, fed)
