@@ -13,7 +13,8 @@ import pytest
 from support.samples import neutron_port_delete, nova_legacy_delete, nova_versioned_delete
 
 from k2hr3_osnl.core.delivered import DeletedCuks, deleted_whole
-from k2hr3_osnl.core.types import Notification, Result
+from k2hr3_osnl.core.events import Delete, decide
+from k2hr3_osnl.core.types import Result
 
 
 class Clock:
@@ -26,37 +27,36 @@ class Clock:
         return self.now
 
 
-def note(event_type: str, publisher_id: str, payload: object) -> Notification:
-    return Notification(str(uuid.uuid4()), event_type, publisher_id, payload)
-
-
 CUK = "178b0921-8f85-4257-88b6-2e743b5a975c"
+
+
+def decided(event_type: str, publisher_id: str, payload: object) -> Delete:
+    decision = decide(event_type, payload)
+    assert isinstance(decision, Delete)
+    return decision
 
 
 @pytest.mark.parametrize("deletion", [nova_versioned_delete, nova_legacy_delete])
 def test_an_accepted_instance_deletion_is_a_cuk_deleted_whole(deletion) -> None:
-    assert deleted_whole(note(*deletion(CUK)), Result.DELETED) == CUK
+    assert deleted_whole(decided(*deletion(CUK)), Result.DELETED) == CUK
 
 
 def test_a_port_deletion_removes_addresses_not_the_vm() -> None:
-    assert deleted_whole(note(*neutron_port_delete(CUK, ["10.0.0.5"])), Result.DELETED) is None
+    assert deleted_whole(decided(*neutron_port_delete(CUK, ["10.0.0.5"])), Result.DELETED) is None
 
 
 @pytest.mark.parametrize("result", [r for r in Result if r is not Result.DELETED] + [None])
 def test_only_what_k2hr3_accepted_counts(result: Result | None) -> None:
-    assert deleted_whole(note(*nova_versioned_delete(CUK)), result) is None
+    assert deleted_whole(decided(*nova_versioned_delete(CUK)), result) is None
 
 
-def test_a_notification_that_cannot_be_decided_counts_for_nothing() -> None:
-    """The handler logged it already; the observer hook must not raise on it."""
-    event_type, publisher_id, _ = nova_versioned_delete(CUK)
-    assert deleted_whole(note(event_type, publisher_id, "not a payload"), Result.DELETED) is None
+def test_a_notification_that_was_no_deletion_counts_for_nothing() -> None:
+    assert deleted_whole(None, Result.DELETED) is None
 
 
 def test_the_handlers_hook_remembers_each_cuk_deleted_whole() -> None:
     memory = DeletedCuks(window=60, clock=Clock())
-    memory.handled(note(*nova_versioned_delete(CUK)), Result.DELETED)
-    memory.handled(note(*neutron_port_delete(str(uuid.uuid4()), ["10.0.0.5"])), Result.DELETED)
+    memory.forgot(CUK)
     assert CUK in memory
     assert len(memory) == 1
 

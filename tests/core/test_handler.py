@@ -24,6 +24,7 @@ from k2hr3_osnl.core import handler as handler_module
 from k2hr3_osnl.core.answers import Answer, Outcome
 from k2hr3_osnl.core.breaker import CircuitBreaker, Turn
 from k2hr3_osnl.core.handler import Handler
+from k2hr3_osnl.core.observer import Observer
 from k2hr3_osnl.core.parking import ParkingLot
 from k2hr3_osnl.core.recent import RecentDeliveries
 from k2hr3_osnl.core.types import Notification, Result
@@ -235,6 +236,31 @@ def test_refused_connections_then_recovery_delivers(
     join(threads)
     assert set(results.values()) == {Result.DELETED}
     assert len(k2hr3.deleted()) == 6
+
+
+class Forgotten(Observer):
+    """Records the cuks the handler says K2HR3 lost whole."""
+
+    def __init__(self) -> None:
+        self.cuks: list[str] = []
+
+    def forgot(self, cuk: str) -> None:
+        self.cuks.append(cuk)
+
+
+def test_only_an_accepted_instance_deletion_is_said_forgotten_whole(
+    k2hr3: FakeK2HR3, make_handler: MakeHandler
+) -> None:
+    """What reconciliation's memory hears, from the decision the handler acted on: a
+    port's deletion removes some addresses, not the VM; a parked one was not accepted."""
+    heard = Forgotten()
+    handler = make_handler(observer=heard)
+    instance, port_vm, refused = cuk_of(1), cuk_of(2), cuk_of(3)
+    batch = [instance_delete("m-1", instance), port_delete("m-2", port_vm)]
+    assert handler.handle_batch(batch) == [Result.DELETED, Result.DELETED]
+    k2hr3.status = 400
+    assert handler.handle(instance_delete("m-3", refused)) is Result.PARKED
+    assert heard.cuks == [instance]
 
 
 def test_rejected_deletion_is_parked_with_reason(

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 
 import amqp
 import pytest
-from support.samples import neutron_port_delete, nova_versioned_delete
+from support.samples import nova_versioned_delete
 
 from k2hr3_osnl.core.delivered import DeletedCuks
-from k2hr3_osnl.core.types import Notification, Result
+from k2hr3_osnl.core.types import Notification
 from k2hr3_osnl.rabbit.shared import SUFFIX, SharedDeliveries
 
 pytestmark = pytest.mark.rabbitmq
@@ -73,10 +73,8 @@ def test_a_cuk_one_process_deleted_whole_reaches_the_others_not_itself(
 ) -> None:
     a, a_connection = node(exchange, "node-a", connections)
     b, b_connection = node(exchange, "node-b", connections)
-    cuk, port_vm = str(uuid.uuid4()), str(uuid.uuid4())
-    a.handled(deletion(cuk), Result.DELETED)
-    a.handled(Notification("m", *neutron_port_delete(port_vm, ["10.0.0.5"])), Result.DELETED)
-    a.handled(deletion(str(uuid.uuid4())), Result.PARKED)
+    cuk = str(uuid.uuid4())
+    a.forgot(cuk)  # what the handler says of an instance deletion K2HR3 accepted
     a.tick()
     drain(b_connection)
     drain(a_connection)
@@ -102,7 +100,7 @@ def test_cuks_that_could_not_go_out_wait_for_the_next_connection(
     a, a_connection = node(exchange, "node-a", connections)
     b, b_connection = node(exchange, "node-b", connections)
     cuk = str(uuid.uuid4())
-    a.handled(deletion(cuk), Result.DELETED)
+    a.forgot(cuk)
     a_connection.close()
     with pytest.raises(Exception):  # noqa: B017 - whatever py-amqp raises on a closed channel
         a.tick()
@@ -119,7 +117,7 @@ def test_detached_nothing_is_sent_and_nothing_is_lost(
     b, b_connection = node(exchange, "node-b", connections)
     cuk = str(uuid.uuid4())
     a.detach()
-    a.handled(deletion(cuk), Result.DELETED)
+    a.forgot(cuk)
     a.tick()
     drain(b_connection)
     assert cuk not in b.memory

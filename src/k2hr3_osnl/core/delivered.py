@@ -2,7 +2,7 @@
 
 The duplicate window (:mod:`k2hr3_osnl.core.recent`) knows message_ids, but a server that
 reconciliation finds in Nova was deleted by a notification with another message_id, or
-by an earlier pass. This memory is fed by the handler's observer hook: every deletion by
+by an earlier pass. This memory is fed by the handler's observer hook ``forgot``: every deletion by
 cuk alone (an instance deletion, never a port's) that K2HR3 accepted is remembered for
 ``window`` seconds, at most ``capacity`` of them (about 150 bytes each).
 """
@@ -14,24 +14,21 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from k2hr3_osnl.core.events import Delete, decide
+from k2hr3_osnl.core.events import Delete
 from k2hr3_osnl.core.observer import Observer
-from k2hr3_osnl.core.types import Notification, Result
+from k2hr3_osnl.core.types import Result
 
 #: More than a pass over 10,000 deleted servers finds, at 7.5 MB at most.
 DEFAULT_CAPACITY = 50_000
 
 
-def deleted_whole(note: Notification, result: Result | None) -> str | None:
-    """The cuk K2HR3 just lost whole (an instance deletion it accepted), else None."""
-    if result is not Result.DELETED:
-        return None
-    try:
-        decision = decide(note.event_type, note.payload, internal=note.internal)
-    except Exception:  # the handler already logged what was wrong with it
-        return None
-    if isinstance(decision, Delete) and not decision.ips:
-        return decision.cuk
+def deleted_whole(delete: Delete | None, result: Result | None) -> str | None:
+    """The cuk K2HR3 just lost whole (an instance deletion it accepted), else None.
+
+    The handler asks this of the decision it acted on: nothing is parsed again.
+    """
+    if result is Result.DELETED and delete is not None and not delete.ips:
+        return delete.cuk
     return None
 
 
@@ -49,10 +46,8 @@ class DeletedCuks(Observer):
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def handled(self, note: Notification, result: Result | None) -> None:
-        cuk = deleted_whole(note, result)
-        if cuk is not None:
-            self.add(cuk)
+    def forgot(self, cuk: str) -> None:
+        self.add(cuk)
 
     def add(self, cuk: str) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from k2hr3_osnl.core.answers import Answer, Outcome, about_k2hr3, slowed_down
 from k2hr3_osnl.core.breaker import CircuitBreaker, Turn
+from k2hr3_osnl.core.delivered import deleted_whole
 from k2hr3_osnl.core.events import Delete, Ignore, Proof, decide
 from k2hr3_osnl.core.logfields import fields
 from k2hr3_osnl.core.observer import Observer
@@ -194,6 +195,8 @@ class Handler:
         finally:
             for item in items:
                 self.observer.handled(item.note, item.result)
+                if (cuk := deleted_whole(item.delete, item.result)) is not None:
+                    self.observer.forgot(cuk)
         if failed or any(item.unparkable for item in items):
             self.breaker.pause(PARK_FAILURE_PAUSE)
         return items

@@ -40,6 +40,10 @@ class Observer:
     def answered(self, note: Notification, answer: Answer, attempt: int) -> None:
         """K2HR3 answered attempt number ``attempt`` (1 for the first) of a deletion."""
 
+    def forgot(self, cuk: str) -> None:
+        """K2HR3 accepted the deletion of ``cuk`` whole (every address of an instance):
+        what reconciliation need not send again. Said after ``handled``."""
+
     def unreadable(self, reason: str) -> None:
         """A message that is no notification at all was acknowledged before our endpoint."""
 
@@ -105,6 +109,10 @@ class Observers(Observer):
     def answered(self, note: Notification, answer: Answer, attempt: int) -> None:
         for observer in self.observers:
             observer.answered(note, answer, attempt)
+
+    def forgot(self, cuk: str) -> None:
+        for observer in self.observers:
+            observer.forgot(cuk)
 
     def unreadable(self, reason: str) -> None:
         for observer in self.observers:

@@ -26,9 +26,8 @@ from typing import Any
 
 import amqp
 
-from k2hr3_osnl.core.delivered import DeletedCuks, deleted_whole
+from k2hr3_osnl.core.delivered import DeletedCuks
 from k2hr3_osnl.core.observer import Observer
-from k2hr3_osnl.core.types import Notification, Result
 
 LOG = logging.getLogger(__name__)
 
@@ -55,11 +54,9 @@ class SharedDeliveries(Observer):
 
     # The handler's side (its threads).
 
-    def handled(self, note: Notification, result: Result | None) -> None:
-        cuk = deleted_whole(note, result)
-        if cuk is not None:
-            with self._lock:
-                self._pending.append(cuk)
+    def forgot(self, cuk: str) -> None:
+        with self._lock:
+            self._pending.append(cuk)
 
     # The election thread's side.
 
