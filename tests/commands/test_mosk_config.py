@@ -581,7 +581,9 @@ def test_hosts_may_carry_their_port_and_come_as_a_json_list(
 
 
 @pytest.mark.parametrize("username", ["k2hr3", ""], ids=["user", "no-user"])
-@pytest.mark.parametrize("order", itertools.permutations(["10.0.0.1", "fd00::1", "r.example"]))
+@pytest.mark.parametrize(
+    "order", list(itertools.permutations(["10.0.0.1", "fd00::1", "r.example"]))
+)
 def test_a_url_with_ipv6_hosts_is_one_every_supported_python_parses(
     username: str, order: tuple[str, ...]
 ) -> None:

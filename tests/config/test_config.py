@@ -418,3 +418,37 @@ def test_invalid_values_stop_the_command(
     captured = capsys.readouterr()
     assert "api_url" in captured.err
     assert captured.out == ""
+
+
+_BUILD_AND_LIST = """
+import sys
+from k2hr3_osnl import config
+from k2hr3_osnl.process import service
+daemon = service.build(config.load([sys.argv[1]]))
+print(" ".join(m for m in ("keystoneauth1", "requests") if m in sys.modules))
+daemon.handler.client.close()
+"""
+
+
+@pytest.mark.parametrize(
+    ("credentials", "loaded"),
+    [("", ""), ("[service_credentials]\nauth_type = password\n", "keystoneauth1 requests")],
+    ids=["without", "with"],
+)
+def test_keystoneauth1_is_loaded_only_for_a_config_with_service_credentials(
+    tmp_path: Path, credentials: str, loaded: str
+) -> None:
+    """6 MB and 60 ms that a daemon which never asks OpenStack does not pay (issue 21)."""
+    import subprocess
+    import sys
+
+    path = write(tmp_path, "[k2hr3]\napi_url = http://127.0.0.1:9/v1/role\n" + credentials)
+    done = subprocess.run(
+        [sys.executable, "-c", _BUILD_AND_LIST, path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == loaded

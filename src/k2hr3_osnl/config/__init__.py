@@ -54,13 +54,14 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message names the file, section and option."""
 
 
-def new_conf() -> cfg.ConfigOpts:
+def new_conf(credentials: bool = True) -> cfg.ConfigOpts:
+    """Every option registered (``[service_credentials]`` only if ``credentials``)."""
     conf = cfg.ConfigOpts()
     # oslo.messaging's own options first, so that they can be read (and checked) before
     # a transport exists; the driver registers the same ones again later, harmlessly.
     for group, group_opts in oslo_messaging.opts.list_opts():
         conf.register_opts(group_opts, group=group)
-    opts.register_opts(conf)
+    opts.register_opts(conf, credentials=credentials)
     conf.set_default("rabbit_qos_prefetch_count", DEFAULT_PREFETCH, group=RABBIT_GROUP)
     conf.set_default("executor_thread_pool_size", DEFAULT_THREADS)
     return conf
@@ -86,7 +87,7 @@ def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> c
         )
     for path in [*config_files, *defaults, *_dir_files(config_dirs)]:
         _check_utf8(path)
-    conf = new_conf()
+    conf = new_conf(credentials=False)
     try:
         conf(
             args=args,
@@ -95,6 +96,10 @@ def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> c
             use_env=False,
             validate_default_values=True,
         )
+        # keystoneauth1's options only for a file that has the section (see
+        # opts.register_opts); oslo.config reads values when asked, so this is in time.
+        if opts.CREDENTIALS_GROUP in conf.list_all_sections():
+            opts.register_credentials(conf)
     except cfg.ConfigFilesNotFoundError as error:
         raise ConfigError(f"cannot read {', '.join(error.config_files)}") from None
     except cfg.ConfigFileParseError as error:
@@ -132,9 +137,8 @@ def problems(conf: cfg.ConfigOpts) -> list[str]:
     """
     found: list[str] = findings(conf).problems
     bad_values: list[str] = []
-    for group, group_opts in [*opts.list_opts(), (RABBIT_GROUP, _rabbit_opts())]:
-        if group == opts.CREDENTIALS_GROUP:
-            continue  # keystoneauth1 registers and reads them: _credentials_problems
+    # [service_credentials]: keystoneauth1 registers and reads them (_credentials_problems).
+    for group, group_opts in [*opts.list_opts(credentials=False), (RABBIT_GROUP, _rabbit_opts())]:
         section = conf if group == "DEFAULT" else conf[group]
         for opt in group_opts:
             try:
@@ -252,8 +256,9 @@ def _transport_problems(conf: cfg.ConfigOpts) -> list[str]:
 
 def findings(conf: cfg.ConfigOpts) -> strict.Findings:
     """Unknown sections and options in the files ``conf`` was read from."""
-    lists = [*oslo_messaging.opts.list_opts(), *opts.list_opts()]
-    auth_type = conf[opts.CREDENTIALS_GROUP].auth_type
+    credentials = opts.CREDENTIALS_GROUP in conf
+    lists = [*oslo_messaging.opts.list_opts(), *opts.list_opts(credentials=credentials)]
+    auth_type = conf[opts.CREDENTIALS_GROUP].auth_type if credentials else None
     if auth_type:
         # The options of the plugin actually named, not the sample's password plugin.
         # An unknown plugin raises: _credentials_problems says so.
@@ -355,14 +360,16 @@ def warnings(conf: cfg.ConfigOpts) -> list[str]:
             f"[{RABBIT_GROUP}] rabbit_qos_prefetch_count: 0 is unlimited: a backlog "
             "lands in memory instead of waiting in RabbitMQ"
         )
+    if not session.configured(conf):
+        return found
     c = conf[opts.CREDENTIALS_GROUP]
     rc = conf[opts.RECONCILE_GROUP]
-    if c.auth_type and not (rc.enabled or rc.verify_deletions):
+    if not (rc.enabled or rc.verify_deletions):
         found.append(
             f"[{opts.CREDENTIALS_GROUP}]: set, but neither [{opts.RECONCILE_GROUP}] enabled "
             "nor verify_deletions is true, so nothing uses it"
         )
-    if c.auth_type and c.insecure:
+    if c.insecure:
         found.append(
             f"[{opts.CREDENTIALS_GROUP}] insecure: true, so Keystone's, Nova's and Neutron's "
             "certificates are not verified; prefer cafile"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 
-from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg, types
 
 from k2hr3_osnl.core import events
@@ -454,8 +453,12 @@ credentials_opts = [
 ]
 
 
-def register_opts(conf: cfg.ConfigOpts) -> None:
+def register_opts(conf: cfg.ConfigOpts, credentials: bool = True) -> None:
     """Register our options, plus oslo.messaging's own notifier options.
+
+    ``credentials=False`` leaves ``[service_credentials]`` out: its options are
+    keystoneauth1's, and importing it costs 6 MB and 60 ms that a daemon without that
+    section never needs (:func:`k2hr3_osnl.config.load` registers it when a file has it).
 
     ``transport_url`` lives in oslo.messaging's ``[oslo_messaging_notifications]`` group,
     so its option object is reused rather than declared again (a second declaration of the
@@ -467,7 +470,8 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(k2hr3_opts, group=K2HR3_GROUP)
     conf.register_opts(metrics_opts, group=METRICS_GROUP)
     conf.register_opts(reconcile_opts, group=RECONCILE_GROUP)
-    register_credentials(conf)
+    if credentials:
+        register_credentials(conf)
 
 
 def register_credentials(conf: cfg.ConfigOpts) -> None:
@@ -476,6 +480,8 @@ def register_credentials(conf: cfg.ConfigOpts) -> None:
     The auth plugin's options (``auth_url``, ``username``, ``password``...) are
     registered by keystoneauth1 when it loads the plugin named by ``auth_type``.
     """
+    from keystoneauth1 import loading as ks_loading
+
     conf.register_opts(credentials_opts, group=CREDENTIALS_GROUP)
     ks_loading.register_session_conf_options(conf, CREDENTIALS_GROUP)
     ks_loading.register_auth_conf_options(conf, CREDENTIALS_GROUP)
@@ -483,6 +489,8 @@ def register_credentials(conf: cfg.ConfigOpts) -> None:
 
 def credentials_list(auth_type: str | None = SAMPLE_AUTH_TYPE) -> list[cfg.Opt]:
     """Every option ``[service_credentials]`` may hold with this plugin (for checks)."""
+    from keystoneauth1 import loading as ks_loading
+
     found = [
         *credentials_opts,
         *ks_loading.get_session_conf_options(),
@@ -493,8 +501,9 @@ def credentials_list(auth_type: str | None = SAMPLE_AUTH_TYPE) -> list[cfg.Opt]:
     return found
 
 
-def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
-    """Options for oslo-config-generator (entry point ``oslo.config.opts``)."""
+def list_opts(credentials: bool = True) -> list[tuple[str | None, list[cfg.Opt]]]:
+    """Options for oslo-config-generator (entry point ``oslo.config.opts``); without
+    ``[service_credentials]`` if ``credentials`` is false (see :func:`register_opts`)."""
     transport_url = copy.deepcopy(
         next(o for o in seam.notifier_opts() if o.name == "transport_url")
     )
@@ -512,5 +521,5 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
         (K2HR3_GROUP, k2hr3_opts),
         (METRICS_GROUP, metrics_opts),
         (RECONCILE_GROUP, reconcile_opts),
-        (CREDENTIALS_GROUP, credentials_list()),
+        *([(CREDENTIALS_GROUP, credentials_list())] if credentials else []),
     ]
