@@ -23,7 +23,6 @@ import contextlib
 import itertools
 import json
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -36,38 +35,24 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from support.broker import Broker  # noqa: E402
+from support.cluster import (  # noqa: E402
+    DAEMON_RABBIT,
+    connected_node,
+    kombu_url,
+    transport_url,
+)
 from support.harness import Harness  # noqa: E402
 from support.k2hr3_standin import FakeK2HR3  # noqa: E402
 from support.notifiers import Notifiers  # noqa: E402
 from support.rabbitmq_node import Node, make_nodes, running, wait_clustered  # noqa: E402
 from support.samples import nova_legacy_delete  # noqa: E402
 
-#: docs/scale-out.md's settings for the daemon's side.
-DAEMON_RABBIT = {
-    "rabbit_quorum_queue": "true",
-    "amqp_durable_queues": "true",
-    "kombu_failover_strategy": "round-robin",
-    "rabbit_retry_interval": 1,
-    "rabbit_retry_backoff": 1,
-    "rabbit_interval_max": 2,
-    "heartbeat_timeout_threshold": 10,
-}
-
-
-def connected_node(nodes: list[Node], pid: int) -> Node:
-    alive = next(n for n in nodes if n.alive)
-    text = alive.ctl("list_connections", "name")
-    for line in text.splitlines():
-        if f":{pid}:" in line:
-            port = int(re.search(r"-> 127\.0\.0\.1:(\d+)", line)[1])  # type: ignore[index]
-            return next(n for n in nodes if n.port == port)
-    raise RuntimeError(f"no connection of pid {pid}")
-
 
 def one_variant(
     name: str, src: str | None, nodes: list[Node], k2hr3: FakeK2HR3, args: argparse.Namespace
 ) -> list[float]:
-    url = "rabbit://" + ",".join(f"guest:guest@127.0.0.1:{n.port}" for n in nodes) + "/"
+    url = transport_url(nodes)
     unique = f"bf{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix=f"failover-{name}-"))
     if src:
@@ -76,6 +61,8 @@ def one_variant(
         os.environ.pop("PYTHONPATH", None)
     gaps: list[float] = []
     with Harness(work, unique, k2hr3.url, url, durable=True) as harness:
+        # How the harness looks at the broker (is the daemon consuming?): any live node.
+        harness.broker = Broker(kombu_url(nodes))
         harness.notifiers.close()
         harness.notifiers = Notifiers(url, durable=True, quorum=True)
         config = harness.config(name, sections={"oslo_messaging_rabbit": DAEMON_RABBIT})

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import itertools
-import re
 import threading
 import time
 import uuid
@@ -21,7 +20,9 @@ from pathlib import Path
 
 import kombu
 import pytest
+from support import cluster as cluster_view
 from support.broker import Broker
+from support.cluster import DAEMON_RABBIT, kombu_url, transport_url
 from support.daemon import Daemon
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
@@ -32,31 +33,11 @@ from support.waiting import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
-#: What both sides of docs/scale-out.md set, in the daemon's config file.
-DAEMON_RABBIT = {
-    "rabbit_quorum_queue": "true",
-    "amqp_durable_queues": "true",
-    "kombu_failover_strategy": "round-robin",
-    "rabbit_retry_interval": 1,
-    "rabbit_retry_backoff": 1,
-    "rabbit_interval_max": 2,
-    "heartbeat_timeout_threshold": 10,
-}
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sequence[Node]]:
     with running(make_nodes(tmp_path_factory.mktemp("cluster"), 3)) as nodes:
         yield nodes
-
-
-def transport_url(nodes: Sequence[Node]) -> str:
-    return "rabbit://" + ",".join(f"guest:guest@127.0.0.1:{n.port}" for n in nodes) + "/"
-
-
-def kombu_url(nodes: Sequence[Node]) -> str:
-    """kombu fails over between ';'-separated URLs: the test's view survives a lost node."""
-    return ";".join(n.amqp_url("guest", "guest") for n in nodes)
 
 
 @pytest.fixture
@@ -83,15 +64,7 @@ def start_daemon(harness: Harness, name: str, **rabbit: object) -> Daemon:
 
 
 def connected_node(cluster: Sequence[Node], daemon: Daemon) -> Node:
-    """The node whose AMQP port the daemon's connection goes to."""
-    alive = next(n for n in cluster if n.alive)
-    text = alive.ctl("list_connections", "name", "client_properties")
-    for line in text.splitlines():
-        # oslo.messaging names its connections "<program>:<pid>:<uuid>".
-        if f":{daemon.pid}:" in line:
-            port = int(re.search(r"-> 127\.0\.0\.1:(\d+)", line)[1])  # type: ignore[index]
-            return next(n for n in cluster if n.port == port)
-    raise AssertionError(f"no connection of pid {daemon.pid} in:\n{text}")
+    return cluster_view.connected_node(cluster, daemon.pid)
 
 
 @pytest.mark.parametrize("how", ["killed", "stopped", "drained"])

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 import test_cluster
+from support.cluster import DAEMON_RABBIT
 from support.daemon import Daemon
 from support.harness import Harness
 from support.k2hr3_standin import FakeK2HR3
@@ -179,7 +180,7 @@ def test_on_a_three_node_cluster_losing_the_election_s_broker_node_leaves_no_gap
 ) -> None:
     """The cluster of docs/scale-out.md (quorum queues, every node in transport_url):
     the election's queue is a quorum queue too, and survives the node it was led from."""
-    fleet = Fleet(harness, standin, rabbit=test_cluster.DAEMON_RABBIT).start()
+    fleet = Fleet(harness, standin, rabbit=DAEMON_RABBIT).start()
     wait_until(lambda: fleet.leader() >= 0 and standin.count(LIST) >= 1, 60, "a first pass")
     # Every election connects to the first node of transport_url first: stop it.
     cluster[0].stop()
