@@ -425,20 +425,23 @@ import sys
 from k2hr3_osnl import config
 from k2hr3_osnl.process import service
 daemon = service.build(config.load([sys.argv[1]]))
-print(" ".join(m for m in ("keystoneauth1", "requests") if m in sys.modules))
+print("keystoneauth1" in sys.modules)
 daemon.handler.client.close()
 """
 
 
 @pytest.mark.parametrize(
     ("credentials", "loaded"),
-    [("", ""), ("[service_credentials]\nauth_type = password\n", "keystoneauth1 requests")],
+    [("", "False"), ("[service_credentials]\nauth_type = password\n", "True")],
     ids=["without", "with"],
 )
 def test_keystoneauth1_is_loaded_only_for_a_config_with_service_credentials(
     tmp_path: Path, credentials: str, loaded: str
 ) -> None:
-    """6 MB and 60 ms that a daemon which never asks OpenStack does not pay (issue 21)."""
+    """6 MB and 60 ms that a daemon which never asks OpenStack does not pay (issue 21).
+
+    (requests comes with it here; on Debian 12 dnspython, under eventlet, loads it anyway.)
+    """
     import subprocess
     import sys
 
