@@ -84,9 +84,11 @@ class SlowToAccept:
                         return
                     buffer += data
                 _, buffer = buffer.split(b"\r\n\r\n", 1)
-                conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                # Counted before it is sent: the client may have read it (and the test
+                # counted) before this thread runs again.
                 with self._lock:
                     self.answered += 1
+                conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
 
     def stop(self) -> None:
         self._stop.set()
