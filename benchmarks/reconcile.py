@@ -68,7 +68,8 @@ page_size = {page_size}
 def one_pass(config: Path) -> tuple[int, float, float]:
     """``k2hr3-osnl reconcile``: exit status, wall seconds, peak RSS in MB.
 
-    The peak is the process's own ``VmHWM``, read every 20 ms until it exits: the
+    The peak is the process's own ``VmHWM``, read every 20 ms until it exits (Popen
+    returns once the child has exec'd, so every reading is the command's): the
     ``ru_maxrss`` of ``wait4`` also counts what the forked child shared with this
     process (the stand-in's servers) before it exec'd the command.
     """
@@ -80,7 +81,7 @@ def one_pass(config: Path) -> tuple[int, float, float]:
     while process.poll() is None:
         try:
             for line in status_file.read_text().splitlines():
-                if line.startswith("VmHWM:") and "k2hr3" in _comm(process.pid):
+                if line.startswith("VmHWM:"):
                     peak_kb = max(peak_kb, int(line.split()[1]))
         except (FileNotFoundError, ProcessLookupError, ValueError):
             pass
@@ -90,14 +91,6 @@ def one_pass(config: Path) -> tuple[int, float, float]:
         assert process.stderr is not None
         print(process.stderr.read().decode(), file=sys.stderr)
     return process.returncode, wall, peak_kb / 1024
-
-
-def _comm(pid: int) -> str:
-    """The command line, to tell the exec'd command from the fork still being this one."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 def measure(latency_ms: int, servers: int, page_size: int, nginx: StandIn) -> dict[str, object]:
