@@ -254,7 +254,8 @@ def test_a_refusal_is_checked_again_after_a_restart_and_sent_once_nova_shows_it_
     lagging = standin.create()  # Nova's replica still shows it when the notification lands
     e2e.notify(e2e.nova, e2e.versioned, VERSIONED, nova_versioned_delete(lagging.id))
     wait_until(lambda: len(held_files(e2e)) == 1, 20, "the refusal to be held")
-    assert f"still has server {lagging.id}" in daemon.log()
+    # The file is written before the line that says so: wait for the line too.
+    wait_until(lambda: f"still has server {lagging.id}" in daemon.log(), 5, "its log line")
     assert daemon.stop() == 0
 
     standin.delete(lagging)
@@ -285,7 +286,7 @@ def test_a_refusal_still_there_at_the_last_check_is_dropped_counted_and_logged(
     (path,) = held_files(e2e)
     age(path, 600)  # now the 15-minute one, the last
     wait_until(lambda: not held_files(e2e), 30, "the last check")
-    assert "refused for good after 3 checks" in daemon.log()
+    wait_until(lambda: "refused for good after 3 checks" in daemon.log(), 5, "its log line")
     assert k2hr3.calls == []
     assert metric(port, "k2hr3_osnl_verifications_total", target="server", outcome="dropped") == 1
     assert daemon.stop() == 0

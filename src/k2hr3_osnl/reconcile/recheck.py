@@ -106,7 +106,6 @@ class Rechecker:
                 self.rechecks.checked(item)
                 return
             observer.verified(target, DROPPED)
-            self.rechecks.remove(item)
             LOG.warning(
                 "message_id=%s event_type=%s %s: refused for good after %d checks over "
                 "%.0f minutes: %s",
@@ -118,4 +117,5 @@ class Rechecker:
                 check.detail,
                 extra={"outcome": Result.INVALID.value},
             )
+            self.rechecks.remove(item)  # after the line: whoever sees it gone can read why
         # No answer: left as it is; the next look asks again.
