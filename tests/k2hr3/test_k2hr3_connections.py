@@ -3,8 +3,9 @@
 A batch's calls go out together. K2HR3 often runs behind a short listen backlog (5 is
 common): every connection the client opens beyond what that queue holds loses its SYN,
 and waits a second for the kernel to send it again. So the client opens at most
-``OPENING_AT_ONCE`` new connections until K2HR3 has answered on them; connections it
-keeps alive are reused without waiting.
+``FLOOR`` new connections until K2HR3 has answered on them, more as K2HR3 shows that it
+takes them (:mod:`k2hr3_osnl.k2hr3.openings`); connections it keeps alive are reused
+without waiting.
 
 The server here is a real socket that accepts nothing for a while, so every connection
 the client opened in that time sits in its accept queue, where it can be counted.
@@ -19,22 +20,27 @@ from collections.abc import Iterator
 import pytest
 
 from k2hr3_osnl.core.answers import Outcome
-from k2hr3_osnl.k2hr3.client import OPENING_AT_ONCE, RoleClient
+from k2hr3_osnl.k2hr3.client import RoleClient
+from k2hr3_osnl.k2hr3.openings import FLOOR
 
 CALLS = 32
 
 
 class SlowToAccept:
     """Listens with a large backlog and accepts nothing for ``hold`` seconds; then counts
-    the connections queued at that moment and answers 204 to every request."""
+    the connections queued at that moment and answers 204 to every request, each after
+    ``latency`` seconds, counting how many requests it ever had in hand at once."""
 
-    def __init__(self, hold: float) -> None:
+    def __init__(self, hold: float, latency: float = 0.0) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(256)
         self.hold = hold
         self.queued_at_first_accept = 0
         self.answered = 0
+        self.latency = latency
+        self.in_hand = 0
+        self.most_in_hand = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -84,6 +90,12 @@ class SlowToAccept:
                         return
                     buffer += data
                 _, buffer = buffer.split(b"\r\n\r\n", 1)
+                with self._lock:
+                    self.in_hand += 1
+                    self.most_in_hand = max(self.most_in_hand, self.in_hand)
+                self._stop.wait(self.latency)
+                with self._lock:
+                    self.in_hand -= 1
                 # Counted before it is sent: the client may have read it (and the test
                 # counted) before this thread runs again.
                 with self._lock:
@@ -110,10 +122,10 @@ def test_a_batch_opens_only_a_few_connections_until_k2hr3_answers_on_them(
         calls = [(f"12345678-1234-5678-1234-{i:012x}", ("10.0.0.1",)) for i in range(CALLS)]
         answers = client.delete_many(calls)
         assert [a.outcome for a in answers] == [Outcome.DELETED] * CALLS
-        # Every call was answered, yet no more than OPENING_AT_ONCE connections ever
-        # waited in K2HR3's accept queue: a listen backlog of 5 loses none of them.
-        assert 1 <= k2hr3.queued_at_first_accept <= OPENING_AT_ONCE
-        assert OPENING_AT_ONCE < 5
+        # Every call was answered, yet no more than FLOOR connections ever waited in
+        # K2HR3's accept queue: a listen backlog of 5 loses none of them.
+        assert 1 <= k2hr3.queued_at_first_accept <= FLOOR
+        assert FLOOR < 5
         assert k2hr3.answered == CALLS
 
         # Kept-alive connections are reused at once, without the gate.
@@ -121,6 +133,25 @@ def test_a_batch_opens_only_a_few_connections_until_k2hr3_answers_on_them(
         assert [a.outcome for a in again] == [Outcome.DELETED] * CALLS
     finally:
         client.close()
+
+
+def test_once_k2hr3_answers_on_them_more_connections_open_at_once() -> None:
+    """A K2HR3 that takes connections at once and answers in 50 ms: each answered
+    connection lets one more open, so the client soon has as many as the calls need
+    (with a fixed four, a batch of 128 would take 32 round trips)."""
+    server = SlowToAccept(hold=0.0, latency=0.05).start()
+    client = RoleClient(server.url, connect_timeout=5, read_timeout=10, pool_size=128)
+    try:
+        calls = [(f"12345678-1234-5678-1234-{i:012x}", ("10.0.0.1",)) for i in range(128)]
+        answers = client.delete_many(calls)
+        assert [a.outcome for a in answers] == [Outcome.DELETED] * 128
+        # Every call waited for a new connection (none was open), so the requests K2HR3
+        # had in hand at once are the gate's window: rounds of 4, 8, 16, 32, then the
+        # remaining 68, well past the floor.
+        assert server.most_in_hand >= 32, server.most_in_hand
+    finally:
+        client.close()
+        server.stop()
 
 
 def test_a_client_is_ready_to_send_when_built(k2hr3: SlowToAccept) -> None:

@@ -27,6 +27,7 @@ import yarl
 from k2hr3_osnl import __version__
 from k2hr3_osnl.core.answers import Answer, Outcome, classify, retry_after
 from k2hr3_osnl.k2hr3.eventloop import EventLoopThread
+from k2hr3_osnl.k2hr3.openings import Openings
 from k2hr3_osnl.observability import logs
 
 LOG = logging.getLogger(__name__)
@@ -38,12 +39,6 @@ BODY_BYTES = 200
 
 #: Beyond a call's own deadline, how long a worker waits for the event loop itself.
 LOOP_GRACE_SECONDS = 5.0
-
-#: New connections to K2HR3 being opened at once, each counted until K2HR3 has answered
-#: on it. A batch's calls go out together; opening a connection for each at once lost
-#: SYNs at a K2HR3 behind a listen backlog of 5 (each lost one costs a 1 s retransmit).
-#: Kept-alive connections are reused without this gate.
-OPENING_AT_ONCE = 4
 
 
 class RoleClient:
@@ -143,7 +138,7 @@ class RoleClient:
         try:
             return await self._call(query, started, opening)
         finally:
-            opening.answered()
+            opening.done(answered=False)  # a no-op once answered
 
     async def _call(self, query: str, started: float, opening: _Opening) -> Answer:
         url = yarl.URL(f"{self._base}?{query}", encoded=True)
@@ -151,7 +146,7 @@ class RoleClient:
             session = self._session.get()
             request = session.delete(url, allow_redirects=False, trace_request_ctx=opening)
             async with request as response:
-                opening.answered()
+                opening.done(answered=True)
                 status = response.status
                 body = b"" if status in (200, 204) else await response.content.read(BODY_BYTES)
                 wait = retry_after(response.headers.get("Retry-After"), time.time())
@@ -206,32 +201,42 @@ class _Session:
 
 
 class _Opening:
-    """A call's hold on one of the :data:`OPENING_AT_ONCE` slots, if it opened a
-    connection: given back once K2HR3 answered on it, or the call failed."""
+    """A call's hold on the gate (:mod:`k2hr3_osnl.k2hr3.openings`), if it opened a new
+    connection, and how long connecting took."""
 
-    __slots__ = ("release",)
+    __slots__ = ("began", "connect_seconds", "gate")
 
     def __init__(self) -> None:
-        self.release: Callable[[], None] | None = None
+        self.gate: Openings | None = None
+        self.began = 0.0
+        self.connect_seconds: float | None = None
 
-    def answered(self) -> None:
-        release, self.release = self.release, None
-        if release is not None:
-            release()
+    def done(self, *, answered: bool) -> None:
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            gate.release(answered=answered, connect_seconds=self.connect_seconds)
 
 
-def _gate_openings(limit: int) -> aiohttp.TraceConfig:
-    """aiohttp's public trace hook, awaited before each new connection: waits for a slot."""
-    slots = asyncio.Semaphore(limit)
+def _gate_openings(ceiling: int) -> aiohttp.TraceConfig:
+    """aiohttp's public trace hooks around each new connection: wait for the gate, then
+    time the connect."""
+    gate = Openings(ceiling)
 
-    async def opening(session: Any, context: Any, params: Any) -> None:
+    async def starting(session: Any, context: Any, params: Any) -> None:
         holder = context.trace_request_ctx
-        if isinstance(holder, _Opening) and holder.release is None:
-            await slots.acquire()
-            holder.release = slots.release
+        if isinstance(holder, _Opening) and holder.gate is None:
+            await gate.acquire()
+            holder.gate = gate
+            holder.began = time.monotonic()
+
+    async def connected(session: Any, context: Any, params: Any) -> None:
+        holder = context.trace_request_ctx
+        if isinstance(holder, _Opening) and holder.gate is not None:
+            holder.connect_seconds = time.monotonic() - holder.began
 
     trace = aiohttp.TraceConfig()
-    trace.on_connection_create_start.append(opening)
+    trace.on_connection_create_start.append(starting)
+    trace.on_connection_create_end.append(connected)
     return trace
 
 
@@ -265,7 +270,7 @@ def _session_options(
     return {
         "connector": aiohttp.TCPConnector(limit=pool_size, ssl=context or _ssl(verify, cert)),
         # Made here, on the loop's thread, with the session: one gate per event loop.
-        "trace_configs": [_gate_openings(OPENING_AT_ONCE)],
+        "trace_configs": [_gate_openings(ceiling=pool_size)],
         # A call's deadline in all: connecting, then waiting for the answer.
         "timeout": aiohttp.ClientTimeout(
             total=sum(timeout), sock_connect=timeout[0], sock_read=timeout[1]
