@@ -36,6 +36,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--venvs", type=Path, default=Path("/work/bench-venvs"))
     args = parser.parse_args()
+    standin.ensure_installed()
     py_spy = daemons.ensure_venv(args.venvs / "profile", ["py-spy"]).parent / "py-spy"
     spec = daemons.old(args.venvs) if args.old else daemons.ours()
     stamp = time.strftime("%Y%m%d-%H%M%S")
