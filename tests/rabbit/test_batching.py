@@ -88,3 +88,20 @@ def test_a_message_awaited_for_a_moment_is_not_a_queue() -> None:
     batch = batching.greedy(poll)(batch_size=32, batch_timeout=0.05)
     assert poll.asked == [(1, None), (31, batching._NO_WAIT)]
     assert len(batch) == 1
+
+
+def test_a_queueing_batch_closes_as_soon_as_nothing_more_is_already_there() -> None:
+    # A burst arriving a message at a time: the socket is looked at before each next
+    # message, and the batch closes when nothing is there, without a window.
+    there = [True, True, False]
+    poll = DriverPoll(first_after=0, arriving=[1] * 40)
+    batch = batching.greedy(poll, ready=lambda: there.pop(0))(batch_size=32, batch_timeout=1.0)
+    assert len(batch) == 3
+    assert poll.asked == [(1, None), (1, GAP), (1, GAP)]
+    assert there == []
+
+
+def test_a_backlog_already_there_still_fills_the_batch() -> None:
+    poll = DriverPoll(first_after=0, arriving=[1] * 40)
+    batch = batching.greedy(poll, ready=lambda: True)(batch_size=32, batch_timeout=0.05)
+    assert len(batch) == 32

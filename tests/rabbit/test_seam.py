@@ -118,11 +118,12 @@ def _fake_listener(wrap: bool) -> oslo_messaging.MessageHandlingServer:
 
     class Wrapped(seam.PollWrappingBatchServer):
         @staticmethod
-        def wrap_poll(poll):  # type: ignore[no-untyped-def]
+        def wrap_poll(poll, ready):  # type: ignore[no-untyped-def]
             def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
                 return poll(*args, **kwargs)
 
             wrapped.wrapped = True  # type: ignore[attr-defined]
+            wrapped.ready = ready  # type: ignore[attr-defined]
             return wrapped
 
     server_class = Wrapped if wrap else seam.BatchServer
@@ -135,6 +136,8 @@ def test_the_driver_poll_can_be_wrapped_and_the_consumer_seen() -> None:
     server.start()
     try:
         assert getattr(seam.driver_poll(server.listener), "wrapped", False)
+        # The fake driver has no socket to look at: batches give each message its window.
+        assert seam.driver_poll(server.listener).ready is None  # type: ignore[attr-defined]
         thread = seam.poll_thread(server)
         assert thread is not None and thread.is_alive()
         assert seam.broker_connected(server) is None  # the fake driver has no connection

@@ -6,11 +6,12 @@ wait for the timeout, and while idle it makes the poll thread wake up every
 ``batch_timeout`` for nothing. Here the first message of a batch is awaited as the plain
 listener awaits any message (long, cheap waits while idle). If it had to be waited for,
 the rate is low: the batch is what has already arrived. If it was there at once,
-messages are queueing (a backlog, a burst): the batch takes the messages that follow
-back to back, each within :data:`GAP_SECONDS` of the last (frames already on the
-socket), and closes at the first gap, when full, or after ``batch_timeout``. A busy
-topic (300 messages/s, mostly not deletions) thus never makes a deletion wait for its
-batch to fill, while a backlog still comes in full batches (docs/benchmarks.md).
+messages are queueing (a backlog, a burst): the batch takes the messages that are
+already there (unpacked, buffered or on the socket, as the seam sees it), each given
+:data:`GAP_SECONDS` to be read, and closes when nothing more is there, when full, or
+after ``batch_timeout``. A busy topic (300 messages/s, mostly not deletions) or a burst
+arriving a message at a time thus never makes a deletion wait for its batch to fill,
+while a backlog still comes in full batches (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -41,8 +42,12 @@ GAP_SECONDS = 0.0003
 QUEUED_SECONDS = 0.001
 
 
-def greedy(poll: Poll) -> Poll:
-    """Wrap a driver listener's ``poll(timeout, batch_size, batch_timeout)``."""
+def greedy(poll: Poll, ready: Callable[[], bool] | None = None) -> Poll:
+    """Wrap a driver listener's ``poll(timeout, batch_size, batch_timeout)``.
+
+    ``ready()`` says whether another message is already there; without it (another
+    driver) each next message is given :data:`GAP_SECONDS` to arrive.
+    """
 
     def poll_batch(
         timeout: float | None = None, batch_size: int = 1, batch_timeout: float | None = None
@@ -59,8 +64,10 @@ def greedy(poll: Poll) -> Poll:
                 # It had to be waited for: the rate is low; take only what is here.
                 batch += poll(batch_size=batch_size - len(batch), batch_timeout=_NO_WAIT)
                 break
-            # One message at a time, each given GAP_SECONDS to arrive and be read: a
-            # backlog's are already on the socket; a burst's next one is not waited for.
+            # One message at a time, each given GAP_SECONDS to be read: a backlog's are
+            # already on the socket; a burst's next one is not waited for.
+            if ready is not None and not ready():
+                break
             more = poll(batch_size=1, batch_timeout=GAP_SECONDS)
             batch += more
             if not more or time.monotonic() >= limit:

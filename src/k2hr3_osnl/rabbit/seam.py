@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import select
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,12 +77,43 @@ def driver_poll(adapter: Any) -> Callable[..., list[Any]] | None:
     return poll if callable(poll) else None
 
 
+def already_there(listener: Any) -> Callable[[], bool] | None:
+    """For the rabbit driver's listener: whether another message is already here (one
+    oslo.messaging has unpacked, bytes amqp has buffered, or bytes on the socket), so
+    that a batch waits only for what is arriving. None for another driver."""
+    if not (hasattr(listener, "incoming") and hasattr(listener, "conn")):
+        return None
+
+    def ready() -> bool:
+        if listener.incoming:
+            return True
+        # conn is oslo.messaging's context around its rabbit Connection, around kombu's;
+        # kombu's own attribute, as its property would connect.
+        rabbit = getattr(listener.conn, "connection", None)
+        amqp_connection = getattr(getattr(rabbit, "connection", None), "_connection", None)
+        transport = getattr(amqp_connection, "transport", None)
+        sock = getattr(transport, "sock", None)
+        if sock is None:
+            return True  # cannot tell: give the next message its window, as before
+        if getattr(transport, "_read_buffer", b"") or (
+            isinstance(sock, ssl.SSLSocket) and sock.pending()
+        ):
+            return True
+        try:
+            return bool(select.select([sock], [], [], 0)[0])
+        except (OSError, ValueError):  # closed under us: the poll will say so
+            return True
+
+    return ready
+
+
 class PollWrappingBatchServer(BatchServer):
     """oslo.messaging's batch notification server with the driver listener's ``poll``
-    wrapped by ``wrap_poll`` (set by a subclass). Where a release moved it, batches are
+    wrapped by ``wrap_poll`` (set by a subclass), which is also told how to see whether
+    more is already there (:func:`already_there`). Where a release moved it, batches are
     oslo.messaging's own: slower at a trickle, still correct."""
 
-    wrap_poll: Callable[[Callable[..., list[Any]]], Callable[..., list[Any]]]
+    wrap_poll: Callable[..., Callable[..., list[Any]]]
 
     def _create_listener(self) -> Any:
         adapter = super()._create_listener()
@@ -88,7 +121,8 @@ class PollWrappingBatchServer(BatchServer):
         if poll is None:
             LOG.warning("oslo.messaging's listener has changed: batches wait for their timeout")
         else:
-            adapter._poll_style_listener.poll = type(self).wrap_poll(poll)
+            listener = adapter._poll_style_listener
+            listener.poll = type(self).wrap_poll(poll, already_there(listener))
         return adapter
 
     def _process_incoming(self, incoming: list[Any]) -> None:
@@ -426,6 +460,12 @@ def _kombu_connection() -> Any:
     return connection.Connection
 
 
+def _amqp_transport() -> Any:
+    from amqp import transport
+
+    return transport._AbstractTransport
+
+
 def _adapter() -> Any:
     from oslo_messaging._drivers import base
 
@@ -499,6 +539,17 @@ HOOKS = (
         lambda: (
             _has(lambda: BatchServer, "_create_listener")()
             and _sets(_adapter, "_poll_style_listener")()
+        ),
+    ),
+    Hook(
+        "AMQPListener.incoming, conn.connection.connection._connection.transport.sock",
+        "closes a batch when nothing more is already there; without them each message "
+        "of a burst gets a short window and a deletion may wait for its batch (a few ms)",
+        False,
+        lambda: (
+            _sets(_amqp_listener, "incoming", "conn")()
+            and _has(_kombu_connection, "_connection")()
+            and _sets(_amqp_transport, "sock", "_read_buffer")()
         ),
     ),
     Hook(
