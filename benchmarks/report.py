@@ -30,8 +30,12 @@ def _median(rows: list[dict[str, Any]], key: str) -> float:
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     by: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    small: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for row in results.get("drain", []):
-        by[(row["daemon"], row["latency_ms"])].append(row)
+        (small if row.get("small_backlog") else by)[(row["daemon"], row["latency_ms"])].append(row)
+    backlog5: dict[str, dict[int, float]] = defaultdict(dict)
+    for (daemon, latency), rows in sorted(small.items(), key=lambda kv: kv[0][1]):
+        backlog5[daemon][latency] = _median(rows, "per_second")
     throughput: dict[str, dict[int, float]] = defaultdict(dict)
     cpu: dict[str, dict[int, float]] = defaultdict(dict)
     for (daemon, latency), rows in sorted(by.items(), key=lambda kv: kv[0][1]):
@@ -61,6 +65,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
 
     summary: dict[str, Any] = {
         "throughput": throughput,
+        "throughput_backlog5": backlog5,
         "cpu_ms": cpu,
         "ceilings": {
             "bare_listener_per_second": a,
@@ -96,7 +101,12 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             "cpu_ms": _median(rows, "cpu_ms") if all("cpu_ms" in r for r in rows) else None,
             "runs": len(rows),
         }
+    if results.get("mixed"):
+        summary["mixed"] = results["mixed"]["summary"]
+    if results.get("reconcile"):
+        summary["reconcile"] = results["reconcile"]
     summary["targets"] = _targets(summary, threads, results)
+    summary["targets_21"] = _targets_21(_plain(summary))
     return _plain(summary)
 
 
@@ -200,6 +210,87 @@ def _targets(summary: dict[str, Any], threads: int, results: dict[str, Any]) -> 
     return out
 
 
+def _within(ours: float, old: float) -> bool:
+    """Issue 21's bound: at or below 1.0.8, or within max(1 ms, 10%) of it."""
+    return ours <= old + max(1.0, 0.1 * old)
+
+
+def _targets_21(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def target(what: str, goal: str, measured: str, met: bool | None) -> None:
+        out.append({"target": what, "goal": goal, "measured": measured, "met": met})
+
+    mixed = summary.get("mixed") or {}
+    if OLD in mixed and OURS in mixed:
+        for phase in ("quiet", "busy", "burst"):
+            for key in ("p50_ms", "p99_ms"):
+                ours, old = mixed[OURS][phase][key], mixed[OLD][phase][key]
+                target(
+                    f"Mixed traffic, {phase}, {key[:3]} (median of the runs)",
+                    "<= 1.0.8 or within max(1 ms, 10%)",
+                    f"{ours:.1f} vs {old:.1f} ms",
+                    _within(ours, old),
+                )
+    t, t5 = summary["throughput"], summary.get("throughput_backlog5", {})
+    for latency in ("0", "10", "50"):
+        if latency in t.get(OURS, {}) and latency in t.get(OLD, {}):
+            ratio = t[OURS][latency] / t[OLD][latency]
+            target(
+                f"Drain, 1 process, {latency} ms",
+                ">= 1.5x 1.0.8",
+                f"{t[OURS][latency]:.0f} vs {t[OLD][latency]:.0f}/s = {ratio:.2f}x",
+                ratio >= 1.5,
+            )
+    ours_t = t.get(OURS, {})
+    if "10" in ours_t and "50" in ours_t:
+        target(
+            "Drain at 10 ms not below the drain at 50 ms",
+            "10 ms >= 50 ms",
+            f"{ours_t['10']:.0f} vs {ours_t['50']:.0f}/s",
+            ours_t["10"] >= ours_t["50"],
+        )
+    for latency in sorted(t5.get(OURS, {}), key=int):
+        if latency in t5.get(OLD, {}):
+            ratio = t5[OURS][latency] / t5[OLD][latency]
+            target(
+                f"Drain against a listen backlog of 5, {latency} ms",
+                "no worse than 1.0.8",
+                f"{t5[OURS][latency]:.0f} vs {t5[OLD][latency]:.0f}/s = {ratio:.2f}x",
+                ratio >= 1.0,
+            )
+    idle = (mixed.get(OURS) or {}).get("idle")
+    if idle:
+        target(
+            "Idle CPU, default configuration",
+            "<= 0.3 ms per second",
+            f"{idle['cpu_ms_per_s']:.2f} ms/s (1.0.8: "
+            f"{mixed.get(OLD, {}).get('idle', {}).get('cpu_ms_per_s', float('nan')):.2f})",
+            idle["cpu_ms_per_s"] <= 0.3,
+        )
+        target(
+            "Idle RSS, default configuration",
+            "<= 55 MB",
+            f"{idle['rss_mb']:.1f} MB (1.0.8: "
+            f"{mixed.get(OLD, {}).get('idle', {}).get('rss_mb', float('nan')):.1f})",
+            idle["rss_mb"] <= 55,
+        )
+    for row in summary.get("reconcile") or []:
+        target(
+            f"Reconciliation of {row['servers']:,} deleted servers in one pass",
+            "<= 100 MB peak RSS",
+            f"{row['peak_rss_mb']:.1f} MB, {row['drain_per_second']}/s",
+            row["peak_rss_mb"] <= 100 and row["deletions_sent"] == row["servers"],
+        )
+        target(
+            "A pass with nothing new",
+            "one listing request",
+            f"{row['idle_nova_requests']} listing request(s)",
+            row["idle_nova_requests"] == 1,
+        )
+    return out
+
+
 def _fmt(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -226,12 +317,17 @@ def markdown(results: dict[str, Any], summary: dict[str, Any]) -> str:
         "",
         "### Drain of a preloaded backlog",
         "",
-        "| daemon | K2HR3 latency | deletions/s | CPU ms / notification | peak RSS MB |",
-        "|---|---:|---:|---:|---:|",
+        "| daemon | K2HR3 latency | listen backlog | deletions/s | CPU ms / notification "
+        "| peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for row in sorted(results.get("drain", []), key=lambda r: (r["latency_ms"], r["daemon"])):
+    drains = results.get("drain", [])
+    for row in sorted(
+        drains, key=lambda r: (bool(r.get("small_backlog")), r["latency_ms"], r["daemon"])
+    ):
         lines.append(
-            f"| {row['daemon']} | {row['latency_ms']} ms | {row['per_second']:.0f} | "
+            f"| {row['daemon']} | {row['latency_ms']} ms | "
+            f"{5 if row.get('small_backlog') else 4096} | {row['per_second']:.0f} | "
             f"{row['cpu_ms']:.3f} | {row['peak_rss_mb']:.1f} |"
         )
     ceil = summary["ceilings"]
@@ -290,11 +386,54 @@ def markdown(results: dict[str, Any], summary: dict[str, Any]) -> str:
                 f"| {daemon} | {latency} ms | {st['p50_ms']:.1f} | {st['p99_ms']:.1f} | "
                 f"{st['max_ms']:.1f} | {_fmt(st.get('cpu_ms'), 3)} |"
             )
-    lines += ["", "### Targets (issue 5)", "", "| target | goal | measured | met |"]
-    lines.append("|---|---|---|---|")
-    for row in summary["targets"]:
-        met = {True: "yes", False: "**no**", None: "-"}[row["met"]]
-        lines.append(f"| {row['target']} | {row['goal']} | {row['measured']} | {met} |")
+    mixed = summary.get("mixed")
+    if mixed:
+        spec = results["mixed"]
+        lines += [
+            "",
+            "### Mixed traffic: the exposure window (issue 21)",
+            "",
+            f"{spec['runs']} runs of each daemon, in turns; K2HR3 answering in "
+            f"{spec['latency_ms']} ms; one `port.delete.end` in 20 messages; delay from just "
+            "before `Notifier.info()` to nginx receiving the DELETE. Medians over the runs "
+            "of each run's p50 / p99, in ms:",
+            "",
+            "| phase | " + " | ".join(mixed) + " |",
+            "|---|" + "---:|" * len(mixed),
+        ]
+        for phase in ("quiet", "busy", "burst"):
+            cells = [f"{m[phase]['p50_ms']:.1f} / {m[phase]['p99_ms']:.1f}" for m in mixed.values()]
+            lines.append(f"| {phase} | " + " | ".join(cells) + " |")
+        cells = [
+            f"{m['idle']['cpu_ms_per_s']:.2f} CPU-ms/s, {m['idle']['rss_mb']:.1f} MB, "
+            f"{m['idle']['threads']:.0f} threads"
+            if "idle" in m
+            else "-"
+            for m in mixed.values()
+        ]
+        lines.append(f"| idle, {spec['idle_seconds']:.0f} s | " + " | ".join(cells) + " |")
+    for row in summary.get("reconcile") or []:
+        lines += [
+            "",
+            f"### Reconciliation: {row['servers']:,} deleted servers in one pass",
+            "",
+            "| K2HR3 latency | deletions sent | deletions/s | pass wall time | peak RSS MB "
+            "| Nova listing requests | idle pass: listing requests, peak RSS MB |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {row['k2hr3_latency_ms']} ms | {row['deletions_sent']:,} | "
+            f"{row['drain_per_second']} | {row['wall_seconds']} s | {row['peak_rss_mb']} | "
+            f"{row['nova_requests']} | {row['idle_nova_requests']}, {row['idle_peak_rss_mb']} |",
+        ]
+    for title, rows in (
+        ("Targets (issue 5)", summary["targets"]),
+        ("Targets (issue 21)", summary.get("targets_21") or []),
+    ):
+        if not rows:
+            continue
+        lines += ["", f"### {title}", "", "| target | goal | measured | met |", "|---|---|---|---|"]
+        for row in rows:
+            met = {True: "yes", False: "**no**", None: "-"}[row["met"]]
+            lines.append(f"| {row['target']} | {row['goal']} | {row['measured']} | {met} |")
     return "\n".join(lines) + "\n"
 
 

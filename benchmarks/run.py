@@ -19,8 +19,14 @@ root for apt-get the first time. What it does, in order:
    k2hr3-osnl, k2hr3-osnl with 2 workers);
 5. drains ``--memory-count`` with each daemon at 0 ms for peak RSS and its growth;
 6. publishes at ``--rate``/s to each running daemon for the publish-to-K2HR3 delay;
-7. writes benchmarks/results/<date>.json, and (unless ``--no-docs``) the table in
-   docs/benchmarks.md, docs/benchmarks-summary.json and docs/benchmarks-throughput.png.
+7. mixed traffic (mixed.py, issue 21): ``--mixed-runs`` runs of each daemon through a
+   quiet, a busy and a burst phase, after ``--mixed-idle`` seconds idle;
+8. one reconciliation pass over ``--reconcile-servers`` deleted servers (reconcile.py);
+9. writes benchmarks/results/<date>.json, and (unless ``--no-docs``) the tables in
+   docs/benchmarks.md, docs/benchmarks-summary.json, docs/benchmarks-throughput.png and
+   docs/benchmarks-mixed.png, and copies the raw JSON to docs/benchmarks-raw/.
+
+With ``--backlog5`` every drain is also made against K2HR3 behind a listen backlog of 5.
 
 Everything on the broker is named ``bench_*`` and deleted afterwards.
 """
@@ -246,12 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="parts to leave out, comma-separated: ceilings, memory, steady",
+        help="parts to leave out, comma-separated: ceilings, memory, steady, mixed, reconcile",
     )
     parser.add_argument(
         "--backlog5",
         action="store_true",
         help="also drain at each latency against K2HR3 behind a listen backlog of 5",
+    )
+    parser.add_argument("--mixed-runs", type=int, default=5, help="mixed traffic runs; 0: none")
+    parser.add_argument("--mixed-idle", type=float, default=15.0, help="idle seconds first")
+    parser.add_argument("--mixed-latency", type=int, default=10, help="K2HR3 latency, ms")
+    parser.add_argument(
+        "--reconcile-servers", type=int, default=100_000, help="deleted servers; 0: none"
     )
     parser.add_argument(
         "--also",
@@ -266,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     args.skip = {x for x in args.skip.split(",") if x}
     if args.quick:
         args.count, args.memory_count, args.http_count, args.rate_seconds = 3000, 12_000, 2000, 5
+        args.mixed_runs, args.mixed_idle = min(args.mixed_runs, 1), 2.0
+        args.reconcile_servers = min(args.reconcile_servers, 2000)
 
     standin.ensure_installed()
     old = daemons.old(args.venvs)
@@ -291,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": Path("/proc/loadavg").read_text().split()[:3],
     }
     print(json.dumps(results["machine"], indent=1), flush=True)
-    stand = standin.StandIn(workdir / "nginx", _free_port(), args.latencies).start()
+    latencies = sorted({*args.latencies, args.mixed_latency, 0})
+    stand = standin.StandIn(workdir / "nginx", _free_port(), latencies).start()
     broker = Broker(URL, f"bench_x_{stamp}", "bench_notifications")
     specs = [old] + [daemons.ours(workers=w) for w in args.workers]
     specs += [daemons.ours(src=src.resolve()) for src in args.also]
@@ -342,6 +357,14 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 results["steady"].append(found)
+        if args.mixed_runs and "mixed" not in args.skip:
+            results["mixed"] = mixed_traffic(specs[:2], broker, stand, workdir, args)
+        if args.reconcile_servers and "reconcile" not in args.skip:
+            import reconcile  # adds tests/ to the path, for the OpenStack stand-in
+
+            print("reconciliation", flush=True)
+            results["reconcile"] = [reconcile.measure(0, args.reconcile_servers, 500, stand)]
+            print(f"  {results['reconcile'][0]}", flush=True)
     finally:
         results["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
         stand.stop()
@@ -349,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         raw = HERE / "results" / f"{stamp}.json"
         raw.write_text(json.dumps(results, indent=1))
         print(f"raw results: {raw}", flush=True)
-    if args.skip or args.backlog5 or args.also:
+    if args.skip or args.also:
         # A partial run: the raw JSON and drain.py's table, not the docs' full report.
         print(drain_table(results["drain"]), flush=True)
         return 0
@@ -359,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         docs = ROOT / "docs"
         (docs / "benchmarks-summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         report.update_doc(docs / "benchmarks.md", report.markdown(results, summary))
+        (docs / "benchmarks-raw" / f"run-{stamp}.json").write_text(raw.read_text())
         subprocess.run(
             [
                 str(plot_python),
@@ -368,7 +392,50 @@ def main(argv: list[str] | None = None) -> int:
             ],
             check=True,
         )
+        if results.get("mixed"):
+            rows = workdir / "mixed-rows.json"
+            rows.write_text(json.dumps({"rows": results["mixed"]["rows"]}))
+            subprocess.run(
+                [
+                    str(plot_python),
+                    str(HERE / "plot_mixed.py"),
+                    str(rows),
+                    str(docs / "benchmarks-mixed.png"),
+                ],
+                check=True,
+            )
     return 0
+
+
+def mixed_traffic(
+    specs: list[daemons.DaemonSpec],
+    broker: Broker,
+    stand: standin.StandIn,
+    workdir: Path,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """mixed.py's runs, 1.0.8 and k2hr3-osnl in turns (the order swapped every run)."""
+    import mixed
+
+    PHASES = mixed.PHASES
+    print("mixed traffic", flush=True)
+    rows: list[dict[str, Any]] = []
+    for number in range(args.mixed_runs):
+        for spec in specs if number % 2 == 0 else specs[::-1]:
+            row = mixed.again(
+                mixed.once, spec, broker, stand, args.mixed_latency, workdir, args.mixed_idle
+            )
+            row["run"] = number
+            rows.append(row)
+            phases = (f"{n} {row[n]['p50_ms']:.1f}/{row[n]['p99_ms']:.1f} ms" for n, *_ in PHASES)
+            print(f"  run {number} {row['daemon']}: " + ", ".join(phases), flush=True)
+    return {
+        "runs": args.mixed_runs,
+        "latency_ms": args.mixed_latency,
+        "idle_seconds": args.mixed_idle,
+        "rows": rows,
+        "summary": mixed.summarize(rows),
+    }
 
 
 if __name__ == "__main__":
