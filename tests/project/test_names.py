@@ -11,31 +11,41 @@ from support import paths
 
 ROOT = paths.ROOT
 SRC = ROOT / "src" / "k2hr3_osnl"
-BENCHMARKS = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+#: The benchmark report (one run) and the history of earlier measurements.
+REPORTS = {
+    name: (ROOT / "docs" / name).read_text(encoding="utf-8")
+    for name in ("benchmarks.md", "benchmarks-history.md")
+}
 FILES = sorted(SRC.rglob("*.py"))
 #: A measured figure: a rate, a size, a share, a ratio or a CPU cost.
 FIGURE = re.compile(r"(?<![\d,.])(\d[\d,]*(?:\.\d+)?)\s?(?:/s\b|MB\b|%|x\b|CPU-ms\b)")
 
 
-def _sentences_citing_benchmarks(text: str) -> list[str]:
+def _sentences_citing_benchmarks(text: str) -> list[tuple[str, str]]:
+    """``(sentence, the report it cites)``."""
     # Comments and docstrings alike: join the lines, drop the comment marks, split.
     flat = re.sub(r"\s*\n\s*(?:#:?\s*)?", " ", text)
-    return [s for s in re.split(r"(?<=\.)\s", flat) if "benchmarks.md" in s]
+    return [
+        (sentence, name)
+        for sentence in re.split(r"(?<=\.)\s", flat)
+        for name in REPORTS
+        if f"docs/{name}" in sentence
+    ]
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(SRC)))
 def test_a_figure_quoted_from_the_benchmarks_is_the_one_they_measured(path: Path) -> None:
     quoted = [
-        (figure, sentence)
-        for sentence in _sentences_citing_benchmarks(path.read_text(encoding="utf-8"))
+        (figure, sentence, name)
+        for sentence, name in _sentences_citing_benchmarks(path.read_text(encoding="utf-8"))
         for figure in FIGURE.findall(sentence)
     ]
     missing = [
-        f"{figure} in: {sentence.strip()}"
-        for figure, sentence in quoted
-        if not re.search(rf"(?<![\d,.]){re.escape(figure)}(?![\d,]|\.\d)", BENCHMARKS)
+        f"{figure} (docs/{name}) in: {sentence.strip()}"
+        for figure, sentence, name in quoted
+        if not re.search(rf"(?<![\d,.]){re.escape(figure)}(?![\d,]|\.\d)", REPORTS[name])
     ]
-    assert not missing, f"not in docs/benchmarks.md: {missing}"
+    assert not missing, f"not in the report cited: {missing}"
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(SRC)))

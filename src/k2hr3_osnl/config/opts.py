@@ -183,10 +183,10 @@ default_opts = [
         default=0.005,
         min=0.001,
         max=1.0,
-        help="Longest a batch keeps taking notifications that arrive back to back (each "
-        "within 0.3 ms of the last) before they are handled. A batch never "
-        "waits for a notification that is not on its way: a deletion is not held for "
-        "company. Changing it needs a restart.",
+        help="Longest a batch keeps taking notifications that are already there (a "
+        "backlog, a burst) before they are handled. A batch closes as soon as no "
+        "other notification is there: a deletion is not held for company. Changing "
+        "it needs a restart.",
     ),
 ]
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 #: links): 20,000 of them are 4 MB. Duplicates come within seconds (a redelivery after a
 #: reconnect is at most one prefetch, 128, per consumer; a publisher's retry is
 #: immediate), which 20,000 covers many times over even while a backlog drains at
-#: 1,800/s; 100,000 made RSS grow by 21 MB over a long drain (docs/benchmarks.md).
+#: 1,800/s; 100,000 made RSS grow by 21 MB over a long drain (docs/benchmarks-history.md).
 DEFAULT_CAPACITY = 20_000
 
 #: A key longer than this is remembered by a 16-byte digest.

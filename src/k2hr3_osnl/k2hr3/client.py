@@ -81,7 +81,7 @@ class RoleClient:
             self._invalid = f"invalid api_url: {error}"
         if not (dry_run or self._invalid):
             # The loop thread and the session now, not on the first deletion after a
-            # start, which would wait for both (docs/benchmarks.md, issue 21).
+            # start, which would wait for both (docs/benchmarks-history.md).
             self._loop.run(self._ready(), timeout=LOOP_GRACE_SECONDS)
 
     async def _ready(self) -> None:

@@ -4,7 +4,7 @@ oslo.messaging hands each notification to a worker thread, and the handler block
 until K2HR3 answered. If each of those threads did its own socket I/O, every send and
 receive would hand the GIL to another worker thread: the same K2HR3 call cost 0.43
 CPU-ms from 128 threads through urllib3 (0.70 through requests) and 0.13 from 128 tasks
-in one event loop (docs/benchmarks.md). So the threads only wait; the loop does the
+in one event loop (docs/benchmarks-history.md). So the threads only wait; the loop does the
 talking.
 """
 

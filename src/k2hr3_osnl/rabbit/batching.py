@@ -87,7 +87,7 @@ class GreedyBatchServer(seam.PollWrappingBatchServer):
 
     oslo.messaging's own batching (a plain BatchNotificationServer) made every message at
     a trickle wait for ``batch_timeout``, and a backlog drained slower than with greedy
-    batches (docs/benchmarks.md, "Batches fill only while messages queue up"), so the
+    batches (docs/benchmarks-history.md, "Changes made for speed"), so the
     poll is wrapped, through the seam.
     """
 

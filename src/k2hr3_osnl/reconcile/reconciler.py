@@ -43,7 +43,7 @@ CHUNK = 32
 #: ...and batches in flight at once: 4 x 32 = 128 calls, what the default prefetch lets
 #: notifications have. While some wait for K2HR3, others use the CPU and the next page
 #: is fetched, as on the notification path; one batch at a time drained at a third of
-#: its speed (docs/benchmarks.md).
+#: its speed (docs/benchmarks-history.md).
 BATCHES_IN_FLIGHT = 4
 #: Seconds between the listener consuming and the first pass: a queue that survived the
 #: downtime hands its backlog over first, so those deletions count as delivered.
