@@ -205,6 +205,40 @@ def again(measure_once: Any, *args: Any) -> dict[str, Any]:
     raise AssertionError("unreachable")
 
 
+def runs(
+    specs: list[daemons.DaemonSpec],
+    broker: Broker,
+    stand: standin.StandIn,
+    latency_ms: int,
+    workdir: Path,
+    idle_seconds: float,
+    count: int,
+    rows: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """``count`` runs of each daemon, in turns, appended to ``rows`` as they end (a run
+    that fails later keeps the ones before)."""
+    for number in range(count):
+        # Swap the order every run: the machine's load drifts.
+        for spec in specs if number % 2 == 0 else specs[::-1]:
+            row = again(once, spec, broker, stand, latency_ms, workdir, idle_seconds)
+            row["run"] = number
+            rows.append(row)
+            print(
+                f"run {number} {row['daemon']}: "
+                + ", ".join(
+                    f"{n} {row[n]['p50_ms']:.1f}/{row[n]['p99_ms']:.1f} ms" for n, _, _ in PHASES
+                )
+                + (
+                    f"; idle {row['idle']['cpu_ms_per_s']:.2f} ms/s {row['idle']['rss_mb']:.1f} MB"
+                    if "idle" in row
+                    else ""
+                )
+                + f"; load {row['load'][0][0]}-{row['load'][-1][0]}",
+                flush=True,
+            )
+    return rows
+
+
 def _threads(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/task").iterdir()))
 
@@ -277,27 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": [],
     }
     try:
-        for number in range(args.runs):
-            # Swap the order every run: the machine's load drifts.
-            for spec in specs if number % 2 == 0 else specs[::-1]:
-                row = again(once, spec, broker, stand, args.latency, workdir, args.idle)
-                row["run"] = number
-                results["rows"].append(row)
-                print(
-                    f"run {number} {row['daemon']}: "
-                    + ", ".join(
-                        f"{n} {row[n]['p50_ms']:.1f}/{row[n]['p99_ms']:.1f} ms"
-                        for n, _, _ in PHASES
-                    )
-                    + (
-                        f"; idle {row['idle']['cpu_ms_per_s']:.2f} ms/s "
-                        f"{row['idle']['rss_mb']:.1f} MB"
-                        if "idle" in row
-                        else ""
-                    )
-                    + f"; load {row['load'][0][0]}-{row['load'][-1][0]}",
-                    flush=True,
-                )
+        runs(specs, broker, stand, args.latency, workdir, args.idle, args.runs, results["rows"])
     finally:
         stand.stop()
         broker.close()

@@ -106,8 +106,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     if results.get("reconcile"):
         summary["reconcile"] = results["reconcile"]
     summary["targets"] = _targets(summary, threads, results)
-    summary["targets_21"] = _targets_21(_plain(summary))
-    return _plain(summary)
+    plain = _plain(summary)
+    plain["targets_21"] = _targets_21(plain)
+    return plain
 
 
 def _plain(value: Any) -> Any:

@@ -417,18 +417,10 @@ def mixed_traffic(
     """mixed.py's runs, 1.0.8 and k2hr3-osnl in turns (the order swapped every run)."""
     import mixed
 
-    PHASES = mixed.PHASES
     print("mixed traffic", flush=True)
-    rows: list[dict[str, Any]] = []
-    for number in range(args.mixed_runs):
-        for spec in specs if number % 2 == 0 else specs[::-1]:
-            row = mixed.again(
-                mixed.once, spec, broker, stand, args.mixed_latency, workdir, args.mixed_idle
-            )
-            row["run"] = number
-            rows.append(row)
-            phases = (f"{n} {row[n]['p50_ms']:.1f}/{row[n]['p99_ms']:.1f} ms" for n, *_ in PHASES)
-            print(f"  run {number} {row['daemon']}: " + ", ".join(phases), flush=True)
+    rows = mixed.runs(
+        specs, broker, stand, args.mixed_latency, workdir, args.mixed_idle, args.mixed_runs, []
+    )
     return {
         "runs": args.mixed_runs,
         "latency_ms": args.mixed_latency,
